@@ -24,6 +24,7 @@ class Reading:
     # Per kept character: its CTC time step centre as a fraction (0..1) of the crop's text width.
     char_positions: tuple[float, ...] = ()
     char_confidences: tuple[float, ...] = ()
+    flipped: bool = False  # the orientation classifier turned the crop by 180° before reading
 
 
 @dataclass(frozen=True, slots=True)

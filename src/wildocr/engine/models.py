@@ -1,0 +1,143 @@
+"""Where the weights come from and how ONNX Runtime runs them.
+
+The PP-OCR ONNX files ship inside the `rapidocr` wheel; we only read them from its package folder, so
+nothing is ever downloaded at run time. The recognizer's charset is stored in the model's own metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+DET_MODEL = "PP-OCRv6_det_small.onnx"
+REC_MODEL = "PP-OCRv6_rec_small.onnx"
+CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing or unreadable: raised at start-up, before any image is read."""
+
+
+def models_dir() -> Path:
+    """The `models/` folder of the installed rapidocr package (overridable with WILDOCR_MODELS_DIR)."""
+    override = os.environ.get("WILDOCR_MODELS_DIR")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec("rapidocr")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(
+            "the 'rapidocr' package is not installed: it carries the PP-OCR weights wildocr reads "
+            "(pip install -c constraints.txt -e '.[cpu]')"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def model_path(name: str) -> Path:
+    path = models_dir() / name
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path} (expected inside the rapidocr wheel)")
+    if path.stat().st_size < 1024:
+        raise ModelFileError(f"model file is truncated: {path} ({path.stat().st_size} bytes)")
+    return path
+
+
+@cache
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def available_providers(device: str = "auto") -> list[str]:
+    """ONNX Runtime providers to use: CUDA first when it is usable and wanted, CPU always last."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise RuntimeError("device='cuda' asked for, but onnxruntime has no CUDAExecutionProvider here")
+    return ["CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    device: str = "auto"
+    intra_op_threads: int = 0  # 0: ONNX Runtime picks (all physical cores)
+
+
+def create_session(model: bytes | Path, options: SessionOptions) -> ort.InferenceSession:
+    """An inference session tuned for OCR's many input shapes."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    providers: list = []
+    for name in available_providers(options.device):
+        if name == "CUDAExecutionProvider":
+            # EXHAUSTIVE re-tunes every new input shape: a known reason ORT-GPU OCR runs slower than CPU.
+            providers.append(
+                (name, {"cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested"})
+            )
+        else:
+            providers.append(name)
+    source = str(model) if isinstance(model, Path) else model
+    try:
+        session = ort.InferenceSession(source, sess_options=so, providers=providers)
+    except Exception as exc:  # corrupt protobuf, wrong file
+        raise ModelFileError(
+            f"cannot load model {model if isinstance(model, Path) else '<bytes>'}: {exc}"
+        ) from exc
+    return session
+
+
+def recognizer_charset(session: ort.InferenceSession) -> list[str]:
+    """CTC labels: blank at 0, the model's characters, then the space it was trained with."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if "character" not in meta:
+        raise ModelFileError("the recognizer model has no 'character' metadata (wrong model file?)")
+    return ["<blank>", *meta["character"].splitlines(), " "]
+
+
+def with_device_argmax(model_path: Path) -> bytes:
+    """The recognizer with ArgMax/ReduceMax appended over the class axis.
+
+    Its softmax output is ~18,700 floats per time step (about 3 MB per crop); reducing it inside the
+    graph means only indices and maxima leave the device (GPU) or the ORT thread pool (CPU).
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    probs = graph.output[0].name
+    graph.node.extend(
+        [
+            helper.make_node("ArgMax", [probs], ["ctc_index"], axis=2, keepdims=0),
+            helper.make_node("ReduceMax", [probs], ["ctc_prob"], axes=[2], keepdims=0)
+            if model.opset_import[0].version < 18
+            else helper.make_node("ReduceMax", [probs, "ctc_axes"], ["ctc_prob"], keepdims=0),
+        ]
+    )
+    if model.opset_import[0].version >= 18:
+        graph.initializer.append(onnx.numpy_helper.from_array(np.array([2], dtype=np.int64), "ctc_axes"))
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("ctc_index", onnx.TensorProto.INT64, None),
+            helper.make_tensor_value_info("ctc_prob", onnx.TensorProto.FLOAT, None),
+        ]
+    )
+    return model.SerializeToString()

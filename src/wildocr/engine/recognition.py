@@ -1,0 +1,111 @@
+"""CTC text recognition in large, shape-stable batches.
+
+Crops are sorted by aspect ratio and padded into a few fixed width buckets: a new input shape per batch
+costs a re-plan on CPU and a kernel re-tune on GPU, while padding a crop a little costs almost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from wildocr.engine.types import Reading
+
+REC_HEIGHT = 48
+BLANK = 0
+
+
+@dataclass(frozen=True)
+class RecognizerConfig:
+    batch_size: int = 32
+    width_buckets: tuple[int, ...] = (160, 320, 480, 640, 960, 1280)
+
+
+def bucket_width(crop_w: int, crop_h: int, buckets: Sequence[int]) -> tuple[int, int]:
+    """(resized content width, bucket width) for a crop scaled to REC_HEIGHT; the last bucket caps width."""
+    content = max(1, math.ceil(REC_HEIGHT * crop_w / max(crop_h, 1)))
+    for bucket in buckets:
+        if content <= bucket:
+            return content, bucket
+    return buckets[-1], buckets[-1]
+
+
+def plan_batches(shapes: Sequence[tuple[int, int]], cfg: RecognizerConfig) -> list[tuple[int, list[int]]]:
+    """Group crop indices (by (h, w) shape) into batches of one bucket width, at most batch_size each."""
+    by_bucket: dict[int, list[tuple[float, int]]] = {}
+    for index, (h, w) in enumerate(shapes):
+        _, bucket = bucket_width(w, h, cfg.width_buckets)
+        by_bucket.setdefault(bucket, []).append((w / max(h, 1), index))
+    batches: list[tuple[int, list[int]]] = []
+    for bucket in sorted(by_bucket):
+        members = [i for _, i in sorted(by_bucket[bucket])]
+        for start in range(0, len(members), cfg.batch_size):
+            batches.append((bucket, members[start : start + cfg.batch_size]))
+    return batches
+
+
+def normalise_crop(crop_bgr: np.ndarray, bucket: int, out: np.ndarray) -> float:
+    """Resize one crop into `out` (3×48×bucket, pre-zeroed); returns the content width fraction of the bucket."""
+    h, w = crop_bgr.shape[:2]
+    content, _ = bucket_width(w, h, (bucket,))
+    content = min(content, bucket)
+    resized = cv2.resize(crop_bgr, (content, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    chw = resized.transpose(2, 0, 1).astype(np.float32)
+    out[:, :, :content] = chw * (2.0 / 255.0) - 1.0
+    return content / bucket
+
+
+def ctc_greedy_decode(
+    indices: np.ndarray, probs: np.ndarray, charset: Sequence[str], content_fraction: float = 1.0
+) -> Reading:
+    """Greedy CTC: argmax per step (given), collapse repeats, drop blank; confidence = mean kept max-prob.
+
+    Character positions are the kept steps' centres as a fraction of the crop's real (unpadded) width.
+    """
+    indices = np.asarray(indices)
+    steps = len(indices)
+    keep = indices != BLANK
+    keep[1:] &= indices[1:] != indices[:-1]
+    kept = np.flatnonzero(keep)
+    if kept.size == 0:
+        return Reading(text="", confidence=0.0)
+    text = "".join(charset[i] for i in indices[kept])
+    step_probs = np.asarray(probs)[kept].astype(np.float64)
+    scale = 1.0 / (steps * max(content_fraction, 1e-6))
+    positions = tuple(float(min((k + 0.5) * scale, 1.0)) for k in kept)
+    return Reading(
+        text=text,
+        confidence=float(step_probs.mean()),
+        char_positions=positions,
+        char_confidences=tuple(float(p) for p in step_probs),
+    )
+
+
+class TextRecognizer:
+    """Batched recognition over one ONNX session whose outputs are (argmax index, max probability)."""
+
+    def __init__(self, session: ort.InferenceSession, charset: Sequence[str], cfg: RecognizerConfig) -> None:
+        self.session = session
+        self.charset = list(charset)
+        self.cfg = cfg
+        self._input = session.get_inputs()[0].name
+
+    def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices, probs = self.session.run(None, {self._input: batch})
+        return indices, probs
+
+    def __call__(self, crops: Sequence[np.ndarray]) -> list[Reading]:
+        readings: list[Reading | None] = [None] * len(crops)
+        plan = plan_batches([c.shape[:2] for c in crops], self.cfg)
+        for bucket, members in plan:
+            batch = np.zeros((len(members), 3, REC_HEIGHT, bucket), dtype=np.float32)
+            fractions = [normalise_crop(crops[i], bucket, batch[j]) for j, i in enumerate(members)]
+            indices, probs = self.run_batch(batch)
+            for j, i in enumerate(members):
+                readings[i] = ctc_greedy_decode(indices[j], probs[j], self.charset, fractions[j])
+        return [r if r is not None else Reading("", 0.0) for r in readings]

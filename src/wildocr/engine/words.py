@@ -1,0 +1,111 @@
+"""Lines to words: the detector finds text lines, users and the `words` table want one box per word.
+
+The CTC time steps say where along the crop each character was read, so a space in the reading marks a
+cut; the cut positions map back onto the line's quadrilateral by linear interpolation along its edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wildocr.engine.types import Detection, Reading, Word
+
+
+def _split_spans(reading: Reading) -> list[tuple[str, int, int]]:
+    """(word text, first char index, last char index) for each space-separated word of a reading."""
+    spans: list[tuple[str, int, int]] = []
+    start = None
+    for i, ch in enumerate(reading.text + " "):
+        if ch.isspace():
+            if start is not None:
+                spans.append((reading.text[start:i], start, i - 1))
+                start = None
+        elif start is None:
+            start = i
+    return spans
+
+
+def _interpolate(quad: np.ndarray, left: float, right: float) -> np.ndarray:
+    tl, tr, br, bl = quad
+    top_l, top_r = tl + (tr - tl) * left, tl + (tr - tl) * right
+    bot_l, bot_r = bl + (br - bl) * left, bl + (br - bl) * right
+    return np.array([top_l, top_r, bot_r, bot_l], dtype=np.float64)
+
+
+def tighten(quad: np.ndarray, height_scale: float) -> np.ndarray:
+    """Scale a quad's height about its centre line: DB boxes are grown for reading, words are reported tight."""
+    if height_scale == 1.0:
+        return quad
+    top_mid = (quad[0] + quad[1]) / 2.0
+    bottom_mid = (quad[3] + quad[2]) / 2.0
+    shift = (bottom_mid - top_mid) * (1.0 - height_scale) / 2.0
+    return np.array([quad[0] + shift, quad[1] + shift, quad[2] - shift, quad[3] - shift])
+
+
+def _word(text: str, quad: np.ndarray, confidence: float, det_score: float, line_id: int) -> Word:
+    poly = tuple((round(float(x), 1), round(float(y), 1)) for x, y in quad)
+    xs, ys = quad[:, 0], quad[:, 1]
+    bbox = (
+        round(float(xs.min()), 1),
+        round(float(ys.min()), 1),
+        round(float(xs.max()), 1),
+        round(float(ys.max()), 1),
+    )
+    return Word(text, round(confidence, 4), round(det_score, 4), line_id, poly, bbox)
+
+
+def split_line(
+    detection: Detection,
+    crop_quad: np.ndarray,
+    reading: Reading,
+    line_id: int,
+    quarter_turns: int = 0,
+    height_scale: float = 1.0,
+) -> list[Word]:
+    """Words of one line. `crop_quad` is the padded quad the crop was cut from (positions are relative to it).
+
+    `quarter_turns` counts how the crop was turned before reading. A word's extent runs from its first character's step minus half a character pitch to its last
+    character's step plus half a pitch, never past the midpoint to the neighbouring word.
+    """
+    spans = _split_spans(reading)
+    if not spans:
+        return []
+    quad = np.asarray(crop_quad, dtype=np.float64)
+    # The crop was turned `quarter_turns` × 90° counter-clockwise (tall text, upside-down text): the corner
+    # that became the crop's top-left is `quarter_turns` places further round the quad.
+    quad = np.roll(quad, -quarter_turns, axis=0)
+    if len(spans) == 1 or not reading.char_positions:
+        text = spans[0][0] if len(spans) == 1 else reading.text.strip()
+        quad = np.roll(np.asarray(detection.quad, dtype=np.float64), -quarter_turns, axis=0)
+        return [_word(text, tighten(quad, height_scale), reading.confidence, detection.score, line_id)]
+    pos = np.asarray(reading.char_positions)
+    conf = (
+        np.asarray(reading.char_confidences)
+        if reading.char_confidences
+        else np.full(len(pos), reading.confidence)
+    )
+    gaps = np.diff(pos)
+    pitch = float(np.median(gaps)) if gaps.size else 0.05
+    words: list[Word] = []
+    for k, (text, first, last) in enumerate(spans):
+        left = pos[first] - 0.5 * pitch
+        right = pos[last] + 0.5 * pitch
+        if k > 0:
+            left = max(left, (pos[spans[k - 1][2]] + pos[first]) / 2.0)
+        else:
+            left = min(left, pos[first])
+            left = max(0.0, left)
+        if k < len(spans) - 1:
+            right = min(right, (pos[last] + pos[spans[k + 1][1]]) / 2.0)
+        else:
+            right = min(1.0, right)
+        words.append(
+            _word(
+                text,
+                tighten(_interpolate(quad, left, right), height_scale),
+                float(conf[first : last + 1].mean()),
+                detection.score,
+                line_id,
+            )
+        )
+    return words
