@@ -79,7 +79,7 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     engine = OCREngine(config)
     if args.render:
         os.makedirs(args.render, exist_ok=True)
-    out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout
+    out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout  # noqa: SIM115
     errors = 0
     start = time.perf_counter()
     try:

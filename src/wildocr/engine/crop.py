@@ -30,8 +30,8 @@ def pad_quad(quad: Quad, pad_ratio: float, image_size: tuple[int, int]) -> Quad:
 def quad_size(quad: Quad) -> tuple[int, int]:
     """(width, height) of the rectified crop of a quadrilateral."""
     q = np.asarray(quad, dtype=np.float32)
-    width = int(round(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2]))))
-    height = int(round(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))))
+    width = round(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2])))
+    height = round(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
     return max(width, 1), max(height, 1)
 
 

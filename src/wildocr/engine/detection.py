@@ -32,11 +32,11 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 
 
 def resize_for_detection(height: int, width: int, cfg: DetectorConfig) -> tuple[int, int]:
-    """Network input size: short side scaled to `limit_side` (up or down), long side capped, multiples of 32."""
+    """Network input size: short side scaled to `limit_side` (up or down), long side capped, ×32."""
     scale = cfg.limit_side / min(height, width)
     scale = min(scale, cfg.max_side / max(height, width))
-    new_h = max(32, int(round(height * scale / 32)) * 32)
-    new_w = max(32, int(round(width * scale / 32)) * 32)
+    new_h = max(32, round(height * scale / 32) * 32)
+    new_w = max(32, round(width * scale / 32) * 32)
     return new_h, new_w
 
 

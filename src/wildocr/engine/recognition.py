@@ -50,7 +50,7 @@ def plan_batches(shapes: Sequence[tuple[int, int]], cfg: RecognizerConfig) -> li
 
 
 def normalise_crop(crop_bgr: np.ndarray, bucket: int, out: np.ndarray) -> float:
-    """Resize one crop into `out` (3×48×bucket, pre-zeroed); returns the content width fraction of the bucket."""
+    """Resize one crop into `out` (3×48×bucket, pre-zeroed); returns the share of the bucket it fills."""
     h, w = crop_bgr.shape[:2]
     content, _ = bucket_width(w, h, (bucket,))
     content = min(content, bucket)

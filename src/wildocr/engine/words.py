@@ -33,7 +33,7 @@ def _interpolate(quad: np.ndarray, left: float, right: float) -> np.ndarray:
 
 
 def tighten(quad: np.ndarray, height_scale: float) -> np.ndarray:
-    """Scale a quad's height about its centre line: DB boxes are grown for reading, words are reported tight."""
+    """Scale a quad's height about its centre line: DB boxes are grown for reading, words reported tight."""
     if height_scale == 1.0:
         return quad
     top_mid = (quad[0] + quad[1]) / 2.0
@@ -64,8 +64,9 @@ def split_line(
 ) -> list[Word]:
     """Words of one line. `crop_quad` is the padded quad the crop was cut from (positions are relative to it).
 
-    `quarter_turns` counts how the crop was turned before reading. A word's extent runs from its first character's step minus half a character pitch to its last
-    character's step plus half a pitch, never past the midpoint to the neighbouring word.
+    `quarter_turns` counts how the crop was turned before reading. A word's extent runs from its first
+    character's step minus half a character pitch to its last character's step plus half a pitch, never
+    past the midpoint to the neighbouring word.
     """
     spans = _split_spans(reading)
     if not spans:
