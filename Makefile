@@ -1,0 +1,41 @@
+# Two commands for a new user: `make demo` (set up + run the nightly DAG on sample photos) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= cpu,airflow,dev
+
+.PHONY: setup demo ocr-demo test test-fast lint bench-accuracy bench-throughput clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup  ## the nightly Airflow DAG on generated photos, embedded default (local store, SQLite)
+	$(BIN)/python include/demo.py
+
+ocr-demo: setup  ## the engine alone: generated photos -> JSON lines + overlay PNGs
+	$(BIN)/python include/sample_data.py data/samples --count 6
+	$(BIN)/wildocr ocr data/samples --out data/samples.jsonl --render data/overlays
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## everything but the slow end-to-end and fault-injection tests
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-accuracy: setup
+	$(BIN)/python bench/accuracy.py
+
+bench-throughput: setup
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf data airflow_home .pytest_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""The real PP-OCR models on real pixels: generated photos with known words must keep being read.
+
+Tolerance: a ground-truth word counts as read when a predicted word box overlaps it with IoU > 0.5 and
+its text is exactly equal (case-sensitive). The generator's photos are read ~100% today; the thresholds
+below leave room for one or two hard misses, not for a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shapely.geometry import Polygon
+
+from include.sample_data import generate
+from wildocr.engine import EngineConfig, ImageDecodeError, ModelFileError, OCREngine, decode_image
+
+
+def _iou(a, b) -> float:
+    pa, pb = Polygon(a).buffer(0), Polygon(b).buffer(0)
+    union = pa.union(pb).area
+    return pa.intersection(pb).area / union if union else 0.0
+
+
+def read_rate(engine: OCREngine, folder: Path, truth: list[dict]) -> tuple[float, list[str]]:
+    images = [decode_image((folder / line["image"]).read_bytes()) for line in truth]
+    results = engine.read(images)
+    total, misses = 0, []
+    for line, result in zip(truth, results, strict=True):
+        for gt in line["words"]:
+            total += 1
+            hits = [w for w in result.words if _iou(w.poly, gt["poly"]) > 0.5]
+            if not any(w.text == gt["text"] for w in hits):
+                misses.append(f"{line['image']}: {gt['text']!r} -> {[w.text for w in hits]}")
+    return 1 - len(misses) / total, misses
+
+
+@pytest.fixture(scope="module")
+def engine() -> OCREngine:
+    return OCREngine(EngineConfig(device="cpu"))
+
+
+def test_reads_generated_photos(engine: OCREngine, tmp_path: Path) -> None:
+    truth = generate(str(tmp_path), count=4, seed=11)
+    rate, misses = read_rate(engine, tmp_path, truth)
+    assert rate >= 0.9, misses
+
+
+def test_reads_small_blurred_tilted_text(engine: OCREngine, tmp_path: Path) -> None:
+    """Accuracy regression guard (small, blurred, tilted, low-contrast words on cluttered backgrounds)."""
+    truth = generate(str(tmp_path), count=4, seed=23, hard=True)
+    rate, misses = read_rate(engine, tmp_path, truth)
+    assert rate >= 0.85, misses
+
+
+def test_upside_down_photo_is_read_by_the_orientation_classifier(engine: OCREngine, tmp_path: Path) -> None:
+    truth = generate(str(tmp_path), count=1, seed=5)
+    image = decode_image((tmp_path / truth[0]["image"]).read_bytes())
+    upright = {w.text for w in engine.read([image])[0].words}
+    flipped = {w.text for w in engine.read([np.ascontiguousarray(image[::-1, ::-1])])[0].words}
+    expected = {w["text"] for w in truth[0]["words"]}
+    assert len(upright & expected) >= 0.9 * len(expected)
+    assert len(flipped & expected) >= 0.7 * len(expected)
+
+
+def test_results_carry_geometry_and_scores(engine: OCREngine, tmp_path: Path) -> None:
+    truth = generate(str(tmp_path), count=1, seed=3)
+    image = decode_image((tmp_path / truth[0]["image"]).read_bytes())
+    result = engine.read([image])[0]
+    assert (result.width, result.height) == (image.shape[1], image.shape[0])
+    assert result.words
+    for word in result.words:
+        xs = [p[0] for p in word.poly]
+        ys = [p[1] for p in word.poly]
+        assert word.bbox == (min(xs), min(ys), max(xs), max(ys))
+        assert 0 < word.confidence <= 1 and 0 < word.det_score <= 1
+        assert 0 <= word.bbox[0] <= word.bbox[2] <= image.shape[1]
+    assert engine.model_info["rec_model"].endswith(".onnx") and len(engine.model_info["rec_sha256"]) == 64
+
+
+def test_batched_and_one_by_one_recognition_agree(engine: OCREngine, tmp_path: Path) -> None:
+    truth = generate(str(tmp_path), count=2, seed=8)
+    images = [decode_image((tmp_path / t["image"]).read_bytes()) for t in truth]
+    crops = [c for img in images for c in engine.crop(img, engine.detect(img))]
+    batched = [r.text for r in engine.recognize(crops)]
+    single = [engine.recognize([c])[0].text for c in crops]
+    assert len(crops) > 5
+    assert sum(a == b for a, b in zip(batched, single, strict=True)) >= 0.95 * len(crops)
+
+
+def test_missing_model_file_fails_at_start_with_its_name(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WILDOCR_MODELS_DIR", str(tmp_path))
+    with pytest.raises(ModelFileError, match="PP-OCRv6_det_small.onnx"):
+        OCREngine()
+
+
+def test_corrupt_model_file_fails_at_start(tmp_path: Path, monkeypatch) -> None:
+    from wildocr.engine import models
+
+    for name in (models.DET_MODEL, models.REC_MODEL, models.CLS_MODEL):
+        (tmp_path / name).write_bytes(b"\0" * 4096)
+    monkeypatch.setenv("WILDOCR_MODELS_DIR", str(tmp_path))
+    with pytest.raises(ModelFileError, match="cannot load model"):
+        OCREngine()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"", "empty"),
+        (b"hello, not a picture", "not an image"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 20, "unreadable|truncated|not an image"),
+    ],
+)
+def test_decode_rejects_bad_bytes_with_a_message(payload: bytes, message: str) -> None:
+    with pytest.raises(ImageDecodeError, match=message):
+        decode_image(payload)
+
+
+def test_cli_writes_json_lines_error_rows_and_overlays(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    truth = generate(str(photos), count=2, seed=4)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wildocr.cli",
+            "ocr",
+            str(photos),
+            "--out",
+            str(out),
+            "--render",
+            str(tmp_path / "r"),
+        ],
+        check=True,
+    )
+    lines = {json.loads(x)["image"]: json.loads(x) for x in out.read_text().splitlines()}
+    assert set(lines) == {"broken.jpg", *(t["image"] for t in truth)}
+    assert "error" in lines["broken.jpg"] and lines["broken.jpg"]["words"] == []
+    for t in truth:
+        read = {w["text"] for w in lines[t["image"]]["words"]}
+        assert len(read & {w["text"] for w in t["words"]}) >= 0.8 * len(t["words"])
+        assert {"poly", "text", "confidence"} <= set(lines[t["image"]]["words"][0])
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
+        t["image"].rsplit(".", 1)[0] + ".png" for t in truth
+    )
