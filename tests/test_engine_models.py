@@ -94,7 +94,7 @@ def test_batched_and_one_by_one_recognition_agree(engine: OCREngine, tmp_path: P
 
 def test_missing_model_file_fails_at_start_with_its_name(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WILDOCR_MODELS_DIR", str(tmp_path))
-    with pytest.raises(ModelFileError, match="PP-OCRv6_det_small.onnx"):
+    with pytest.raises(ModelFileError, match=r"PP-OCRv6_det_small\.onnx"):
         OCREngine()
 
 
