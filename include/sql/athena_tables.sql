@@ -1,0 +1,76 @@
+-- wildocr tables for Amazon Athena (engine v3) or any Hive-metastore engine that takes Hive DDL.
+-- Replace s3://wildocr-lake/ocr with the output root (the Airflow Variable wildocr_output_root).
+-- `dt` is a partition key only (it is not stored inside the Parquet files).
+-- Partition projection makes new days visible without MSCK REPAIR / ALTER TABLE ADD PARTITION; without
+-- projection, run `MSCK REPAIR TABLE wildocr.images;` after each run instead.
+-- Column types must match src/wildocr/storage/tables.py (tests/test_tables_sql.py checks it).
+
+CREATE DATABASE IF NOT EXISTS wildocr;
+
+CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.images (
+    image_uri string,
+    etag string,
+    size bigint,
+    width int,
+    height int,
+    status string,
+    error string,
+    n_words int,
+    det_seconds double,
+    rec_seconds double,
+    det_model string,
+    det_sha256 string,
+    rec_model string,
+    rec_sha256 string,
+    cls_model string,
+    cls_sha256 string,
+    run_id string,
+    processed_at timestamp,
+    shard int
+)
+PARTITIONED BY (dt string)
+STORED AS PARQUET
+LOCATION 's3://wildocr-lake/ocr/images/'
+TBLPROPERTIES (
+    'projection.enabled' = 'true',
+    'projection.dt.type' = 'date',
+    'projection.dt.format' = 'yyyy-MM-dd',
+    'projection.dt.range' = '2024-01-01,NOW',
+    'projection.dt.interval' = '1',
+    'projection.dt.interval.unit' = 'DAYS',
+    'storage.location.template' = 's3://wildocr-lake/ocr/images/dt=${dt}/'
+);
+
+CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.words (
+    image_uri string,
+    word_index int,
+    line_id int,
+    text string,
+    confidence float,
+    det_score float,
+    x1 float,
+    y1 float,
+    x2 float,
+    y2 float,
+    x3 float,
+    y3 float,
+    x4 float,
+    y4 float,
+    x_min float,
+    y_min float,
+    x_max float,
+    y_max float,
+    shard int
+)
+PARTITIONED BY (dt string)
+STORED AS PARQUET
+LOCATION 's3://wildocr-lake/ocr/words/'
+TBLPROPERTIES (
+    'projection.enabled' = 'true',
+    'projection.dt.type' = 'date',
+    'projection.dt.format' = 'yyyy-MM-dd',
+    'projection.dt.range' = '2024-01-01,NOW',
+    'projection.dt.interval' = '1',
+    'projection.dt.interval.unit' = 'DAYS',
+    'storage.location.template' = 's3://wildocr-lake/ocr/words/dt=${dt}/'
+);

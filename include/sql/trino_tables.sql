@@ -1,0 +1,67 @@
+-- wildocr tables for Trino's Hive connector (catalog `hive`; any metastore: HMS or AWS Glue).
+-- Replace s3://wildocr-lake/ocr with the output root. Partition columns come last in Trino's Hive DDL.
+-- processed_at is Parquet TIMESTAMP(MICROS, adjusted to UTC): read as `timestamp` (UTC wall clock);
+-- set the session property hive.timestamp_precision = 'MICROSECONDS' to keep the microseconds.
+-- Column types must match src/wildocr/storage/tables.py (tests/test_tables_sql.py checks it).
+
+CREATE SCHEMA IF NOT EXISTS hive.wildocr WITH (location = 's3://wildocr-lake/ocr/');
+
+CREATE TABLE IF NOT EXISTS hive.wildocr.images (
+    image_uri varchar,
+    etag varchar,
+    size bigint,
+    width integer,
+    height integer,
+    status varchar,
+    error varchar,
+    n_words integer,
+    det_seconds double,
+    rec_seconds double,
+    det_model varchar,
+    det_sha256 varchar,
+    rec_model varchar,
+    rec_sha256 varchar,
+    cls_model varchar,
+    cls_sha256 varchar,
+    run_id varchar,
+    processed_at timestamp,
+    shard integer,
+    dt varchar
+)
+WITH (
+    external_location = 's3://wildocr-lake/ocr/images',
+    format = 'PARQUET',
+    partitioned_by = ARRAY['dt']
+);
+
+CREATE TABLE IF NOT EXISTS hive.wildocr.words (
+    image_uri varchar,
+    word_index integer,
+    line_id integer,
+    text varchar,
+    confidence real,
+    det_score real,
+    x1 real,
+    y1 real,
+    x2 real,
+    y2 real,
+    x3 real,
+    y3 real,
+    x4 real,
+    y4 real,
+    x_min real,
+    y_min real,
+    x_max real,
+    y_max real,
+    shard integer,
+    dt varchar
+)
+WITH (
+    external_location = 's3://wildocr-lake/ocr/words',
+    format = 'PARQUET',
+    partitioned_by = ARRAY['dt']
+);
+
+-- After each run (new dt directories): register the partitions.
+CALL hive.system.sync_partition_metadata('wildocr', 'images', 'ADD');
+CALL hive.system.sync_partition_metadata('wildocr', 'words', 'ADD');

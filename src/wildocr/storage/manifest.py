@@ -1,0 +1,145 @@
+"""A run's listing frozen as a manifest Parquet file and split into deterministic shards.
+
+The rule: images sorted by URI, shard = position // shard_size. The manifest is written once per run and
+every shard task reads its rows from it, so a retried shard processes exactly the same objects even if the
+prefix changed in between.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from wildocr.storage import objectstore, tables
+from wildocr.storage.objectstore import ObjectInfo, StorageOptions
+
+log = logging.getLogger(__name__)
+
+_META_KEY = "wildocr.manifest"
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What the manifest file says about itself (stored in its Parquet key/value metadata)."""
+
+    source_prefix: str
+    shard_size: int
+    n_shards: int
+    n_images: int
+    skipped_other: int  # objects under the prefix that are not images by extension
+    skipped_done: int  # images already `ok` at the output root with the same ETag (incremental runs)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def assign_shards(objects: list[ObjectInfo], shard_size: int) -> pa.Table:
+    """The manifest table: objects sorted by URI, shard = position // shard_size (pure, deterministic)."""
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be an int >= 1, got {shard_size!r}")
+    ordered = sorted(objects, key=lambda o: o.uri)
+    uris = [o.uri for o in ordered]
+    if len(set(uris)) != len(uris):
+        raise ValueError("duplicate URIs in listing")
+    rows = [
+        {"image_uri": o.uri, "etag": o.etag, "size": o.size, "position": i, "shard": i // shard_size}
+        for i, o in enumerate(ordered)
+    ]
+    return tables.to_table(tables.MANIFEST, rows)
+
+
+def done_keys(
+    output_root: str, *, exclude_dt: str, storage_options: StorageOptions = None
+) -> set[tuple[str, str]]:
+    """(URI, ETag) pairs with an `ok` row in the `images` table, outside the partition `exclude_dt`.
+
+    The partition being (re)written is excluded on purpose: its files are replaced shard by shard, so an
+    object skipped because of a row there would lose that row when its old shard file is replaced.
+    """
+    tables.validate_dt(exclude_dt)
+    done: set[tuple[str, str]] = set()
+    prefix = objectstore.canonical(objectstore.join(output_root, "images"), storage_options)
+    for url in objectstore.list_files(prefix, storage_options):
+        rel = url[len(prefix) :].strip("/").split("/")
+        if len(rel) != 2 or not rel[0].startswith("dt=") or tables.parse_part_name(rel[1]) is None:
+            continue
+        if rel[0] == f"dt={exclude_dt}":
+            continue
+        data = objectstore.read_bytes(url, storage_options)
+        table = tables.read_parquet_bytes(data).select(["image_uri", "etag", "status"])
+        ok = table.filter(pc.equal(table["status"], tables.STATUS_OK))
+        done.update(zip(ok["image_uri"].to_pylist(), ok["etag"].to_pylist(), strict=True))
+    return done
+
+
+def write_manifest(
+    manifest_url: str,
+    source_prefix: str,
+    *,
+    shard_size: int,
+    storage_options: StorageOptions = None,
+    skip_done_root: str | None = None,
+    dt: str | None = None,
+) -> ManifestInfo:
+    """List `source_prefix`, drop already-done images (incremental), shard, write the manifest atomically."""
+    listing = objectstore.list_images(source_prefix, storage_options)
+    images = listing.images
+    skipped_done = 0
+    if skip_done_root is not None:
+        if dt is None:
+            raise ValueError("an incremental manifest (skip_done_root) needs the dt partition it will write")
+        done = done_keys(skip_done_root, exclude_dt=dt, storage_options=storage_options)
+        kept = [o for o in images if (o.uri, o.etag) not in done]
+        skipped_done = len(images) - len(kept)
+        images = kept
+    table = assign_shards(images, shard_size)
+    n_shards = -(-len(images) // shard_size)
+    info = ManifestInfo(
+        source_prefix=source_prefix,
+        shard_size=shard_size,
+        n_shards=n_shards,
+        n_images=len(images),
+        skipped_other=listing.skipped,
+        skipped_done=skipped_done,
+    )
+    data = tables.parquet_bytes(table, extra_metadata={_META_KEY: json.dumps(info.to_json(), sort_keys=True)})
+    objectstore.write_bytes_atomic(manifest_url, data, storage_options)
+    log.info(
+        "manifest %s: %d images in %d shards of %d (%d non-images skipped, %d already done)",
+        manifest_url,
+        info.n_images,
+        n_shards,
+        shard_size,
+        info.skipped_other,
+        skipped_done,
+    )
+    return info
+
+
+def read_manifest(manifest_url: str, storage_options: StorageOptions = None) -> tuple[pa.Table, ManifestInfo]:
+    data = objectstore.read_bytes(manifest_url, storage_options)
+    table = tables.read_parquet_bytes(data, tables.MANIFEST)
+    meta = json.loads(tables.file_metadata(data)[_META_KEY])
+    return table, ManifestInfo(**meta)
+
+
+def shard_objects(
+    manifest_url: str, shard: int, storage_options: StorageOptions = None
+) -> tuple[list[ObjectInfo], ManifestInfo]:
+    """The objects of one shard, in manifest order; a shard outside the manifest is an error."""
+    tables.validate_shard(shard)
+    table, info = read_manifest(manifest_url, storage_options)
+    if shard >= info.n_shards:
+        raise ValueError(f"shard {shard} is not in {manifest_url} ({info.n_shards} shards)")
+    part = table.filter(pc.equal(table["shard"], shard)).sort_by("position")
+    objects = [
+        ObjectInfo(uri=u, size=s, etag=e)
+        for u, s, e in zip(
+            part["image_uri"].to_pylist(), part["size"].to_pylist(), part["etag"].to_pylist(), strict=True
+        )
+    ]
+    return objects, info

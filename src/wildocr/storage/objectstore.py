@@ -1,0 +1,240 @@
+"""Object storage through fsspec URLs: listing image objects, reading bytes, atomic whole-file writes.
+
+Every URL form fsspec understands works (`file:///x`, plain `/x`, `s3://bucket/key`, `memory://x`);
+`storage_options` go straight to the filesystem (for S3: key, secret, endpoint_url, client_kwargs ...).
+There is no hand-written S3 client here: s3fs does the talking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+S3_SINGLE_PUT_LIMIT = 5 * 2**30  # S3 refuses a single PUT above 5 GiB
+
+StorageOptions = dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One listed object: its canonical URI, size and a version tag that changes when the bytes change."""
+
+    uri: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The image objects under a prefix (sorted by URI) and how many other objects were skipped."""
+
+    images: list[ObjectInfo]
+    skipped: int
+
+
+def url_to_fs(url: str, storage_options: StorageOptions = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and the protocol-less path for a URL (fsspec caches filesystem instances)."""
+    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+
+
+def canonical(url: str, storage_options: StorageOptions = None) -> str:
+    """The URL with its protocol spelled out (`/x` -> `file:///x`), as listings and writes return it."""
+    fs, path = url_to_fs(url, storage_options)
+    return fs.unstrip_protocol(path)
+
+
+def join(url: str, *parts: str) -> str:
+    """Join URL parts with '/', whatever the protocol (os.path.join would break `s3://` on Windows)."""
+    out = url.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_image_key(name: str) -> bool:
+    """Case-insensitive extension check; the decoder has the final word on what really is an image."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _version_tag(info: dict[str, Any]) -> str:
+    """ETag on object stores (quotes stripped); otherwise the modification time (ns) plus the size."""
+    for key in ("ETag", "etag", "e_tag"):
+        if info.get(key):
+            return str(info[key]).strip('"')
+    for key in ("mtime", "LastModified", "last_modified", "created", "updated"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            stamp = round(value.timestamp() * 1e9)
+        elif isinstance(value, int | float):
+            stamp = round(float(value) * 1e9)
+        else:
+            return f"{key}-{value}-{info.get('size', 0)}"
+        return f"mtime-{stamp}-{info.get('size', 0)}"
+    return f"size-{info.get('size', 0)}"
+
+
+def list_images(prefix: str, storage_options: StorageOptions = None) -> Listing:
+    """All image objects under `prefix` (recursively), sorted by URI; other objects are only counted.
+
+    A prefix that does not exist gives an empty listing (on S3 an empty day simply has no keys).
+
+    The listing cache is dropped first: s3fs would otherwise return a stale listing after writes made by
+    another process (a previous task, an uploader).
+    """
+    fs, path = url_to_fs(prefix, storage_options)
+    fs.invalidate_cache()
+    if not fs.exists(path):  # an empty day on S3 has no "directory" at all: nothing to do, not an error
+        return Listing(images=[], skipped=0)
+    found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True, withdirs=False)
+    images: list[ObjectInfo] = []
+    skipped = 0
+    for name, info in found.items():
+        if info.get("type", "file") != "file":
+            continue
+        if not is_image_key(name):
+            skipped += 1
+            continue
+        images.append(
+            ObjectInfo(
+                uri=fs.unstrip_protocol(name), size=int(info.get("size") or 0), etag=_version_tag(info)
+            )
+        )
+    images.sort(key=lambda o: o.uri)
+    return Listing(images=images, skipped=skipped)
+
+
+def read_bytes(uri: str, storage_options: StorageOptions = None) -> bytes:
+    """The whole object; FileNotFoundError when it vanished since it was listed."""
+    fs, path = url_to_fs(uri, storage_options)
+    return fs.cat_file(path)
+
+
+def exists(url: str, storage_options: StorageOptions = None) -> bool:
+    fs, path = url_to_fs(url, storage_options)
+    fs.invalidate_cache(path)
+    return fs.exists(path)
+
+
+def write_bytes_atomic(url: str, data: bytes, storage_options: StorageOptions = None) -> str:
+    """Replace the object at `url` with `data` so that readers see the old bytes or the new, never a mix.
+
+    Local files: a hidden temporary file in the same directory, fsync, then `os.replace` (atomic on POSIX).
+    Object stores: one PUT of the whole buffer (never multipart), which S3 makes visible atomically.
+    Returns the canonical URL written.
+    """
+    fs, path = url_to_fs(url, storage_options)
+    if is_local(fs):
+        directory, name = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        _remove_stale_temps(directory, name)
+        tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        _fsync_dir(directory)
+    elif "s3" in _protocols(fs):
+        if len(data) >= S3_SINGLE_PUT_LIMIT:
+            raise ValueError(f"{url}: {len(data)} bytes is over the S3 single-PUT limit; use smaller shards")
+        fs.pipe_file(path, data, chunksize=S3_SINGLE_PUT_LIMIT)
+    else:
+        fs.pipe_file(path, data)
+    fs.invalidate_cache(path)
+    return fs.unstrip_protocol(path)
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def _remove_stale_temps(directory: str, name: str) -> None:
+    """Temporary files left by a process killed mid-write (they never match `*.parquet`, but take space)."""
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.startswith(prefix) and entry.endswith(".tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, entry))
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_files(prefix: str, storage_options: StorageOptions = None) -> list[str]:
+    """Canonical URLs of the files directly or indirectly under `prefix` ([] when it does not exist)."""
+    fs, path = url_to_fs(prefix, storage_options)
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return []
+    return sorted(fs.unstrip_protocol(p) for p in fs.find(path, withdirs=False))
+
+
+def remove(urls: Iterable[str], storage_options: StorageOptions = None) -> int:
+    """Delete the given files; missing ones are fine (a retried cleanup). Returns how many were removed."""
+    removed = 0
+    for url in urls:
+        fs, path = url_to_fs(url, storage_options)
+        try:
+            fs.rm_file(path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+        fs.invalidate_cache(path)
+    return removed
+
+
+def remove_tree(url: str, storage_options: StorageOptions = None, *, prune_parents: int = 0) -> None:
+    """Delete everything under `url`; a missing tree is fine.
+
+    `prune_parents` also removes up to that many parent directories when they are left empty (local file
+    systems keep empty directories; object stores have none).
+    """
+    fs, path = url_to_fs(url, storage_options)
+    fs.invalidate_cache()
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    fs.invalidate_cache()
+    if is_local(fs):
+        parent = os.path.dirname(path.rstrip("/"))
+        for _ in range(prune_parents):
+            try:
+                os.rmdir(parent)
+            except OSError:  # not empty (another run's staging) or already gone
+                break
+            parent = os.path.dirname(parent)

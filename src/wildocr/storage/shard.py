@@ -1,0 +1,596 @@
+"""One shard end to end: objects from the manifest in, `images` and `words` partition files out.
+
+Two ways to run a shard, producing identical table rows:
+- fused: `process_shard` streams the shard through `engine.read` in small chunks;
+- staged (the Airflow multi-task pipeline): `detect_shard` → `crop_shard` → `recognize_shard` →
+  `publish_shard`, each stage reading the previous stage's Parquet file under the run's staging root.
+
+Memory: images are fetched by a thread pool at most `prefetch` ahead and handed to the engine `chunk_size`
+at a time, so a shard never holds more than `prefetch + chunk_size` decoded images.
+
+Errors that belong to one object (not an image, truncated, deleted since listing, access denied) become an
+`error` row and the shard goes on; anything else (engine failure, storage outage) fails the shard so that
+the orchestrator retries it, and the retry rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wildocr.engine.imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from wildocr.engine.types import Detection, ImageResult, Reading, Word
+from wildocr.storage import manifest, objectstore, tables
+from wildocr.storage.objectstore import ObjectInfo, StorageOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 8
+DEFAULT_PREFETCH = 4
+DEFAULT_REC_CHUNK = 256  # crops decoded at once by recognize_shard
+# Per-object read failures that mean "this object", not "the store": they become error rows.
+OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
+
+_MODEL_META = "wildocr.model_info"
+_ERRORS_META = "wildocr.errors"
+
+
+class Engine(Protocol):
+    """What the storage layer needs from `wildocr.engine.OCREngine`."""
+
+    model_info: dict[str, str]
+
+    def read(self, images: Sequence[np.ndarray]) -> list[ImageResult]: ...
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def crop(self, image: np.ndarray, detections: Sequence[Detection]) -> list[np.ndarray]: ...
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]: ...
+    def assemble(
+        self, image_size: tuple[int, int], detections: Sequence[Detection], readings: Sequence[Reading]
+    ) -> list[Word]: ...
+
+
+# Paths of a run ---------------------------------------------------------------------------------------
+
+
+def run_key(run_id: str) -> str:
+    """A path-safe, collision-free name for a run id (Airflow run ids contain ':' and '+')."""
+    if not run_id:
+        raise ValueError("run_id must not be empty")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._")[:80] or "run"
+    return f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}"
+
+
+def staging_root(output_root: str, dt: str, run_id: str) -> str:
+    """`ROOT/_staging/<dt>/<run-key>`: one run's intermediate files, removed after publish."""
+    return objectstore.join(output_root, "_staging", tables.validate_dt(dt), run_key(run_id))
+
+
+def manifest_url(staging: str) -> str:
+    return objectstore.join(staging, "manifest.parquet")
+
+
+def stage_url(staging: str, stage: str, shard: int) -> str:
+    if stage not in ("detections", "crops", "readings", "words"):
+        raise ValueError(f"unknown stage {stage!r}")
+    return objectstore.join(staging, stage, tables.part_name(shard))
+
+
+# Manifest ---------------------------------------------------------------------------------------------
+
+
+def build_manifest(
+    source_prefix: str,
+    manifest_url: str,
+    *,
+    shard_size: int,
+    storage_options: StorageOptions = None,
+    skip_done_root: str | None = None,
+    dt: str | None = None,
+) -> list[int]:
+    """List the prefix, write the run's manifest, return its shard numbers (0..n-1).
+
+    Incremental runs (`skip_done_root`) also need `dt`, the partition this run writes: rows already in
+    that partition do not count as done, because the run replaces that partition's files.
+    """
+    info = manifest.write_manifest(
+        manifest_url,
+        source_prefix,
+        shard_size=shard_size,
+        storage_options=storage_options,
+        skip_done_root=skip_done_root,
+        dt=dt,
+    )
+    return list(range(info.n_shards))
+
+
+# Loading images ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Loaded:
+    """One manifest object after fetch + decode: the pixels, or the reason there are none."""
+
+    obj: ObjectInfo
+    image: np.ndarray | None
+    error: str | None
+
+
+def load_image(obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int) -> Loaded:
+    try:
+        data = objectstore.read_bytes(obj.uri, storage_options)
+    except OBJECT_READ_ERRORS as exc:
+        return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
+    try:
+        return Loaded(obj, decode_image(data, max_pixels=max_pixels), None)
+    except ImageDecodeError as exc:
+        return Loaded(obj, None, str(exc))
+
+
+def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int) -> Iterator[Any]:
+    """`map(fn, items)` in order, with at most `prefetch` calls running or finished-but-unconsumed."""
+    if prefetch < 1:
+        raise ValueError("prefetch must be >= 1")
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="wildocr-fetch") as pool:
+        pending = deque(pool.submit(fn, item) for _, item in zip(range(prefetch), it, strict=False))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for item in it:
+                    pending.append(pool.submit(fn, item))
+                    break
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def iter_loaded(
+    objects: Sequence[ObjectInfo], storage_options: StorageOptions, *, prefetch: int, max_pixels: int
+) -> Iterator[Loaded]:
+    return prefetched(objects, lambda o: load_image(o, storage_options, max_pixels), prefetch=prefetch)
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    if size < 1:
+        raise ValueError("chunk size must be >= 1")
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# Writing the output tables ----------------------------------------------------------------------------
+
+
+def write_outputs(
+    output_root: str,
+    dt: str,
+    shard: int,
+    images: pa.Table,
+    words: pa.Table,
+    *,
+    n_shards: int,
+    storage_options: StorageOptions = None,
+) -> dict[str, str]:
+    """Replace the shard's two part files, `words` first: the `images` file is the shard's commit record.
+
+    Part files of shards this manifest does not have (a previous run of the same dt had more shards) are
+    removed, so a rerun of a partition never leaves rows of the old run beside the new ones.
+    """
+    if not images.schema.equals(tables.IMAGES, check_metadata=False):
+        raise ValueError("images table does not have the IMAGES schema")
+    if not words.schema.equals(tables.WORDS, check_metadata=False):
+        raise ValueError("words table does not have the WORDS schema")
+    urls = {}
+    for name, table in (("words", words), ("images", images)):
+        url = tables.part_url(output_root, name, dt, shard)
+        urls[name] = objectstore.write_bytes_atomic(url, tables.parquet_bytes(table), storage_options)
+    remove_stale_parts(output_root, dt, n_shards, storage_options)
+    return urls
+
+
+def remove_stale_parts(
+    output_root: str, dt: str, n_shards: int, storage_options: StorageOptions = None
+) -> int:
+    """Delete `part-SSSSS.parquet` files with SSSSS >= n_shards in both tables' `dt` partition."""
+    stale = []
+    for name in tables.TABLES:
+        for url in objectstore.list_files(tables.partition_url(output_root, name, dt), storage_options):
+            number = tables.parse_part_name(url.rsplit("/", 1)[-1])
+            if number is not None and number >= n_shards:
+                stale.append(url)
+    if stale:
+        log.info("removing %d part files left by an earlier run with more shards: %s", len(stale), stale)
+    return objectstore.remove(stale, storage_options)
+
+
+def _summary(
+    shard: int, dt: str, images: pa.Table, words: pa.Table, urls: dict[str, str], seconds: float
+) -> dict:
+    status = images["status"].to_pylist()
+    return {
+        "shard": shard,
+        "dt": dt,
+        "images": images.num_rows,
+        "ok": status.count(tables.STATUS_OK),
+        "errors": status.count(tables.STATUS_ERROR),
+        "words": words.num_rows,
+        "det_seconds": round(float(sum(images["det_seconds"].to_pylist())), 3),
+        "rec_seconds": round(float(sum(images["rec_seconds"].to_pylist())), 3),
+        "seconds": round(seconds, 3),
+        "images_url": urls["images"],
+        "words_url": urls["words"],
+    }
+
+
+# Fused path -------------------------------------------------------------------------------------------
+
+
+def process_shard(
+    manifest_url: str,
+    shard: int,
+    *,
+    output_root: str,
+    dt: str,
+    run_id: str,
+    engine: Engine,
+    storage_options: StorageOptions = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    prefetch: int = DEFAULT_PREFETCH,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict:
+    """Read, OCR and write one shard in one process; returns a small JSON-able summary (for XCom)."""
+    start = time.perf_counter()
+    tables.validate_dt(dt)
+    objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
+    model_info = dict(engine.model_info)
+    image_rows: list[dict] = []
+    word_rows: list[dict] = []
+    loaded = iter_loaded(objects, storage_options, prefetch=prefetch, max_pixels=max_pixels)
+    done = 0
+    for chunk in chunked(loaded, chunk_size):
+        good = [item for item in chunk if item.image is not None]
+        results = iter(engine.read([item.image for item in good]) if good else [])
+        for item in chunk:
+            result = next(results) if item.image is not None else None
+            item.image = None  # let the pixels go as soon as they are read
+            image_rows.append(_image_row(item.obj, result, item.error, model_info, run_id, shard))
+            if result is not None and result.ok:
+                word_rows.extend(tables.word_rows(item.obj.uri, result.words, shard))
+        done += len(chunk)
+        log.info("shard %d: %d/%d images read", shard, done, len(objects))
+    images = tables.to_table(tables.IMAGES, image_rows)
+    words = tables.to_table(tables.WORDS, word_rows)
+    urls = write_outputs(
+        output_root, dt, shard, images, words, n_shards=info.n_shards, storage_options=storage_options
+    )
+    summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
+    log.info("shard %d done: %s", shard, json.dumps(summary))
+    return summary
+
+
+def _image_row(
+    obj: ObjectInfo,
+    result: ImageResult | None,
+    error: str | None,
+    model_info: dict[str, str],
+    run_id: str,
+    shard: int,
+) -> dict:
+    if result is None:
+        return tables.image_row(
+            image_uri=obj.uri,
+            etag=obj.etag,
+            size=obj.size,
+            run_id=run_id,
+            shard=shard,
+            processed_at=tables.utc_now(),
+            model_info=model_info,
+            error=error,
+        )
+    return tables.image_row(
+        image_uri=obj.uri,
+        etag=obj.etag,
+        size=obj.size,
+        run_id=run_id,
+        shard=shard,
+        processed_at=tables.utc_now(),
+        model_info=model_info,
+        width=result.width,
+        height=result.height,
+        error=result.error,
+        n_words=len(result.words) if result.ok else 0,
+        det_seconds=result.det_seconds,
+        rec_seconds=result.rec_seconds,
+    )
+
+
+# Staged path ------------------------------------------------------------------------------------------
+
+
+def _write_stage(url: str, table: pa.Table, meta: dict[str, Any], storage_options: StorageOptions) -> str:
+    extra = {key: json.dumps(value, sort_keys=True) for key, value in meta.items()}
+    return objectstore.write_bytes_atomic(
+        url, tables.parquet_bytes(table, extra_metadata=extra), storage_options
+    )
+
+
+def _read_stage(
+    url: str, schema: pa.Schema, storage_options: StorageOptions
+) -> tuple[pa.Table, dict[str, Any]]:
+    data = objectstore.read_bytes(url, storage_options)
+    meta = {
+        k: json.loads(v)
+        for k, v in tables.file_metadata(data).items()
+        if k.startswith("wildocr.") and k not in ("wildocr.table", "wildocr.schema_version")
+    }
+    return tables.read_parquet_bytes(data, schema), meta
+
+
+def _detections_of(row: dict) -> list[Detection]:
+    return [
+        Detection(quad=((q[0], q[1]), (q[2], q[3]), (q[4], q[5]), (q[6], q[7])), score=s)
+        for q, s in zip(row["quads"], row["scores"], strict=True)
+    ]
+
+
+def detect_shard(
+    manifest_url: str,
+    shard: int,
+    *,
+    staging_root: str,
+    engine: Engine,
+    storage_options: StorageOptions = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> str:
+    """Stage 1 (GPU): one row per image with its quads and scores, or the reason it has none."""
+    objects, _ = manifest.shard_objects(manifest_url, shard, storage_options)
+    rows = []
+    for item in iter_loaded(objects, storage_options, prefetch=prefetch, max_pixels=max_pixels):
+        row = {
+            "image_uri": item.obj.uri,
+            "etag": item.obj.etag,
+            "size": item.obj.size,
+            "width": None,
+            "height": None,
+            "error": item.error,
+            "det_seconds": 0.0,
+            "quads": [],
+            "scores": [],
+        }
+        if item.image is not None:
+            begin = time.perf_counter()
+            dets = engine.detect(item.image)
+            row.update(
+                width=item.image.shape[1],
+                height=item.image.shape[0],
+                det_seconds=time.perf_counter() - begin,
+                quads=[[float(v) for point in d.quad for v in point] for d in dets],
+                scores=[float(d.score) for d in dets],
+            )
+        rows.append(row)
+    url = stage_url(staging_root, "detections", shard)
+    return _write_stage(
+        url, tables.to_table(tables.DETECTIONS, rows), {_MODEL_META: dict(engine.model_info)}, storage_options
+    )
+
+
+def crop_shard(
+    manifest_url: str,
+    shard: int,
+    *,
+    staging_root: str,
+    engine: Engine,
+    storage_options: StorageOptions = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> str:
+    """Stage 2 (CPU): re-read the images that have boxes and store each padded crop as a lossless PNG.
+
+    An image that cannot be read again (deleted since detection) is recorded in the file's metadata and
+    becomes an `error` row at publish.
+    """
+    manifest.shard_objects(manifest_url, shard, storage_options)  # the shard must exist in this manifest
+    detections, meta = _read_stage(
+        stage_url(staging_root, "detections", shard), tables.DETECTIONS, storage_options
+    )
+    todo = [r for r in detections.to_pylist() if r["error"] is None and r["quads"]]
+    objects = [ObjectInfo(uri=r["image_uri"], size=r["size"], etag=r["etag"]) for r in todo]
+    rows: list[dict] = []
+    errors: dict[str, str] = {}
+    loaded = iter_loaded(objects, storage_options, prefetch=prefetch, max_pixels=max_pixels)
+    for row, item in zip(todo, loaded, strict=True):
+        if item.image is None:
+            errors[row["image_uri"]] = f"crop stage: {item.error}"
+            continue
+        if (item.image.shape[1], item.image.shape[0]) != (row["width"], row["height"]):
+            errors[row["image_uri"]] = "crop stage: the object changed since detection"
+            continue
+        for index, crop in enumerate(engine.crop(item.image, _detections_of(row))):
+            ok, png = cv2.imencode(".png", crop)
+            if not ok:
+                raise RuntimeError(f"PNG encoding of a crop of {row['image_uri']} failed")
+            rows.append({"image_uri": row["image_uri"], "det_index": index, "png": png.tobytes()})
+    meta[_ERRORS_META] = errors
+    url = stage_url(staging_root, "crops", shard)
+    return _write_stage(url, tables.to_table(tables.CROPS, rows), meta, storage_options)
+
+
+def _iter_crops(
+    url: str, storage_options: StorageOptions, batch_rows: int
+) -> Iterator[list[tuple[str, int, np.ndarray]]]:
+    """The crops file in batches of decoded crops (memory stays bounded however many boxes a shard has)."""
+    fs, path = objectstore.url_to_fs(url, storage_options)
+    with fs.open(path, "rb") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
+            out = []
+            for uri, index, png in zip(
+                *(batch.column(c).to_pylist() for c in ("image_uri", "det_index", "png")), strict=True
+            ):
+                crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+                if crop is None:
+                    raise RuntimeError(f"staged crop {index} of {uri} is not a readable PNG")
+                out.append((uri, index, crop))
+            yield out
+
+
+def recognize_shard(
+    shard: int,
+    *,
+    staging_root: str,
+    engine: Engine,
+    storage_options: StorageOptions = None,
+    batch_rows: int = DEFAULT_REC_CHUNK,
+) -> str:
+    """Stage 3 (GPU): read every crop, then assemble each image's words (this needs the engine's config).
+
+    Writes `readings/part-S.parquet` (one row per box) and `words/part-S.parquet` (the final word rows);
+    returns the readings URL.
+    """
+    tables.validate_shard(shard)
+    detections, det_meta = _read_stage(
+        stage_url(staging_root, "detections", shard), tables.DETECTIONS, storage_options
+    )
+    crops_url = stage_url(staging_root, "crops", shard)
+    crop_meta = _read_stage_meta(crops_url, storage_options)
+    reading_rows: list[dict] = []
+    by_image: dict[str, dict[int, Reading]] = {}
+    for batch in _iter_crops(crops_url, storage_options, batch_rows):
+        begin = time.perf_counter()
+        readings = engine.recognize([crop for _, _, crop in batch])
+        share = (time.perf_counter() - begin) / max(len(batch), 1)
+        for (uri, index, _), reading in zip(batch, readings, strict=True):
+            by_image.setdefault(uri, {})[index] = reading
+            reading_rows.append(
+                {
+                    "image_uri": uri,
+                    "det_index": index,
+                    "text": reading.text,
+                    "confidence": float(reading.confidence),
+                    "char_positions": [float(v) for v in reading.char_positions],
+                    "char_confidences": [float(v) for v in reading.char_confidences],
+                    "flipped": bool(reading.flipped),
+                    "rec_seconds": share,
+                }
+            )
+    word_rows: list[dict] = []
+    crop_errors = crop_meta.get(_ERRORS_META, {})
+    for row in detections.to_pylist():
+        if row["error"] is not None or row["image_uri"] in crop_errors or not row["quads"]:
+            continue
+        mine = by_image.get(row["image_uri"], {})
+        if sorted(mine) != list(range(len(row["quads"]))):
+            raise RuntimeError(
+                f"{row['image_uri']}: {len(row['quads'])} boxes but readings for {sorted(mine)}"
+            )
+        readings = [mine[i] for i in range(len(row["quads"]))]
+        words = engine.assemble((row["height"], row["width"]), _detections_of(row), readings)
+        word_rows.extend(tables.word_rows(row["image_uri"], words, shard))
+    # detection's models come from the detect stage (which may have run on another worker), the rest from here
+    models = {k: v for k, v in engine.model_info.items() if not k.startswith("det_")}
+    meta = {_MODEL_META: {**det_meta.get(_MODEL_META, {}), **models}, _ERRORS_META: crop_errors}
+    _write_stage(
+        stage_url(staging_root, "words", shard),
+        tables.to_table(tables.WORDS, word_rows),
+        meta,
+        storage_options,
+    )
+    url = stage_url(staging_root, "readings", shard)
+    return _write_stage(url, tables.to_table(tables.READINGS, reading_rows), meta, storage_options)
+
+
+def _read_stage_meta(url: str, storage_options: StorageOptions) -> dict[str, Any]:
+    fs, path = objectstore.url_to_fs(url, storage_options)
+    with fs.open(path, "rb") as fh:
+        meta = pq.read_schema(fh).metadata or {}
+    return {k.decode(): json.loads(v) for k, v in meta.items() if k.decode() in (_MODEL_META, _ERRORS_META)}
+
+
+def publish_shard(
+    manifest_url: str,
+    shard: int,
+    *,
+    staging_root: str,
+    output_root: str,
+    dt: str,
+    run_id: str,
+    storage_options: StorageOptions = None,
+) -> dict:
+    """Stage 4 (CPU): the staged files become the shard's `images` and `words` part files."""
+    start = time.perf_counter()
+    tables.validate_dt(dt)
+    objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
+    detections, _ = _read_stage(
+        stage_url(staging_root, "detections", shard), tables.DETECTIONS, storage_options
+    )
+    readings, meta = _read_stage(stage_url(staging_root, "readings", shard), tables.READINGS, storage_options)
+    words, _ = _read_stage(stage_url(staging_root, "words", shard), tables.WORDS, storage_options)
+    if detections["image_uri"].to_pylist() != [o.uri for o in objects]:
+        raise RuntimeError(f"staged detections of shard {shard} do not match the manifest {manifest_url}")
+    model_info = meta.get(_MODEL_META, {})
+    crop_errors = meta.get(_ERRORS_META, {})
+    rec_seconds: dict[str, float] = {}
+    for uri, seconds in zip(
+        readings["image_uri"].to_pylist(), readings["rec_seconds"].to_pylist(), strict=True
+    ):
+        rec_seconds[uri] = rec_seconds.get(uri, 0.0) + seconds
+    n_words: dict[str, int] = {}
+    for uri in words["image_uri"].to_pylist():
+        n_words[uri] = n_words.get(uri, 0) + 1
+    processed_at = tables.utc_now()
+    image_rows = []
+    for row in detections.to_pylist():
+        uri = row["image_uri"]
+        error = row["error"] or crop_errors.get(uri)
+        image_rows.append(
+            tables.image_row(
+                image_uri=uri,
+                etag=row["etag"],
+                size=row["size"],
+                run_id=run_id,
+                shard=shard,
+                processed_at=processed_at,
+                model_info=model_info,
+                width=row["width"],
+                height=row["height"],
+                error=error,
+                n_words=0 if error else n_words.get(uri, 0),
+                det_seconds=row["det_seconds"],
+                rec_seconds=rec_seconds.get(uri, 0.0),
+            )
+        )
+    images = tables.to_table(tables.IMAGES, image_rows)
+    words = words.replace_schema_metadata(tables.WORDS.metadata)
+    urls = write_outputs(
+        output_root, dt, shard, images, words, n_shards=info.n_shards, storage_options=storage_options
+    )
+    summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
+    log.info("shard %d published: %s", shard, json.dumps(summary))
+    return summary
+
+
+def remove_staging(staging_root: str, storage_options: StorageOptions = None) -> None:
+    """Drop a run's staging tree once every shard is published (a missing tree is fine: retried cleanup)."""
+    parts = staging_root.rstrip("/").split("/")
+    # A staging root laid out by `staging_root()` also takes its then-empty `_staging/<dt>` folders along.
+    ours = len(parts) >= 3 and parts[-3] == "_staging" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", parts[-2])
+    objectstore.remove_tree(staging_root, storage_options, prune_parents=2 if ours else 0)

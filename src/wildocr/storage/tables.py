@@ -1,0 +1,310 @@
+"""Every pyarrow schema wildocr writes, the row builders and the Parquet settings: one place to look.
+
+Output tables (hive-partitioned by `dt`, which lives only in the directory name, never inside the files, so
+DuckDB, Spark, Athena and Trino all read the partition column without a name clash):
+
+    ROOT/images/dt=YYYY-MM-DD/part-SSSSS.parquet    one row per source image (ok or error)
+    ROOT/words/dt=YYYY-MM-DD/part-SSSSS.parquet     one row per recognised word
+
+Types are chosen so that every engine reads them: signed ints only, float32/float64, strings,
+timestamp[us, tz=UTC] (Parquet INT64 TIMESTAMP_MICROS, isAdjustedToUTC), flat columns (no nested types in
+the output tables), no pandas metadata. The staging formats (manifest, detections, crops, readings) are
+internal to a run and may use nested types.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wildocr.engine.types import Word
+
+SCHEMA_VERSION = "1"
+TABLES = ("images", "words")
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+MODEL_KEYS = ("det_model", "det_sha256", "rec_model", "rec_sha256", "cls_model", "cls_sha256")
+ERROR_MAX_CHARS = 2000  # a traceback-sized message is not useful in a table cell
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+_POINT_COLUMNS = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")  # tl, tr, br, bl (clockwise)
+_BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
+
+
+def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={"wildocr.table": name, "wildocr.schema_version": SCHEMA_VERSION})
+
+
+IMAGES = _schema(
+    "images",
+    [
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("etag", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("width", pa.int32()),  # null when the image could not be decoded
+        pa.field("height", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),  # "ok" | "error"
+        pa.field("error", pa.string()),  # null when ok
+        pa.field("n_words", pa.int32(), nullable=False),
+        pa.field("det_seconds", pa.float64(), nullable=False),
+        pa.field("rec_seconds", pa.float64(), nullable=False),
+        pa.field("det_model", pa.string()),
+        pa.field("det_sha256", pa.string()),
+        pa.field("rec_model", pa.string()),
+        pa.field("rec_sha256", pa.string()),
+        pa.field("cls_model", pa.string()),  # the 0/180° classifier; null when the engine runs without it
+        pa.field("cls_sha256", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("processed_at", _UTC_US, nullable=False),
+        pa.field("shard", pa.int32(), nullable=False),
+    ],
+)
+
+WORDS = _schema(
+    "words",
+    [
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("word_index", pa.int32(), nullable=False),  # reading order within the image, from 0
+        pa.field("line_id", pa.int32(), nullable=False),  # words of one detected line share it
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32(), nullable=False),
+        pa.field("det_score", pa.float32(), nullable=False),
+        *[pa.field(c, pa.float32(), nullable=False) for c in _POINT_COLUMNS],
+        *[pa.field(c, pa.float32(), nullable=False) for c in _BOX_COLUMNS],
+        pa.field("shard", pa.int32(), nullable=False),
+    ],
+)
+
+OUTPUT_SCHEMAS: dict[str, pa.Schema] = {"images": IMAGES, "words": WORDS}
+
+# Staging (internal to one run) ------------------------------------------------------------------------
+
+MANIFEST = _schema(
+    "manifest",
+    [
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("etag", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),  # index in the URI-sorted listing
+        pa.field("shard", pa.int32(), nullable=False),
+    ],
+)
+
+DETECTIONS = _schema(
+    "detections",
+    [
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("etag", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("error", pa.string()),
+        pa.field("det_seconds", pa.float64(), nullable=False),
+        # float64 so that a staged crop sees exactly the quad the fused path saw
+        pa.field("quads", pa.list_(pa.list_(pa.float64(), 8)), nullable=False),
+        pa.field("scores", pa.list_(pa.float64()), nullable=False),
+    ],
+)
+
+CROPS = _schema(
+    "crops",
+    [
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("det_index", pa.int32(), nullable=False),
+        pa.field("png", pa.binary(), nullable=False),  # lossless, so recognition sees the exact pixels
+    ],
+)
+
+READINGS = _schema(
+    "readings",
+    [
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("det_index", pa.int32(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("confidence", pa.float64(), nullable=False),
+        pa.field("char_positions", pa.list_(pa.float64()), nullable=False),
+        pa.field("char_confidences", pa.list_(pa.float64()), nullable=False),
+        pa.field("flipped", pa.bool_(), nullable=False),
+        pa.field("rec_seconds", pa.float64(), nullable=False),  # this crop's share of its batch
+    ],
+)
+
+# Parquet settings per table: dictionary-encode only the columns that repeat.
+_DICTIONARY_COLUMNS: dict[str, list[str]] = {
+    "images": ["status", *MODEL_KEYS, "run_id", "error"],
+    "words": ["image_uri", "text"],
+    "manifest": ["image_uri"],
+    "detections": [],
+    "crops": ["image_uri"],
+    "readings": ["image_uri"],
+}
+_ROW_GROUP_ROWS: dict[str, int] = {"images": 65_536, "words": 131_072, "crops": 2_048}
+_DEFAULT_ROW_GROUP_ROWS = 65_536
+
+
+# Paths -------------------------------------------------------------------------------------------------
+
+_DT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def validate_dt(dt: str) -> str:
+    """`dt` must be a real calendar date written YYYY-MM-DD: it becomes a directory name."""
+    if not isinstance(dt, str) or not _DT_RE.match(dt):
+        raise ValueError(f"dt must look like YYYY-MM-DD, got {dt!r}")
+    try:
+        _dt.date.fromisoformat(dt)
+    except ValueError:
+        raise ValueError(f"dt is not a calendar date: {dt!r}") from None
+    return dt
+
+
+def validate_shard(shard: int) -> int:
+    if isinstance(shard, bool) or not isinstance(shard, int) or shard < 0:
+        raise ValueError(f"shard must be an int >= 0, got {shard!r}")
+    return shard
+
+
+def part_name(shard: int) -> str:
+    """File name of a shard's part: a pure function of the shard number, so a rerun replaces it."""
+    return f"part-{validate_shard(shard):05d}.parquet"
+
+
+def parse_part_name(name: str) -> int | None:
+    """Shard number of a `part-SSSSS.parquet` name, None for anything else (temp files, foreign files)."""
+    match = re.fullmatch(r"part-(\d{5,})\.parquet", name)
+    return int(match.group(1)) if match else None
+
+
+def partition_url(root: str, table: str, dt: str) -> str:
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; expected one of {TABLES}")
+    return f"{root.rstrip('/')}/{table}/dt={validate_dt(dt)}"
+
+
+def part_url(root: str, table: str, dt: str, shard: int) -> str:
+    """`ROOT/<table>/dt=<dt>/part-<shard>.parquet`, built only from validated parts."""
+    return f"{partition_url(root, table, dt)}/{part_name(shard)}"
+
+
+# Rows --------------------------------------------------------------------------------------------------
+
+
+def utc_now() -> _dt.datetime:
+    """Now in UTC (Python datetimes carry microseconds, exactly what the tables store)."""
+    return _dt.datetime.now(_dt.UTC)
+
+
+def image_row(
+    *,
+    image_uri: str,
+    etag: str,
+    size: int,
+    run_id: str,
+    shard: int,
+    processed_at: _dt.datetime,
+    model_info: Mapping[str, str],
+    width: int | None = None,
+    height: int | None = None,
+    error: str | None = None,
+    n_words: int = 0,
+    det_seconds: float = 0.0,
+    rec_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """One `images` row; status follows from `error` so the two can never disagree."""
+    if error is not None and len(error) > ERROR_MAX_CHARS:
+        error = error[: ERROR_MAX_CHARS - 3] + "..."
+    return {
+        "image_uri": image_uri,
+        "etag": etag,
+        "size": int(size),
+        "width": None if width is None else int(width),
+        "height": None if height is None else int(height),
+        "status": STATUS_OK if error is None else STATUS_ERROR,
+        "error": error,
+        "n_words": int(n_words),
+        "det_seconds": float(det_seconds),
+        "rec_seconds": float(rec_seconds),
+        **{k: model_info.get(k) or None for k in MODEL_KEYS},
+        "run_id": run_id,
+        "processed_at": processed_at,
+        "shard": validate_shard(shard),
+    }
+
+
+def word_rows(image_uri: str, words: Sequence[Word], shard: int) -> list[dict[str, Any]]:
+    """The `words` rows of one image, numbered in the engine's reading order."""
+    validate_shard(shard)
+    rows = []
+    for index, word in enumerate(words):
+        row: dict[str, Any] = {
+            "image_uri": image_uri,
+            "word_index": index,
+            "line_id": int(word.line_id),
+            "text": word.text,
+            "confidence": float(word.confidence),
+            "det_score": float(word.det_score),
+        }
+        for i, (x, y) in enumerate(word.poly):
+            row[f"x{i + 1}"] = float(x)
+            row[f"y{i + 1}"] = float(y)
+        row.update(zip(_BOX_COLUMNS, (float(v) for v in word.bbox), strict=True))
+        row["shard"] = shard
+        rows.append(row)
+    return rows
+
+
+def to_table(schema: pa.Schema, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Rows to a table of exactly `schema` (missing or extra keys fail loudly)."""
+    rows = list(rows)
+    names = set(schema.names)
+    for row in rows[:1]:
+        if set(row) != names:
+            raise ValueError(f"row keys {sorted(set(row) ^ names)} do not match schema {schema.metadata}")
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# Parquet -----------------------------------------------------------------------------------------------
+
+
+def table_name(schema: pa.Schema) -> str:
+    return (schema.metadata or {}).get(b"wildocr.table", b"").decode()
+
+
+def parquet_bytes(table: pa.Table, *, extra_metadata: Mapping[str, str] | None = None) -> bytes:
+    """Serialise a wildocr table with the project's Parquet settings (zstd, selective dictionaries)."""
+    name = table_name(table.schema)
+    if extra_metadata:
+        metadata = dict(table.schema.metadata or {})
+        metadata.update({k.encode(): v.encode() for k, v in extra_metadata.items()})
+        table = table.replace_schema_metadata(metadata)
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=3,
+        use_dictionary=_DICTIONARY_COLUMNS.get(name, True),
+        row_group_size=_ROW_GROUP_ROWS.get(name, _DEFAULT_ROW_GROUP_ROWS),
+        write_statistics=True,
+    )
+    return sink.getvalue()
+
+
+def read_parquet_bytes(data: bytes, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a file written by `parquet_bytes`, checking it against the expected schema when given."""
+    table = pq.read_table(io.BytesIO(data))
+    if schema is not None and not table.schema.equals(schema, check_metadata=False):
+        raise ValueError(f"unexpected schema for {table_name(schema)}:\n{table.schema}\nexpected:\n{schema}")
+    return table
+
+
+def file_metadata(data: bytes) -> dict[str, str]:
+    """The key/value metadata of a Parquet file's schema, decoded."""
+    meta = pq.read_schema(io.BytesIO(data)).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW:")}

@@ -1,0 +1,163 @@
+"""The SQL shipped in include/sql: DuckDB examples run against real OCR output; the Athena, Trino and
+Spark DDL declare exactly the columns and types of the schemas in wildocr.storage.tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from include.sample_data import generate
+from wildocr.storage import shard, tables
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
+DAYS = ("2026-11-23", "2026-11-24")
+
+
+@pytest.fixture(scope="module")
+def output_root(tmp_path_factory) -> str:
+    """Three generated photos and one broken file, OCRed into two daily partitions (one shard each)."""
+    from wildocr.engine import EngineConfig, OCREngine
+
+    base = tmp_path_factory.mktemp("sql")
+    src = base / "src"
+    generate(str(src), count=3, seed=21)
+    (src / "zz_broken.jpg").write_bytes(b"not a photo")
+    root = str(base / "ocr")
+    manifest_url = str(base / "manifest.parquet")
+    assert shard.build_manifest(str(src), manifest_url, shard_size=2) == [0, 1]
+    engine = OCREngine(EngineConfig(device="cpu"))
+    for number, day in enumerate(DAYS):
+        shard.process_shard(manifest_url, number, output_root=root, dt=day, run_id="sql-test", engine=engine)
+    return root
+
+
+def named_queries(path: Path) -> dict[str, str]:
+    """`-- name: x` blocks of an example file."""
+    queries: dict[str, str] = {}
+    name = None
+    for line in path.read_text().splitlines():
+        match = re.match(r"--\s*name:\s*(\w+)", line)
+        if match:
+            name = match.group(1)
+            queries[name] = ""
+        elif name:
+            queries[name] += line + "\n"
+    return queries
+
+
+def connect(root: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET VARIABLE wildocr_root = '{root}'")
+    con.execute((SQL_DIR / "duckdb_views.sql").read_text())
+    return con
+
+
+def test_every_duckdb_example_runs_on_real_output(output_root):
+    con = connect(output_root)
+    queries = named_queries(SQL_DIR / "duckdb_examples.sql")
+    assert len(queries) >= 6
+    top = con.sql(queries["top_words"]).fetchall()[0]
+    con.execute(f"SET VARIABLE wildocr_search = '{top[0]}'")  # search_text looks for the commonest word
+    results = {}
+    for name, sql in queries.items():
+        rel = con.sql(sql)
+        results[name] = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+        assert results[name], f"{name} returned no rows"
+
+    summary = results["daily_summary"]
+    assert [str(r["dt"]) for r in summary] == list(DAYS)
+    assert sum(r["images"] for r in summary) == 4 and sum(r["errors"] for r in summary) == 1
+    assert results["errors"][0]["image_uri"].endswith("zz_broken.jpg")
+    assert len(results["image_text"]) == 3 and len(results["latest_row_per_image"]) == 4
+    total_words = con.sql("SELECT count(*) FROM words").fetchall()[0][0]
+    assert sum(r["words"] for r in summary) == total_words > 0
+
+    # search_text finds the word top_words reports, in as many places as it occurs
+    assert len(results["search_text"]) == results["top_words"][0]["occurrences"]
+    assert {r["text"].lower() for r in results["search_text"]} == {results["top_words"][0]["word"]}
+
+
+def test_duckdb_views_type_the_columns_like_the_schemas(output_root):
+    con = connect(output_root)
+    expected = {
+        pa.string(): "VARCHAR",
+        pa.int64(): "BIGINT",
+        pa.int32(): "INTEGER",
+        pa.float64(): "DOUBLE",
+        pa.float32(): "FLOAT",
+        pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+    }
+    for name, schema in tables.OUTPUT_SCHEMAS.items():
+        described = {row[0]: row[1] for row in con.sql(f"DESCRIBE {name}").fetchall()}
+        assert described == {**{f.name: expected[f.type] for f in schema}, "dt": "DATE"}
+
+
+# DDL for the other engines ---------------------------------------------------------------------------
+
+DIALECTS = {
+    "athena_tables.sql": {
+        "string": "string",
+        "int64": "bigint",
+        "int32": "int",
+        "double": "double",
+        "float": "float",
+        "timestamp[us, tz=UTC]": "timestamp",
+    },
+    "trino_tables.sql": {
+        "string": "varchar",
+        "int64": "bigint",
+        "int32": "integer",
+        "double": "double",
+        "float": "real",
+        "timestamp[us, tz=UTC]": "timestamp",
+    },
+    "spark_tables.sql": {
+        "string": "string",
+        "int64": "bigint",
+        "int32": "int",
+        "double": "double",
+        "float": "float",
+        "timestamp[us, tz=UTC]": "timestamp",
+    },
+}
+
+
+def ddl_columns(sql: str) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    """table -> (columns, PARTITIONED BY columns-with-types) of each CREATE TABLE statement."""
+    out = {}
+    pattern = r"CREATE (?:EXTERNAL )?TABLE IF NOT EXISTS (?:\w+\.)*(\w+) \((.*?)\n\)(.*?);"
+    for match in re.finditer(pattern, sql, re.S):
+        columns = [tuple(c.strip().lower().split()) for c in match.group(2).split(",\n") if c.strip()]
+        partitioned = re.search(r"PARTITIONED BY \(([^)]*)\)", match.group(3))
+        parts = (
+            [tuple(p.strip().lower().split()) for p in partitioned.group(1).split(",")] if partitioned else []
+        )
+        out[match.group(1)] = (columns, parts)
+    return out
+
+
+@pytest.mark.parametrize("filename", sorted(DIALECTS))
+def test_ddl_matches_the_schemas(filename):
+    types = DIALECTS[filename]
+    found = ddl_columns((SQL_DIR / filename).read_text())
+    assert sorted(found) == sorted(tables.OUTPUT_SCHEMAS)
+    for name, schema in tables.OUTPUT_SCHEMAS.items():
+        columns, partitioned = found[name]
+        want = [(f.name, types[str(f.type)]) for f in schema]
+        if filename == "athena_tables.sql":  # Hive DDL: the partition key is declared apart
+            assert columns == want and partitioned == [("dt", "string")]
+        else:  # Trino and Spark list the partition column last, among the columns
+            assert columns == [*want, ("dt", "varchar" if filename.startswith("trino") else "string")]
+
+
+@pytest.mark.parametrize("filename", sorted(DIALECTS))
+def test_ddl_points_each_table_at_its_own_folder(filename):
+    sql = (SQL_DIR / filename).read_text()
+    for name in tables.OUTPUT_SCHEMAS:
+        block = re.search(rf"TABLE IF NOT EXISTS (?:\w+\.)*{name} \(.*?;", sql, re.S).group(0)
+        locations = re.findall(r"(?:LOCATION|external_location =) '([^']+)'", block)
+        assert len(locations) == 1 and locations[0].rstrip("/").endswith(f"/ocr/{name}")
