@@ -3,6 +3,7 @@
     wildocr shard plan PREFIX --manifest URL --shard-size N [--skip-done ROOT --dt YYYY-MM-DD]
     wildocr shard process MANIFEST --shard K --output ROOT --dt YYYY-MM-DD [--run-id ID]
     wildocr run PREFIX --output ROOT --dt YYYY-MM-DD [--shard-size N] [--incremental] [--run-id ID]
+    wildocr shard unlock ROOT --dt YYYY-MM-DD     (remove the dt's lease of a run that is surely dead)
 
 `register(subparsers)` adds these to the main `wildocr` parser; `python -m wildocr.storage.cli` runs them
 alone. Each prints one JSON document on stdout (progress goes to the log on stderr).
@@ -16,7 +17,7 @@ import logging
 import sys
 from typing import Any
 
-from wildocr.storage import manifest, shard, tables
+from wildocr.storage import lease, manifest, objectstore, shard, tables
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,15 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Plan and process every shard in this process: the whole pipeline for one day, no orchestrator."""
+    """Plan and process every shard in this process: the whole pipeline for one day, no orchestrator.
+
+    The engine is loaded first, so missing or corrupt model files stop the run before anything is listed,
+    leased or read. The dt's lease is held from the manifest to the end and released even when a shard
+    fails (this process writes nothing more); only a killed process leaves it, for a rerun with the same
+    --run-id to take over.
+    """
     options = _storage_options(args.storage_options)
+    engine = _engine(args)
     staging = shard.staging_root(args.output, args.dt, args.run_id)
     manifest_url = shard.manifest_url(staging)
     shards = shard.build_manifest(
@@ -119,25 +127,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         skip_done_root=args.output if args.incremental else None,
         dt=args.dt,
     )
-    engine = _engine(args) if shards else None
     summaries = []
-    for number in shards:
-        summaries.append(
-            shard.process_shard(
-                manifest_url,
-                number,
-                output_root=args.output,
-                dt=args.dt,
-                run_id=args.run_id,
-                engine=engine,
-                storage_options=options,
-                chunk_size=args.chunk_size,
-                prefetch=args.prefetch,
+    try:
+        for number in shards:
+            summaries.append(
+                shard.process_shard(
+                    manifest_url,
+                    number,
+                    output_root=args.output,
+                    dt=args.dt,
+                    run_id=args.run_id,
+                    engine=engine,
+                    storage_options=options,
+                    chunk_size=args.chunk_size,
+                    prefetch=args.prefetch,
+                )
             )
-        )
-    info = manifest.read_manifest(manifest_url, options)[1]
-    if not args.keep_staging:
-        shard.remove_staging(staging, options)
+        if not shards:  # the partition mirrors the listing: files of an earlier run of this dt go
+            shard.remove_stale_parts(args.output, args.dt, 0, options)
+        info = manifest.read_manifest(manifest_url, options)[1]
+    finally:
+        if args.keep_staging:
+            owner = objectstore.canonical(manifest_url, options)
+            lease.release(args.output, args.dt, owner, options)
+        else:
+            shard.remove_staging(staging, options)
     totals = {k: sum(s[k] for s in summaries) for k in ("images", "ok", "errors", "words")}
     _print(
         {
@@ -150,6 +164,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
     )
     return 0 if totals["errors"] == 0 or not args.fail_on_error else 1
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Remove a dt's lease by hand: only once the run holding it is surely dead (see lease.py)."""
+    options = _storage_options(args.storage_options)
+    removed = lease.force_release(args.output, args.dt, options)
+    _print({"lease": lease.lease_url(args.output, args.dt), "removed": removed})
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -178,6 +200,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(p_proc)
     _add_engine(p_proc)
     p_proc.set_defaults(func=cmd_process)
+
+    p_unlock = actions.add_parser(
+        "unlock", help="remove the lease of ROOT's dt partition (its run must be dead); prints what it said"
+    )
+    p_unlock.add_argument("output", metavar="ROOT", help="output root of the tables")
+    p_unlock.add_argument("--dt", type=_dt, required=True)
+    _add_common(p_unlock)
+    p_unlock.set_defaults(func=cmd_unlock)
 
     p_run = subparsers.add_parser(
         "run", help="OCR every image under a prefix into ROOT/{images,words}/dt=..."

@@ -64,6 +64,11 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    """S3 and its look-alikes (MinIO, Ceph ...): buckets, keys, no folders, conditional PUTs."""
+    return bool({"s3", "s3a"} & set(_protocols(fs)))
+
+
 def is_image_key(name: str) -> bool:
     """Case-insensitive extension check; the decoder has the final word on what really is an image."""
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
@@ -91,16 +96,26 @@ def _version_tag(info: dict[str, Any]) -> str:
 def list_images(prefix: str, storage_options: StorageOptions = None) -> Listing:
     """All image objects under `prefix` (recursively), sorted by URI; other objects are only counted.
 
-    A prefix that does not exist gives an empty listing (on S3 an empty day simply has no keys).
+    A prefix that does not exist gives an empty listing (on S3 an empty day simply has no keys); a bucket
+    that does not exist is an error (FileNotFoundError), never an empty day.
 
     The listing cache is dropped first: s3fs would otherwise return a stale listing after writes made by
     another process (a previous task, an uploader).
     """
     fs, path = url_to_fs(prefix, storage_options)
     fs.invalidate_cache()
-    if not fs.exists(path):  # an empty day on S3 has no "directory" at all: nothing to do, not an error
+    if is_object_store(fs):
+        # No existence check first: s3fs's `exists` answers False for a bucket that does not exist (or a
+        # typo in its name), which would pass for an empty day and let the run wipe the partition.
+        # `find` raises FileNotFoundError for a missing bucket and returns [] for a missing prefix.
+        try:
+            found = fs.find(path, detail=True, withdirs=False)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"cannot list {prefix}: {exc}") from exc
+    elif not fs.exists(path):  # a folder that is not there: an empty day, not an error
         return Listing(images=[], skipped=0)
-    found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True, withdirs=False)
+    else:
+        found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True, withdirs=False)
     images: list[ObjectInfo] = []
     skipped = 0
     for name, info in found.items():
@@ -154,11 +169,45 @@ def write_bytes_atomic(url: str, data: bytes, storage_options: StorageOptions = 
                 os.remove(tmp)
             raise
         _fsync_dir(directory)
-    elif "s3" in _protocols(fs):
+    elif is_object_store(fs):
         if len(data) >= S3_SINGLE_PUT_LIMIT:
             raise ValueError(f"{url}: {len(data)} bytes is over the S3 single-PUT limit; use smaller shards")
         fs.pipe_file(path, data, chunksize=S3_SINGLE_PUT_LIMIT)
     else:
+        fs.pipe_file(path, data)
+    fs.invalidate_cache(path)
+    return fs.unstrip_protocol(path)
+
+
+def create_exclusive(url: str, data: bytes, storage_options: StorageOptions = None) -> str:
+    """Create the object at `url` with `data` only if nothing is there yet; FileExistsError otherwise.
+
+    Local files: the bytes go to a temporary file that is then hard-linked to the name (`link` fails when
+    the name exists, and readers never see a half-written file). S3: one PUT with `If-None-Match: *`
+    (AWS S3 since 2024-08, MinIO, moto); a store that ignores that header would let both writers win, so
+    it must not be used for concurrent runs. Other stores (memory://): check, then write (not atomic).
+    """
+    fs, path = url_to_fs(url, storage_options)
+    if is_local(fs):
+        directory, name = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        _fsync_dir(directory)
+    elif is_object_store(fs):
+        fs.pipe_file(path, data, mode="create")  # s3fs turns 412 PreconditionFailed into FileExistsError
+    else:
+        fs.invalidate_cache(path)
+        if fs.exists(path):
+            raise FileExistsError(url)
         fs.pipe_file(path, data)
     fs.invalidate_cache(path)
     return fs.unstrip_protocol(path)
@@ -230,11 +279,19 @@ def remove_tree(url: str, storage_options: StorageOptions = None, *, prune_paren
     if fs.exists(path):
         fs.rm(path, recursive=True)
     fs.invalidate_cache()
-    if is_local(fs):
-        parent = os.path.dirname(path.rstrip("/"))
-        for _ in range(prune_parents):
-            try:
-                os.rmdir(parent)
-            except OSError:  # not empty (another run's staging) or already gone
-                break
-            parent = os.path.dirname(parent)
+    if prune_parents:
+        prune_empty_parents(url, prune_parents, storage_options)
+
+
+def prune_empty_parents(url: str, levels: int, storage_options: StorageOptions = None) -> None:
+    """Remove up to `levels` parent folders of `url` that are empty (local only: object stores have none)."""
+    fs, path = url_to_fs(url, storage_options)
+    if not is_local(fs):
+        return
+    parent = os.path.dirname(path.rstrip("/"))
+    for _ in range(levels):
+        try:
+            os.rmdir(parent)
+        except OSError:  # not empty (another run's staging, a lease) or already gone
+            break
+        parent = os.path.dirname(parent)

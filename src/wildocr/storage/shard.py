@@ -8,9 +8,13 @@ Two ways to run a shard, producing identical table rows:
 Memory: images are fetched by a thread pool at most `prefetch` ahead and handed to the engine `chunk_size`
 at a time, so a shard never holds more than `prefetch + chunk_size` decoded images.
 
-Errors that belong to one object (not an image, truncated, deleted since listing, access denied) become an
-`error` row and the shard goes on; anything else (engine failure, storage outage) fails the shard so that
+Errors that belong to one object (not an image, truncated, deleted since listing, access denied, over the
+pixel or time limit, an image the engine fails on while it reads others) become an `error` row and the
+shard goes on; anything else (an engine that fails on everything, a storage outage) fails the shard so that
 the orchestrator retries it, and the retry rewrites the same files.
+
+A run writes its dt partition only while it holds the partition's lease (`wildocr.storage.lease`): taken
+with the manifest, checked before every write, released by `remove_staging`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import pyarrow.parquet as pq
 
 from wildocr.engine.imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from wildocr.engine.types import Detection, ImageResult, Reading, Word
-from wildocr.storage import manifest, objectstore, tables
+from wildocr.storage import lease, manifest, objectstore, tables
+from wildocr.storage.lease import PartitionBusyError as PartitionBusyError  # for callers of this module
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 8
 DEFAULT_PREFETCH = 4
 DEFAULT_REC_CHUNK = 256  # crops decoded at once by recognize_shard
+# Decoding + detection of one image taking longer than this gives an error row instead of its words. The
+# time is spent by then: this marks pathological images, it does not stop them (the pixel limit and the
+# detector's fixed input size are what bound the work per image). None turns it off.
+DEFAULT_MAX_SECONDS_PER_IMAGE = 300.0
 # Per-object read failures that mean "this object", not "the store": they become error rows.
 OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
 
@@ -104,7 +113,19 @@ def build_manifest(
 
     Incremental runs (`skip_done_root`) also need `dt`, the partition this run writes: rows already in
     that partition do not count as done, because the run replaces that partition's files.
+
+    A manifest laid out as a run's (`manifest_url(staging_root(ROOT, dt, run_id))`) first takes the lease
+    of ROOT's dt partition (PartitionBusyError when another run holds it, before anything is written), then
+    removes staging left under `ROOT/_staging/<dt>/` by dead runs: holding the lease means no other run of
+    that dt is alive.
     """
+    layout = lease.run_layout(manifest_url)
+    if layout is not None:
+        root, layout_dt = layout
+        if dt is not None and dt != layout_dt:
+            raise ValueError(f"dt={dt} but the manifest {manifest_url} is laid out for dt={layout_dt}")
+        lease.acquire(root, layout_dt, objectstore.canonical(manifest_url, storage_options), storage_options)
+        _remove_dead_staging(root, layout_dt, manifest_url, storage_options)
     info = manifest.write_manifest(
         manifest_url,
         source_prefix,
@@ -114,6 +135,39 @@ def build_manifest(
         dt=dt,
     )
     return list(range(info.n_shards))
+
+
+def _remove_dead_staging(root: str, dt: str, manifest_url: str, storage_options: StorageOptions) -> None:
+    """Delete the staging trees of other runs of `dt` (the caller holds the dt's lease, so they are dead)."""
+    base = objectstore.join(root, "_staging", dt)
+    mine = manifest_url.rstrip("/").split("/")[-2]
+    prefix = objectstore.canonical(base, storage_options).rstrip("/") + "/"
+    dead: set[str] = set()
+    temps: list[str] = []
+    for url in objectstore.list_files(base, storage_options):
+        rel = url[len(prefix) :].split("/") if url.startswith(prefix) else []
+        if len(rel) >= 2 and rel[0] != mine:
+            dead.add(rel[0])
+        elif len(rel) == 1 and rel[0].startswith(f".{lease.LEASE_NAME}.") and rel[0].endswith(".tmp"):
+            temps.append(url)  # a lease write killed half-way
+    for key in sorted(dead):
+        log.warning("removing staging of a dead run of dt=%s: %s", dt, objectstore.join(base, key))
+        objectstore.remove_tree(objectstore.join(base, key), storage_options)
+    objectstore.remove(temps, storage_options)
+
+
+def _fence(output_root: str, dt: str, owner: str | None, storage_options: StorageOptions) -> None:
+    """Before writing into (output_root, dt): refuse if another run holds its lease."""
+    if owner is not None:
+        lease.check(output_root, dt, owner, storage_options)
+
+
+def _fence_staging(staging: str, storage_options: StorageOptions) -> None:
+    """Before writing a staged file: the run owning this staging root must still hold its dt's lease."""
+    layout = lease.run_layout(staging)
+    if layout is not None:
+        owner = objectstore.canonical(manifest_url(staging), storage_options)
+        lease.check(*layout, owner, storage_options)
 
 
 # Loading images ---------------------------------------------------------------------------------------
@@ -126,6 +180,7 @@ class Loaded:
     obj: ObjectInfo
     image: np.ndarray | None
     error: str | None
+    decode_seconds: float = 0.0
 
 
 def load_image(obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int) -> Loaded:
@@ -133,10 +188,55 @@ def load_image(obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int
         data = objectstore.read_bytes(obj.uri, storage_options)
     except OBJECT_READ_ERRORS as exc:
         return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
+    begin = time.perf_counter()
     try:
-        return Loaded(obj, decode_image(data, max_pixels=max_pixels), None)
+        image = decode_image(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         return Loaded(obj, None, str(exc))
+    return Loaded(obj, image, None, time.perf_counter() - begin)
+
+
+def over_time(seconds: float, limit: float | None) -> str | None:
+    """The error of an image whose decoding + detection took longer than `limit` seconds, else None."""
+    if limit is None or seconds <= limit:
+        return None
+    return f"refused: decoding and detection took {seconds:.3f} s, over the per-image limit of {limit:g} s"
+
+
+_PROBE = np.full((64, 64, 3), 255, np.uint8)
+
+
+def engine_works(engine: Engine) -> bool:
+    """Whether the engine still reads a plain white image: tells a broken engine from one bad image."""
+    try:
+        engine.read([_PROBE])
+    except Exception:
+        log.exception("the engine fails on a blank probe image: treating it as broken")
+        return False
+    return True
+
+
+def read_isolated(engine: Engine, images: Sequence[np.ndarray]) -> list[ImageResult | str]:
+    """`engine.read`, except that an image the engine raises on becomes an error message for it alone.
+
+    When a batch fails, the engine is probed with a blank image: if that fails too the engine is broken and
+    the exception propagates (the shard fails and is retried); otherwise the images are read one by one,
+    so one poisonous image costs its own row, not the shard (it would fail every retry).
+    """
+    try:
+        return list(engine.read(images))
+    except Exception as exc:
+        log.warning("engine.read failed on a batch of %d images (%s); checking the engine", len(images), exc)
+        if not engine_works(engine):
+            raise
+    out: list[ImageResult | str] = []
+    for image in images:
+        try:
+            out.extend(engine.read([image]))
+        except Exception as exc:
+            log.warning("engine failed on one image of %dx%d: %r", image.shape[1], image.shape[0], exc)
+            out.append(f"engine failed on this image: {type(exc).__name__}: {exc}")
+    return out
 
 
 def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int) -> Iterator[Any]:
@@ -189,11 +289,13 @@ def write_outputs(
     *,
     n_shards: int,
     storage_options: StorageOptions = None,
+    owner: str | None = None,
 ) -> dict[str, str]:
     """Replace the shard's two part files, `words` first: the `images` file is the shard's commit record.
 
     Part files of shards this manifest does not have (a previous run of the same dt had more shards) are
     removed, so a rerun of a partition never leaves rows of the old run beside the new ones.
+    `owner` (the run's canonical manifest URL) is checked against the dt's lease before each write.
     """
     if not images.schema.equals(tables.IMAGES, check_metadata=False):
         raise ValueError("images table does not have the IMAGES schema")
@@ -202,7 +304,10 @@ def write_outputs(
     urls = {}
     for name, table in (("words", words), ("images", images)):
         url = tables.part_url(output_root, name, dt, shard)
-        urls[name] = objectstore.write_bytes_atomic(url, tables.parquet_bytes(table), storage_options)
+        data = tables.parquet_bytes(table)
+        _fence(output_root, dt, owner, storage_options)
+        urls[name] = objectstore.write_bytes_atomic(url, data, storage_options)
+    _fence(output_root, dt, owner, storage_options)
     remove_stale_parts(output_root, dt, n_shards, storage_options)
     return urls
 
@@ -256,10 +361,16 @@ def process_shard(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     prefetch: int = DEFAULT_PREFETCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_seconds_per_image: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
 ) -> dict:
-    """Read, OCR and write one shard in one process; returns a small JSON-able summary (for XCom)."""
+    """Read, OCR and write one shard in one process; returns a small JSON-able summary (for XCom).
+
+    Memory: at most `prefetch + chunk_size` decoded images at a time (plus the crops of one chunk).
+    """
     start = time.perf_counter()
     tables.validate_dt(dt)
+    owner = objectstore.canonical(manifest_url, storage_options)
+    _fence(output_root, dt, owner, storage_options)  # a run without the lease stops before reading
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
     model_info = dict(engine.model_info)
     image_rows: list[dict] = []
@@ -268,19 +379,31 @@ def process_shard(
     done = 0
     for chunk in chunked(loaded, chunk_size):
         good = [item for item in chunk if item.image is not None]
-        results = iter(engine.read([item.image for item in good]) if good else [])
+        results = iter(read_isolated(engine, [item.image for item in good]) if good else [])
         for item in chunk:
             result = next(results) if item.image is not None else None
             item.image = None  # let the pixels go as soon as they are read
-            image_rows.append(_image_row(item.obj, result, item.error, model_info, run_id, shard))
-            if result is not None and result.ok:
+            error = item.error
+            if isinstance(result, str):  # the engine failed on this image alone
+                result, error = None, result
+            elif result is not None:
+                error = over_time(item.decode_seconds + result.det_seconds, max_seconds_per_image)
+            image_rows.append(_image_row(item.obj, result, error, model_info, run_id, shard))
+            if result is not None and result.ok and error is None:
                 word_rows.extend(tables.word_rows(item.obj.uri, result.words, shard))
         done += len(chunk)
         log.info("shard %d: %d/%d images read", shard, done, len(objects))
     images = tables.to_table(tables.IMAGES, image_rows)
     words = tables.to_table(tables.WORDS, word_rows)
     urls = write_outputs(
-        output_root, dt, shard, images, words, n_shards=info.n_shards, storage_options=storage_options
+        output_root,
+        dt,
+        shard,
+        images,
+        words,
+        n_shards=info.n_shards,
+        storage_options=storage_options,
+        owner=owner,
     )
     summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
     log.info("shard %d done: %s", shard, json.dumps(summary))
@@ -295,6 +418,7 @@ def _image_row(
     run_id: str,
     shard: int,
 ) -> dict:
+    """The `images` row of one object: `error` (decoding, time limit) wins over the engine's result."""
     if result is None:
         return tables.image_row(
             image_uri=obj.uri,
@@ -316,8 +440,8 @@ def _image_row(
         model_info=model_info,
         width=result.width,
         height=result.height,
-        error=result.error,
-        n_words=len(result.words) if result.ok else 0,
+        error=error or result.error,
+        n_words=len(result.words) if result.ok and error is None else 0,
         det_seconds=result.det_seconds,
         rec_seconds=result.rec_seconds,
     )
@@ -361,8 +485,14 @@ def detect_shard(
     storage_options: StorageOptions = None,
     prefetch: int = DEFAULT_PREFETCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_seconds_per_image: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
 ) -> str:
-    """Stage 1 (GPU): one row per image with its quads and scores, or the reason it has none."""
+    """Stage 1 (GPU): one row per image with its quads and scores, or the reason it has none.
+
+    An image over the time limit, or one the engine fails on (while it still reads a blank probe), gets
+    its error here and no boxes, so it costs no crop or recognition time later.
+    """
+    _fence_staging(staging_root, storage_options)
     objects, _ = manifest.shard_objects(manifest_url, shard, storage_options)
     rows = []
     for item in iter_loaded(objects, storage_options, prefetch=prefetch, max_pixels=max_pixels):
@@ -379,15 +509,22 @@ def detect_shard(
         }
         if item.image is not None:
             begin = time.perf_counter()
-            dets = engine.detect(item.image)
-            row.update(
-                width=item.image.shape[1],
-                height=item.image.shape[0],
-                det_seconds=time.perf_counter() - begin,
-                quads=[[float(v) for point in d.quad for v in point] for d in dets],
-                scores=[float(d.score) for d in dets],
-            )
+            try:
+                dets = engine.detect(item.image)
+            except Exception as exc:
+                if not engine_works(engine):
+                    raise
+                row["error"] = f"engine failed on this image: {type(exc).__name__}: {exc}"
+                dets = []
+            seconds = time.perf_counter() - begin
+            row.update(width=item.image.shape[1], height=item.image.shape[0], det_seconds=seconds)
+            row["error"] = row["error"] or over_time(item.decode_seconds + seconds, max_seconds_per_image)
+            if row["error"] is None:
+                row["quads"] = [[float(v) for point in d.quad for v in point] for d in dets]
+                row["scores"] = [float(d.score) for d in dets]
+            item.image = None
         rows.append(row)
+    _fence_staging(staging_root, storage_options)
     url = stage_url(staging_root, "detections", shard)
     return _write_stage(
         url, tables.to_table(tables.DETECTIONS, rows), {_MODEL_META: dict(engine.model_info)}, storage_options
@@ -409,6 +546,7 @@ def crop_shard(
     An image that cannot be read again (deleted since detection) is recorded in the file's metadata and
     becomes an `error` row at publish.
     """
+    _fence_staging(staging_root, storage_options)
     manifest.shard_objects(manifest_url, shard, storage_options)  # the shard must exist in this manifest
     detections, meta = _read_stage(
         stage_url(staging_root, "detections", shard), tables.DETECTIONS, storage_options
@@ -425,12 +563,20 @@ def crop_shard(
         if (item.image.shape[1], item.image.shape[0]) != (row["width"], row["height"]):
             errors[row["image_uri"]] = "crop stage: the object changed since detection"
             continue
-        for index, crop in enumerate(engine.crop(item.image, _detections_of(row))):
+        try:
+            crops = engine.crop(item.image, _detections_of(row))
+        except Exception as exc:
+            if not engine_works(engine):
+                raise
+            errors[row["image_uri"]] = f"engine failed on this image: {type(exc).__name__}: {exc}"
+            continue
+        for index, crop in enumerate(crops):
             ok, png = cv2.imencode(".png", crop)
             if not ok:
                 raise RuntimeError(f"PNG encoding of a crop of {row['image_uri']} failed")
             rows.append({"image_uri": row["image_uri"], "det_index": index, "png": png.tobytes()})
     meta[_ERRORS_META] = errors
+    _fence_staging(staging_root, storage_options)
     url = stage_url(staging_root, "crops", shard)
     return _write_stage(url, tables.to_table(tables.CROPS, rows), meta, storage_options)
 
@@ -467,6 +613,7 @@ def recognize_shard(
     returns the readings URL.
     """
     tables.validate_shard(shard)
+    _fence_staging(staging_root, storage_options)
     detections, det_meta = _read_stage(
         stage_url(staging_root, "detections", shard), tables.DETECTIONS, storage_options
     )
@@ -508,6 +655,7 @@ def recognize_shard(
     # detection's models come from the detect stage (which may have run on another worker), the rest from here
     models = {k: v for k, v in engine.model_info.items() if not k.startswith("det_")}
     meta = {_MODEL_META: {**det_meta.get(_MODEL_META, {}), **models}, _ERRORS_META: crop_errors}
+    _fence_staging(staging_root, storage_options)
     _write_stage(
         stage_url(staging_root, "words", shard),
         tables.to_table(tables.WORDS, word_rows),
@@ -538,6 +686,8 @@ def publish_shard(
     """Stage 4 (CPU): the staged files become the shard's `images` and `words` part files."""
     start = time.perf_counter()
     tables.validate_dt(dt)
+    owner = objectstore.canonical(manifest_url, storage_options)
+    _fence(output_root, dt, owner, storage_options)
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
     detections, _ = _read_stage(
         stage_url(staging_root, "detections", shard), tables.DETECTIONS, storage_options
@@ -581,7 +731,14 @@ def publish_shard(
     images = tables.to_table(tables.IMAGES, image_rows)
     words = words.replace_schema_metadata(tables.WORDS.metadata)
     urls = write_outputs(
-        output_root, dt, shard, images, words, n_shards=info.n_shards, storage_options=storage_options
+        output_root,
+        dt,
+        shard,
+        images,
+        words,
+        n_shards=info.n_shards,
+        storage_options=storage_options,
+        owner=owner,
     )
     summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
     log.info("shard %d published: %s", shard, json.dumps(summary))
@@ -589,8 +746,15 @@ def publish_shard(
 
 
 def remove_staging(staging_root: str, storage_options: StorageOptions = None) -> None:
-    """Drop a run's staging tree once every shard is published (a missing tree is fine: retried cleanup)."""
-    parts = staging_root.rstrip("/").split("/")
-    # A staging root laid out by `staging_root()` also takes its then-empty `_staging/<dt>` folders along.
-    ours = len(parts) >= 3 and parts[-3] == "_staging" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", parts[-2])
-    objectstore.remove_tree(staging_root, storage_options, prune_parents=2 if ours else 0)
+    """Drop a run's staging tree once every shard is published, then release the run's lease of its dt.
+
+    A missing tree is fine (a retried cleanup). The tree goes first: a cleanup that fails keeps the lease,
+    so its retry still owns the partition. A staging root laid out by `staging_root()` also takes its
+    then-empty `_staging/<dt>` folders along.
+    """
+    layout = lease.run_layout(staging_root)
+    objectstore.remove_tree(staging_root, storage_options)
+    if layout is not None:
+        owner = objectstore.canonical(manifest_url(staging_root), storage_options)
+        lease.release(*layout, owner, storage_options)
+        objectstore.prune_empty_parents(staging_root, 2, storage_options)

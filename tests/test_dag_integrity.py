@@ -1,0 +1,166 @@
+"""Every DAG in dags/ parses, puts GPU work on the gpu queue and pool, and resolves its arguments right.
+
+No database and no OCR here: this file runs in seconds and is what CI should run first.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pendulum
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_IDS = {"wildocr_nightly", "wildocr_backfill"}
+GPU_TASKS = {"ocr.detect", "ocr.recognize"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_every_dag_imports(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == DAG_IDS
+
+
+@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+def test_gpu_steps_on_gpu_queue_and_pool_others_not(dagbag, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    assert {t.task_id for t in dag.tasks} == {"manifest", "finalize"} | {
+        f"ocr.{s}" for s in ("detect", "crop", "recognize", "publish")
+    }
+    for t in dag.tasks:
+        if t.task_id in GPU_TASKS:
+            assert (t.queue, t.pool) == ("gpu", "gpu"), t.task_id
+        else:
+            assert t.queue == "default" and t.pool == "default_pool", t.task_id
+        assert t.retries >= 2 and t.retry_exponential_backoff > 1, t.task_id
+    assert dag.get_task("finalize").trigger_rule == "none_failed"  # fused mode skips the staged steps
+    assert {a.uri for a in dag.get_task("finalize").outlets} == {
+        "wildocr://tables/images",
+        "wildocr://tables/words",
+    }
+
+
+def test_schedules(dagbag) -> None:
+    from airflow.sdk import CronDataIntervalTimetable
+
+    nightly = dagbag.dags["wildocr_nightly"]
+    assert isinstance(nightly.timetable, CronDataIntervalTimetable)  # ds = the day whose photos are read
+    assert nightly.timetable.expression == "0 2 * * *" and str(nightly.timetable.timezone) == "UTC"
+    assert nightly.catchup is False
+    assert dagbag.dags["wildocr_backfill"].schedule is None  # manual only
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "conf", "ok"),
+    [
+        ("wildocr_nightly", {}, True),
+        ("wildocr_nightly", {"mode": "fused", "dt": "2026-03-01", "shard_size": 16}, True),
+        ("wildocr_nightly", {"mode": "bogus"}, False),
+        ("wildocr_nightly", {"dt": "2026-13-45"}, False),
+        ("wildocr_nightly", {"shard_size": 0}, False),
+        ("wildocr_backfill", {}, False),  # a source prefix is required
+        ("wildocr_backfill", {"source_prefix": "s3://old/{{ ds }}/", "dt": "2025-01-01"}, True),
+    ],
+)
+def test_params_are_validated(dagbag, dag_id: str, conf: dict, ok: bool) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags[dag_id].params)
+    if ok:
+        params.update(conf)
+        params.validate()
+    else:
+        with pytest.raises(ParamValidationError):
+            params.update(conf)  # validates the new values
+            params.validate()  # validates the rest (a required Param left unset)
+
+
+def test_parsing_does_not_load_the_ocr_stack() -> None:
+    """The dag-processor re-parses these files all day: no ONNX Runtime, OpenCV or pyarrow at import."""
+    code = (
+        "import runpy, sys\n"
+        f"for f in ('wildocr_nightly', 'wildocr_backfill'): runpy.run_path(f'{ROOT}/dags/{{f}}.py')\n"
+        "print(sorted(m for m in ('onnxruntime', 'cv2', 'pyarrow', 'wildocr.engine') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+# --- argument resolution (pure functions the ManifestOperator uses) ---------------------------------------
+
+
+def _context(ds: str | None, run_after: str = "2026-03-10T10:00:00+00:00") -> dict:
+    return {"ds": ds, "dag_run": SimpleNamespace(run_after=pendulum.parse(run_after)), "params": {}}
+
+
+@pytest.mark.parametrize(
+    ("dt_param", "dt_end", "ds", "run_after", "expected"),
+    [
+        (None, None, "2026-03-01", "2026-03-02T02:00:00+00:00", ["2026-03-01"]),  # scheduled / backfill
+        ("2026-02-01", None, "2026-03-01", "2026-03-02T02:00:00+00:00", ["2026-02-01"]),  # Param wins
+        (None, None, None, "2026-03-10T10:00:00+00:00", ["2026-03-09"]),  # manual, no logical date
+        (None, None, None, "2026-03-10T00:30:00+01:00", ["2026-03-08"]),  # run_after is taken in UTC
+        ("None", "", None, "2026-03-10T10:00:00+00:00", ["2026-03-09"]),  # string-rendered unset Params
+        (
+            "2025-12-30",
+            "2026-01-01",
+            None,
+            "2026-03-10T10:00:00+00:00",
+            ["2025-12-30", "2025-12-31", "2026-01-01"],
+        ),
+    ],
+)
+def test_resolve_dates(dt_param, dt_end, ds, run_after, expected) -> None:
+    from wildocr.airflow.operators import resolve_dates
+
+    assert resolve_dates(dt_param, dt_end, _context(ds, run_after)) == expected
+
+
+@pytest.mark.parametrize(("dt_param", "dt_end"), [("2026-03-02", "2026-03-01"), ("yesterday", None)])
+def test_resolve_dates_rejects(dt_param, dt_end) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from wildocr.airflow.operators import resolve_dates
+
+    with pytest.raises(AirflowFailException):
+        resolve_dates(dt_param, dt_end, _context("2026-03-01"))
+
+
+def test_render_source_prefix() -> None:
+    from wildocr.airflow.operators import render_source_prefix
+
+    ctx = _context(None)
+    assert render_source_prefix("s3://b/in/{{ ds }}/", "2026-03-01", ctx) == "s3://b/in/2026-03-01/"
+    assert render_source_prefix("s3://b/{{ ds_nodash }}", "2026-03-01", ctx) == "s3://b/20260301"
+    assert render_source_prefix("/x/{{ ds[:4] }}/{{ ds[5:7] }}/", "2026-03-01", ctx) == "/x/2026/03/"
+    with pytest.raises(Exception, match="logical_date"):  # undefined in a manual run: fail, don't guess
+        render_source_prefix("s3://b/{{ logical_date.year }}/", "2026-03-01", ctx)
+
+
+def test_embedded_default_beside_airflow_home(monkeypatch, tmp_path: Path) -> None:
+    from wildocr.airflow import settings
+
+    monkeypatch.delenv("WILDOCR_HOME")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
+    assert settings.wildocr_home() == tmp_path / "data"
+    assert settings.default_output_root() == f"{tmp_path}/data/ocr"
+    assert settings.default_source_prefix() == f"{tmp_path}/data/photos/{{{{ ds }}}}/"
+    monkeypatch.setenv("WILDOCR_HOME", str(tmp_path / "elsewhere"))
+    assert settings.wildocr_home() == tmp_path / "elsewhere"
+
+
+def test_storage_options_only_for_s3() -> None:
+    from wildocr.airflow.hooks import storage_options_for
+
+    assert storage_options_for(["/data/photos/", "file:///data/ocr", "memory://x"]) is None
+    assert storage_options_for(["s3://bucket/photos/"], conn_id=None) == {}  # s3fs's own credential chain
