@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `include` is a top-level folder beside src/, not an installed package
     sys.path.insert(0, str(REPO))
 
-from include import sample_data  # noqa: E402
 from include.sample_data import GROUND_TRUTH_NAME, generate, render_sample  # noqa: E402
+from wildocr import samples as sample_data  # noqa: E402
 from wildocr.engine.imageio import decode_image  # noqa: E402
 
 COUNT = 4

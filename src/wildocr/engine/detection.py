@@ -17,13 +17,16 @@ from wildocr.engine.types import Detection
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    limit_side: int = 960  # the network input's short side is scaled to this (see resize_for_detection)
+    limit_side: int = 736  # the network input's short side is scaled to this (see resize_for_detection)
     max_side: int = 2400  # ... while the long side stays at most this
     thresh: float = 0.3  # probability for a pixel to count as text
     box_thresh: float = 0.5  # mean probability inside a box to keep it
     unclip_ratio: float = 1.6  # DB boxes are shrunk text kernels: grow them back by area*ratio/perimeter
     min_size: float = 3.0  # shortest box side (network pixels) to keep
     max_candidates: int = 1000
+    # int8 detector (quantised once at load time, cached): faster detection on CPU at the same accuracy
+    # (docs/accuracy.md). "auto" = int8 on CPU, fp32 on GPU (CUDA gains nothing from these QDQ models).
+    precision: str = "auto"  # auto | fp32 | int8
 
 
 # Normalisation PP-OCR's detector was trained with (RGB order, ImageNet statistics).

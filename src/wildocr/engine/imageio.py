@@ -20,33 +20,39 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     """Decode image bytes to a BGR uint8 array, upright as people see it (EXIF orientation applied).
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
+    Only the first frame of an animation or a multi-page file is read.
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
+            # Pillow's own bomb guard (~89 MP warns, ~179 MP raises) fires while the header is parsed;
+            # both become a refusal here, with the declared size in Pillow's message.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised format)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"refused: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"refused: decompression bomb: {exc}") from None
     except Exception as exc:  # PIL raises many types for broken headers
         raise ImageDecodeError(f"unreadable image header: {exc}") from None
     width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"invalid size {width}x{height}")
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"refused: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
         )
-    if width < 1 or height < 1:
-        raise ImageDecodeError(f"invalid size {width}x{height}")
     try:
         image.seek(0)  # first frame of animations
         image = ImageOps.exif_transpose(image)
         image.load()
     except Exception as exc:
         raise ImageDecodeError(f"truncated or corrupt {image.format or 'image'} data: {exc}") from None
-    return _to_bgr(image)
+    try:
+        return _to_bgr(image)
+    except Exception as exc:  # an exotic mode Pillow opens but cannot convert
+        raise ImageDecodeError(f"unsupported pixel format {image.mode!r}: {exc}") from None
 
 
 def _to_bgr(image: Image.Image) -> np.ndarray:

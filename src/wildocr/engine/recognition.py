@@ -7,7 +7,7 @@ costs a re-plan on CPU and a kernel re-tune on GPU, while padding a crop a littl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -99,13 +99,21 @@ class TextRecognizer:
         indices, probs = self.session.run(None, {self._input: batch})
         return indices, probs
 
-    def __call__(self, crops: Sequence[np.ndarray]) -> list[Reading]:
-        readings: list[Reading | None] = [None] * len(crops)
+    def _read_batch(self, bucket: int, members: list[int], crops: Sequence[np.ndarray]) -> list[Reading]:
+        batch = np.zeros((len(members), 3, REC_HEIGHT, bucket), dtype=np.float32)
+        fractions = [normalise_crop(crops[i], bucket, batch[j]) for j, i in enumerate(members)]
+        indices, probs = self.run_batch(batch)
+        return [
+            ctc_greedy_decode(indices[j], probs[j], self.charset, fractions[j]) for j in range(len(members))
+        ]
+
+    def __call__(self, crops: Sequence[np.ndarray], map_fn: Callable = map) -> list[Reading]:
+        """Read crops in bucketed batches; `map_fn` may run the batches on worker threads."""
+        readings: list[Reading] = [Reading("", 0.0)] * len(crops)
         plan = plan_batches([c.shape[:2] for c in crops], self.cfg)
-        for bucket, members in plan:
-            batch = np.zeros((len(members), 3, REC_HEIGHT, bucket), dtype=np.float32)
-            fractions = [normalise_crop(crops[i], bucket, batch[j]) for j, i in enumerate(members)]
-            indices, probs = self.run_batch(batch)
-            for j, i in enumerate(members):
-                readings[i] = ctc_greedy_decode(indices[j], probs[j], self.charset, fractions[j])
-        return [r if r is not None else Reading("", 0.0) for r in readings]
+        for (_, members), batch_readings in zip(
+            plan, map_fn(lambda p: self._read_batch(p[0], p[1], crops), plan), strict=True
+        ):
+            for i, reading in zip(members, batch_readings, strict=True):
+                readings[i] = reading
+        return readings
