@@ -150,3 +150,16 @@ def test_cli_writes_json_lines_error_rows_and_overlays(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
         t["image"].rsplit(".", 1)[0] + ".png" for t in truth
     )
+
+
+def test_fixed_shape_batches_read_the_same(engine: OCREngine, tmp_path: Path) -> None:
+    """The GPU mode (every batch padded to batch_size rows) must not change what is read."""
+    from wildocr.engine.recognition import RecognizerConfig, TextRecognizer
+
+    truth = generate(str(tmp_path), count=1, seed=9)
+    image = decode_image((tmp_path / truth[0]["image"]).read_bytes())
+    crops = engine.crop(image, engine.detect(image))
+    session, charset = engine.recognizer.session, engine.recognizer.charset
+    fixed = TextRecognizer(session, charset, RecognizerConfig(batch_size=8, fixed_batch=True))
+    assert fixed.fixed_batch
+    assert [r.text for r in fixed(crops)] == [r.text for r in engine.recognizer(crops)]
