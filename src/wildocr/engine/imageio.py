@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 
 import cv2
 import numpy as np
@@ -25,14 +24,13 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb guard (~89 MP warns, ~179 MP raises) fires while the header is parsed;
-            # both become a refusal here, with the declared size in Pillow's message.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        # Pillow's own guard raises above ~179 MP while the header is parsed (and only warns from ~89 MP,
+        # which the `max_pixels` check below covers). No `warnings.catch_warnings` here: it swaps the
+        # process-wide filters and decoding runs in a thread pool.
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"refused: decompression bomb: {exc}") from None
     except Exception as exc:  # PIL raises many types for broken headers
         raise ImageDecodeError(f"unreadable image header: {exc}") from None

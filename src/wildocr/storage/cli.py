@@ -119,16 +119,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = _engine(args)
     staging = shard.staging_root(args.output, args.dt, args.run_id)
     manifest_url = shard.manifest_url(staging)
-    shards = shard.build_manifest(
-        args.prefix,
-        manifest_url,
-        shard_size=args.shard_size,
-        storage_options=options,
-        skip_done_root=args.output if args.incremental else None,
-        dt=args.dt,
-    )
     summaries = []
     try:
+        shards = shard.build_manifest(
+            args.prefix,
+            manifest_url,
+            shard_size=args.shard_size,
+            storage_options=options,
+            skip_done_root=args.output if args.incremental else None,
+            dt=args.dt,
+        )
         for number in shards:
             summaries.append(
                 shard.process_shard(
@@ -146,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not shards:  # the partition mirrors the listing: files of an earlier run of this dt go
             shard.remove_stale_parts(args.output, args.dt, 0, options)
         info = manifest.read_manifest(manifest_url, options)[1]
-    finally:
+    finally:  # only this run's staging and lease: another run's lease is never released here
         if args.keep_staging:
             owner = objectstore.canonical(manifest_url, options)
             lease.release(args.output, args.dt, owner, options)

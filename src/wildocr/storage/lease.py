@@ -81,8 +81,11 @@ def _busy(output_root: str, dt: str, current: dict, wanted: str) -> PartitionBus
     )
 
 
-def acquire(output_root: str, dt: str, owner: str, storage_options: StorageOptions = None) -> dict:
-    """Take the lease of (output_root, dt) for `owner` (a canonical manifest URL), or PartitionBusyError."""
+def acquire(output_root: str, dt: str, owner: str, storage_options: StorageOptions = None) -> bool:
+    """Take the lease of (output_root, dt) for `owner` (a canonical manifest URL), or PartitionBusyError.
+
+    True when taken now, False when `owner` already held it.
+    """
     url = lease_url(output_root, dt)
     body = {
         "owner": owner,
@@ -95,7 +98,7 @@ def acquire(output_root: str, dt: str, owner: str, storage_options: StorageOptio
         try:
             objectstore.create_exclusive(url, json.dumps(body, sort_keys=True).encode(), storage_options)
             log.info("lease %s taken for %s", url, owner)
-            return body
+            return True
         except FileExistsError:
             pass
         current = holder(output_root, dt, storage_options)
@@ -103,7 +106,7 @@ def acquire(output_root: str, dt: str, owner: str, storage_options: StorageOptio
             continue
         if current["owner"] == owner:
             log.info("lease %s already held by this run (%s)", url, owner)
-            return current
+            return False
         raise _busy(output_root, dt, current, owner)
     raise PartitionBusyError(f"could not take the lease {url}: it keeps appearing and disappearing")
 

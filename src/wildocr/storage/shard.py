@@ -117,23 +117,32 @@ def build_manifest(
     A manifest laid out as a run's (`manifest_url(staging_root(ROOT, dt, run_id))`) first takes the lease
     of ROOT's dt partition (PartitionBusyError when another run holds it, before anything is written), then
     removes staging left under `ROOT/_staging/<dt>/` by dead runs: holding the lease means no other run of
-    that dt is alive.
+    that dt is alive. When listing or writing then fails, a lease taken by this call is released again (no
+    shard of the run can have written yet), so a failed manifest task does not block other runs.
     """
     layout = lease.run_layout(manifest_url)
+    taken = False
     if layout is not None:
         root, layout_dt = layout
         if dt is not None and dt != layout_dt:
             raise ValueError(f"dt={dt} but the manifest {manifest_url} is laid out for dt={layout_dt}")
-        lease.acquire(root, layout_dt, objectstore.canonical(manifest_url, storage_options), storage_options)
-        _remove_dead_staging(root, layout_dt, manifest_url, storage_options)
-    info = manifest.write_manifest(
-        manifest_url,
-        source_prefix,
-        shard_size=shard_size,
-        storage_options=storage_options,
-        skip_done_root=skip_done_root,
-        dt=dt,
-    )
+        owner = objectstore.canonical(manifest_url, storage_options)
+        taken = lease.acquire(root, layout_dt, owner, storage_options)
+    try:
+        if layout is not None:
+            _remove_dead_staging(*layout, manifest_url, storage_options)
+        info = manifest.write_manifest(
+            manifest_url,
+            source_prefix,
+            shard_size=shard_size,
+            storage_options=storage_options,
+            skip_done_root=skip_done_root,
+            dt=dt,
+        )
+    except BaseException:
+        if taken:
+            lease.release(*layout, owner, storage_options)
+        raise
     return list(range(info.n_shards))
 
 

@@ -1,0 +1,515 @@
+"""Faults and reruns: killed workers, two runs of one dt at once, S3 errors, missing models.
+
+The claim under test: whatever happens, once the orchestrator's retries are done the tables hold exactly a
+clean run's rows (nothing lost, nothing duplicated), and nothing else is left behind. S3 faults are
+injected at the HTTP level by tests/faultproxy.py in front of the moto server, so botocore's and s3fs's
+real retry logic is what runs; killed workers are real processes ended with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from include.sample_data import generate
+from tests.test_shard import read_rows, stable
+from wildocr.engine import models
+from wildocr.storage import lease, objectstore, shard, tables
+from wildocr.storage.lease import PartitionBusyError
+
+pytest_plugins = ["tests.s3server", "tests.faultproxy"]
+
+DT = "2026-11-24"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ocr_engine():
+    from wildocr.engine import EngineConfig, OCREngine
+
+    return OCREngine(EngineConfig(device="cpu"))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def assert_exactly(out: Path | str, reference: dict[str, list], storage_options=None, tmp_path=None) -> None:
+    """The tables under `out` hold the reference rows (minus run-specific columns), each exactly once."""
+    for table in tables.TABLES:
+        rows = read_rows(str(out), table, storage_options, tmp_path)
+        assert stable(rows) == reference[table], table
+    images = read_rows(str(out), "images", storage_options, tmp_path)
+    words = read_rows(str(out), "words", storage_options, tmp_path)
+    assert len({r["image_uri"] for r in images}) == len(images)
+    assert len({(w["image_uri"], w["word_index"]) for w in words}) == len(words)
+
+
+def assert_nothing_left_over(out: Path) -> None:
+    """Only the part files remain: no staging tree, no lease, no temporary file."""
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files and all(tables.parse_part_name(f.rsplit("/", 1)[-1]) is not None for f in files), files
+    assert not (out / "_staging").exists()
+
+
+# Killed workers (staged path; tests/test_shard.py covers the fused CLI) --------------------------------
+
+# One worker running the staged tasks of a run in order, as Airflow would; `kill` picks the instant it
+# SIGKILLs itself: the n-th detection, or the rename that would publish a file matching a string.
+WORKER = r"""
+import os, signal, sys
+from wildocr.engine import EngineConfig, OCREngine
+from wildocr.storage import manifest, shard
+
+manifest_url, staging, output, dt, run_id, kill, start = sys.argv[1:8]
+engine = OCREngine(EngineConfig(device="cpu"))
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if kill.startswith("detect:"):
+    calls, real_detect = [0], engine.detect
+    def detect(image):
+        calls[0] += 1
+        if calls[0] == int(kill.split(":")[1]):
+            die()
+        return real_detect(image)
+    engine.detect = detect
+elif kill.startswith("replace:"):
+    real_replace = os.replace
+    def replace(src, dst, *args, **kwargs):
+        if kill.split(":", 1)[1] in str(dst):
+            die()
+        return real_replace(src, dst, *args, **kwargs)
+    os.replace = replace
+
+n_shards = manifest.read_manifest(manifest_url)[1].n_shards
+tasks = [(stage, n) for n in range(n_shards) for stage in ("detect", "crop", "recognize", "publish")]
+for stage, n in tasks[int(start):]:
+    print(f"task {tasks.index((stage, n))} {stage} {n}", file=sys.stderr, flush=True)
+    if stage == "detect":
+        shard.detect_shard(manifest_url, n, staging_root=staging, engine=engine)
+    elif stage == "crop":
+        shard.crop_shard(manifest_url, n, staging_root=staging, engine=engine)
+    elif stage == "recognize":
+        shard.recognize_shard(n, staging_root=staging, engine=engine)
+    else:
+        shard.publish_shard(manifest_url, n, staging_root=staging, output_root=output, dt=dt, run_id=run_id)
+"""
+
+
+def run_worker(manifest_url: str, staging: str, out: Path, kill: str, start: int) -> tuple[int, int]:
+    """Run the worker; returns (exit code, index of the last task it started)."""
+    cmd = [
+        sys.executable,
+        "-c",
+        WORKER,
+        manifest_url,
+        staging,
+        str(out),
+        DT,
+        "scheduled__x",
+        kill,
+        str(start),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    started = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("task ")]
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(proc.stderr[-3000:])
+    return proc.returncode, started[-1] if started else start
+
+
+@pytest.fixture(scope="module")
+def three_photos(tmp_path_factory, ocr_engine) -> tuple[Path, dict[str, list]]:
+    """Three generated photos and the rows a clean fused run makes of them (the reference)."""
+    src = tmp_path_factory.mktemp("src")
+    generate(str(src), count=3, seed=5)
+    clean = tmp_path_factory.mktemp("clean")
+    manifest_url = str(clean / "manifest.parquet")
+    for n in shard.build_manifest(str(src), manifest_url, shard_size=2):
+        shard.process_shard(
+            manifest_url, n, output_root=str(clean / "ocr"), dt=DT, run_id="clean", engine=ocr_engine
+        )
+    reference = {t: stable(read_rows(str(clean / "ocr"), t)) for t in tables.TABLES}
+    assert len(reference["images"]) == 3 and len(reference["words"]) > 10
+    return src, reference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kill", "left_behind"),
+    [
+        ("detect:3", "shard 0 published, shard 1 killed in detection"),
+        ("replace:words/dt=2026-11-24/part-00001", "a temporary words file, not yet renamed"),
+        ("replace:images/dt=2026-11-24/part-00001", "shard 1's new words beside no images file"),
+    ],
+)
+def test_staged_worker_killed_mid_shard_then_retried_gives_the_clean_tables(
+    tmp_path, three_photos, kill, left_behind
+):
+    src, reference = three_photos
+    out = tmp_path / "ocr"
+    staging = shard.staging_root(str(out), DT, "scheduled__x")
+    manifest_url = shard.manifest_url(staging)
+    assert shard.build_manifest(str(src), manifest_url, shard_size=2, dt=DT) == [0, 1]
+
+    code, killed_task = run_worker(manifest_url, staging, out, kill, 0)
+    assert code == -signal.SIGKILL, "the worker was not killed"
+    part1 = out / "images" / f"dt={DT}" / "part-00001.parquet"
+    assert (out / "images" / f"dt={DT}" / "part-00000.parquet").exists() and not part1.exists(), left_behind
+    temps = list(out.rglob("*.tmp"))
+    assert bool(temps) == kill.startswith("replace:"), temps  # what a mid-write kill leaves
+
+    code, _ = run_worker(manifest_url, staging, out, "none", killed_task)  # the task's retry, then the rest
+    assert code == 0
+    shard.remove_staging(staging)  # the run's finalize step
+    assert_exactly(out, reference)
+    assert_nothing_left_over(out)
+
+
+# Two runs of one dt at once ---------------------------------------------------------------------------
+
+
+def _broken_source(root: Path, n: int = 4) -> Path:
+    """Objects that are not images: shards that run in milliseconds (the lease logic does not care)."""
+    src = root / "src"
+    src.mkdir()
+    for i in range(n):
+        (src / f"obj-{i}.jpg").write_bytes(f"not an image {i}".encode())
+    return src
+
+
+def _run(src: Path, out: Path, run_id: str, engine, shard_size: int = 2) -> str:
+    staging = shard.staging_root(str(out), DT, run_id)
+    for n in shard.build_manifest(str(src), shard.manifest_url(staging), shard_size=shard_size, dt=DT):
+        shard.process_shard(
+            shard.manifest_url(staging), n, output_root=str(out), dt=DT, run_id=run_id, engine=engine
+        )
+    return staging
+
+
+def test_a_second_run_of_a_dt_is_refused_until_the_first_finishes(tmp_path, ocr_engine):
+    src = _broken_source(tmp_path)
+    out = tmp_path / "ocr"
+    first = shard.staging_root(str(out), DT, "scheduled__first")
+    second = shard.staging_root(str(out), DT, "manual__second")
+    assert shard.build_manifest(str(src), shard.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
+    with pytest.raises(PartitionBusyError, match=r"dt=2026-11-24 .* being written by another run") as refused:
+        shard.build_manifest(str(src), shard.manifest_url(second), shard_size=2, dt=DT)
+    assert shard.run_key("scheduled__first") in str(refused.value)
+    assert not objectstore.exists(shard.manifest_url(second))  # refused before writing anything
+    # the holder itself may take it again (a retried manifest task), and its shards write
+    assert shard.build_manifest(str(src), shard.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
+    shard.process_shard(
+        shard.manifest_url(first), 0, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
+    )
+    with pytest.raises(PartitionBusyError):  # still refused while the first is half done
+        shard.build_manifest(str(src), shard.manifest_url(second), shard_size=2, dt=DT)
+    shard.process_shard(
+        shard.manifest_url(first), 1, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
+    )
+    shard.remove_staging(first)  # finalize releases the lease
+    assert lease.holder(str(out), DT) is None
+
+    shard.remove_staging(_run(src, out, "manual__second", ocr_engine, shard_size=3))
+    rows = read_rows(str(out), "images")
+    assert Counter(r["run_id"] for r in rows) == {"manual__second": 4}  # one run's output, not a mix
+    assert_nothing_left_over(out)
+
+
+def test_a_run_that_lost_its_lease_cannot_write_any_more(tmp_path, ocr_engine):
+    """Fencing: an operator removed a hung run's lease and started another; the old run wakes up."""
+    src = _broken_source(tmp_path)
+    out = tmp_path / "ocr"
+    old = shard.staging_root(str(out), DT, "scheduled__old")
+    old_manifest = shard.manifest_url(old)
+    shard.build_manifest(str(src), old_manifest, shard_size=2, dt=DT)
+    shard.detect_shard(old_manifest, 0, staging_root=old, engine=ocr_engine)
+    assert lease.force_release(str(out), DT)["owner"] == objectstore.canonical(old_manifest)
+
+    new = shard.staging_root(str(out), DT, "manual__new")
+    shard.build_manifest(str(src), shard.manifest_url(new), shard_size=4, dt=DT)
+    assert not objectstore.list_files(old)  # the dead run's staging was removed by the new lease holder
+    with pytest.raises(PartitionBusyError):
+        shard.process_shard(old_manifest, 1, output_root=str(out), dt=DT, run_id="old", engine=ocr_engine)
+    with pytest.raises(PartitionBusyError):
+        shard.detect_shard(old_manifest, 1, staging_root=old, engine=ocr_engine)
+    with pytest.raises(PartitionBusyError):
+        shard.publish_shard(old_manifest, 0, staging_root=old, output_root=str(out), dt=DT, run_id="old")
+    shard.process_shard(
+        shard.manifest_url(new), 0, output_root=str(out), dt=DT, run_id="new", engine=ocr_engine
+    )
+    shard.remove_staging(new)
+    assert Counter(r["run_id"] for r in read_rows(str(out), "images")) == {"new": 4}
+    assert_nothing_left_over(out)
+
+
+def test_exactly_one_of_many_racing_runs_gets_the_lease(tmp_path, s3_bucket):
+    out = tmp_path / "ocr"
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+
+    def contender(i: int) -> None:
+        barrier.wait()
+        try:
+            lease.acquire(str(out), DT, f"file:///run-{i}/manifest.parquet")
+            results.append("won")
+        except PartitionBusyError:
+            results.append("refused")
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["refused"] * 7 + ["won"]
+    assert [p.name for p in (out / "_staging" / DT).iterdir()] == [lease.LEASE_NAME]  # no temp file left
+
+    # S3: the create is one conditional PUT (If-None-Match: *); the second run is refused by the store
+    root, options = s3_bucket.url("ocr"), s3_bucket.storage_options
+    lease.acquire(root, DT, "s3://x/run-a/manifest.parquet", options)
+    with pytest.raises(PartitionBusyError, match="run-a"):
+        lease.acquire(root, DT, "s3://x/run-b/manifest.parquet", options)
+    assert lease.release(root, DT, "s3://x/run-b/manifest.parquet", options) is False  # not b's to release
+    assert lease.release(root, DT, "s3://x/run-a/manifest.parquet", options) is True
+    lease.acquire(root, DT, "s3://x/run-b/manifest.parquet", options)
+
+
+@pytest.mark.slow
+def test_two_processes_running_the_same_dt_leave_one_complete_run(tmp_path, three_photos):
+    src, reference = three_photos
+    out = tmp_path / "ocr"
+
+    def start(run_id: str) -> subprocess.Popen:
+        cmd = [
+            sys.executable,
+            "-m",
+            "wildocr.storage.cli",
+            "run",
+            str(src),
+            "--output",
+            str(out),
+            "--dt",
+            DT,
+            "--shard-size",
+            "2",
+            "--run-id",
+            run_id,
+            "--device",
+            "cpu",
+        ]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+
+    procs = {run_id: start(run_id) for run_id in ("manual__a", "manual__b")}
+    outputs = {run_id: p.communicate(timeout=300) for run_id, p in procs.items()}
+    codes = {run_id: p.returncode for run_id, p in procs.items()}
+    winners = [r for r, c in codes.items() if c == 0]
+    assert winners, outputs
+    for run_id, code in codes.items():
+        if code != 0:  # refused at its manifest, before writing anything
+            assert (
+                "PartitionBusyError" in outputs[run_id][1]
+                and "being written by another run" in outputs[run_id][1]
+            )
+    run_ids = {r["run_id"] for r in read_rows(str(out), "images")}
+    assert len(run_ids) == 1 and run_ids <= set(winners)  # one run's complete output, never a mix
+    assert_exactly(out, reference)
+    assert_nothing_left_over(out)
+
+
+# S3 errors --------------------------------------------------------------------------------------------
+
+
+def test_throttling_and_5xx_are_retried_and_change_nothing(s3_bucket, fault_proxy, ocr_engine, tmp_path):
+    options = s3_bucket.storage_options
+    source = s3_bucket.url("in/")
+    generate(source, count=2, seed=5, storage_options=options)
+    clean = shard.staging_root(s3_bucket.url("clean"), DT, "clean")
+    for n in shard.build_manifest(source, shard.manifest_url(clean), shard_size=2, storage_options=options):
+        shard.process_shard(
+            shard.manifest_url(clean),
+            n,
+            output_root=s3_bucket.url("clean"),
+            dt=DT,
+            run_id="c",
+            engine=ocr_engine,
+            storage_options=options,
+        )
+    reference = {t: stable(read_rows(s3_bucket.url("clean"), t, options, tmp_path)) for t in tables.TABLES}
+
+    rules = [
+        fault_proxy.fail(method="GET", path=r"list-type=2&prefix=in/", status=503, code="SlowDown", times=2),
+        fault_proxy.fail(
+            method="GET", path=r"/in/sample_\d+\.(jpg|png)$", status=503, code="SlowDown", times=3
+        ),
+        fault_proxy.fail(
+            method="GET", path=r"/in/sample_\d+\.(jpg|png)$", status=500, code="InternalError", times=1
+        ),
+        fault_proxy.fail(method="PUT", path=r"/ocr/words/", status=500, code="InternalError", times=1),
+        fault_proxy.fail(method="PUT", path=r"/ocr/images/", status=503, code="SlowDown", times=2),
+        fault_proxy.fail(method="PUT", path=r"/_lease\.json$", status=503, code="SlowDown", times=1),
+    ]
+    proxied = fault_proxy.storage_options(options)
+    out = s3_bucket.url("ocr")
+    staging = shard.staging_root(out, DT, "faulty")
+    assert shard.build_manifest(
+        source, shard.manifest_url(staging), shard_size=2, storage_options=proxied
+    ) == [0]
+    summary = shard.process_shard(
+        shard.manifest_url(staging),
+        0,
+        output_root=out,
+        dt=DT,
+        run_id="f",
+        engine=ocr_engine,
+        storage_options=proxied,
+    )
+    shard.remove_staging(staging, proxied)
+    assert [r.hits for r in rules] == [r.times for r in rules]  # every injected fault was met and survived
+    assert summary["errors"] == 0
+    assert_exactly(out, reference, options, tmp_path)
+    assert not objectstore.list_files(s3_bucket.url("ocr/_staging"), options)
+
+
+def test_without_retries_a_store_error_fails_the_shard_and_its_retry_succeeds(
+    s3_bucket, fault_proxy, ocr_engine
+):
+    """A 500 on one image is the store's fault, not the image's: the shard fails (no row says the image is
+    bad, nothing is written) and the orchestrator's retry finishes it."""
+    options = s3_bucket.storage_options
+    source = s3_bucket.url("in/")
+    generate(source, count=1, seed=5, storage_options=options)
+    no_retries = fault_proxy.storage_options(options, config_kwargs={"retries": {"total_max_attempts": 1}})
+    rule = fault_proxy.fail(
+        method="GET", path=r"/in/sample_0000\.jpg$", status=500, code="InternalError", times=None
+    )
+    out = s3_bucket.url("ocr")
+    staging = shard.staging_root(out, DT, "r")
+    shard.build_manifest(source, shard.manifest_url(staging), shard_size=5, storage_options=no_retries)
+    with pytest.raises(OSError, match="internal error"):
+        shard.process_shard(
+            shard.manifest_url(staging),
+            0,
+            output_root=out,
+            dt=DT,
+            run_id="r",
+            engine=ocr_engine,
+            storage_options=no_retries,
+        )
+    assert rule.hits == 1  # total_max_attempts=1 was honoured: no retry at all
+    assert not objectstore.list_files(s3_bucket.url("ocr/images"), options)
+
+    rule.times = rule.hits  # the store recovers; the task is retried
+    summary = shard.process_shard(
+        shard.manifest_url(staging),
+        0,
+        output_root=out,
+        dt=DT,
+        run_id="r",
+        engine=ocr_engine,
+        storage_options=no_retries,
+    )
+    assert (summary["ok"], summary["errors"]) == (1, 0) and summary["words"] > 0
+
+
+def test_deleted_and_forbidden_objects_become_error_rows_on_s3(s3_bucket, fault_proxy, ocr_engine, tmp_path):
+    options = s3_bucket.storage_options
+    fs = s3_bucket.fs
+    for name in ("deleted.jpg", "forbidden.jpg"):
+        fs.pipe_file(f"{s3_bucket.name}/in/{name}", b"whatever")
+    proxied = fault_proxy.storage_options(options)
+    fault_proxy.fail(method="GET", path=r"/in/forbidden\.jpg$", status=403, code="AccessDenied", times=None)
+    manifest_url = s3_bucket.url("m/manifest.parquet")
+    shard.build_manifest(s3_bucket.url("in/"), manifest_url, shard_size=5, storage_options=proxied)
+    fs.rm_file(f"{s3_bucket.name}/in/deleted.jpg")
+    out = s3_bucket.url("ocr")
+    summary = shard.process_shard(
+        manifest_url, 0, output_root=out, dt=DT, run_id="r", engine=ocr_engine, storage_options=proxied
+    )
+    assert (summary["images"], summary["errors"]) == (2, 2)
+    rows = {r["image_uri"].rsplit("/", 1)[1]: r["error"] for r in read_rows(out, "images", options, tmp_path)}
+    assert rows["deleted.jpg"].startswith("read failed: FileNotFoundError: ")
+    assert rows["forbidden.jpg"].startswith("read failed: PermissionError: Access Denied")
+
+
+def test_a_bucket_that_does_not_exist_is_an_error_not_an_empty_day(s3_bucket):
+    """A missing source bucket used to list as an empty day (and a run then cleared the partition)."""
+    options = s3_bucket.storage_options
+    out = s3_bucket.url("ocr")
+    staging = shard.staging_root(out, DT, "r")
+    with pytest.raises(
+        FileNotFoundError, match=r"cannot list s3://no-such-bucket-x/in/: .*bucket does not exist"
+    ):
+        shard.build_manifest(
+            "s3://no-such-bucket-x/in/", shard.manifest_url(staging), shard_size=5, storage_options=options
+        )
+    assert lease.holder(out, DT, options) is None  # the failed manifest task gave its fresh lease back
+    assert not objectstore.list_files(out, options)
+
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/a.jpg", b"x")
+    elsewhere = shard.staging_root("s3://no-such-bucket-y/ocr", DT, "r")
+    with pytest.raises(FileNotFoundError, match="bucket does not exist"):
+        shard.build_manifest(
+            s3_bucket.url("in/"), shard.manifest_url(elsewhere), shard_size=5, storage_options=options
+        )
+    # a prefix with no objects in an existing bucket is an empty day
+    assert (
+        shard.build_manifest(
+            s3_bucket.url("empty/"), shard.manifest_url(staging), shard_size=5, storage_options=options
+        )
+        == []
+    )
+
+
+# Model files ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_bad_model_files_stop_the_run_before_any_image_is_read(tmp_path, s3_bucket, fault_proxy, damage):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    if damage == "corrupt":
+        for name in (models.DET_MODEL, models.REC_MODEL, models.CLS_MODEL):
+            (models_dir / name).write_bytes(b"\x08\x07" + os.urandom(8192))
+    generate(s3_bucket.url("in/"), count=1, seed=5, storage_options=s3_bucket.storage_options)
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps(fault_proxy.storage_options(s3_bucket.storage_options)))
+    out = s3_bucket.url("ocr")
+    cmd = [
+        sys.executable,
+        "-m",
+        "wildocr.storage.cli",
+        "run",
+        s3_bucket.url("in/"),
+        "--output",
+        out,
+        "--dt",
+        DT,
+        "--run-id",
+        "r",
+        "--device",
+        "cpu",
+        "--storage-options",
+        f"@{options}",
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**_env(), "WILDOCR_MODELS_DIR": str(models_dir)},
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    error = [line for line in proc.stderr.splitlines() if "ModelFileError" in line]
+    assert error and any(name in error[-1] for name in (models.DET_MODEL, models.REC_MODEL, models.CLS_MODEL))
+    assert damage != "missing" or "model file not found" in error[-1]
+    assert fault_proxy.requests() == []  # not a listing, not a lease, not one image read
+    assert lease.holder(out, DT, s3_bucket.storage_options) is None
