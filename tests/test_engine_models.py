@@ -104,7 +104,7 @@ def test_corrupt_model_file_fails_at_start(tmp_path: Path, monkeypatch) -> None:
     for name in (models.DET_MODEL, models.REC_MODEL, models.CLS_MODEL):
         (tmp_path / name).write_bytes(b"\0" * 4096)
     monkeypatch.setenv("WILDOCR_MODELS_DIR", str(tmp_path))
-    with pytest.raises(ModelFileError, match="cannot load model|could not build the int8 detector"):
+    with pytest.raises(ModelFileError, match=r"cannot load model|could not build the int8 detector"):
         OCREngine()
 
 

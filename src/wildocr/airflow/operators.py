@@ -217,17 +217,23 @@ class ManifestOperator(BaseOperator):
         limit = conf.getint("core", "max_map_length", fallback=1024)
 
         def build(size: int) -> dict[str, list[int]]:
-            out = {}
-            for dt, prefix in prefixes.items():
-                out[dt] = storage.build_manifest(
-                    prefix,
-                    storage.manifest_url(staging[dt]),
-                    shard_size=size,
-                    storage_options=options,
-                    skip_done_root=output_root if skip_done else None,
-                    dt=dt,
-                )
-                self.log.info("dt=%s: %s -> %d shard(s) of <= %d images", dt, prefix, len(out[dt]), size)
+            out: dict[str, list[int]] = {}
+            try:
+                for dt, prefix in prefixes.items():
+                    out[dt] = storage.build_manifest(
+                        prefix,
+                        storage.manifest_url(staging[dt]),
+                        shard_size=size,
+                        storage_options=options,
+                        skip_done_root=output_root if skip_done else None,
+                        dt=dt,
+                    )
+                    self.log.info("dt=%s: %s -> %d shard(s) of <= %d images", dt, prefix, len(out[dt]), size)
+            except Exception:
+                # Give back the leases of the dates already planned: the retry plans them all again.
+                for dt in out:
+                    storage.remove_staging(staging[dt], storage_options=options)
+                raise
             return out
 
         shards = build(shard_size)

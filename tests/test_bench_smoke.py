@@ -1,0 +1,143 @@
+"""Smoke test of the benchmark scripts' code paths on two generated images (never on ../shared).
+
+The real ONNX models run; only the evaluation data, the scorer and the peer (all in ../shared) are absent,
+which is exactly the situation the scripts must handle on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import accuracy  # noqa: E402
+import common  # noqa: E402
+import throughput  # noqa: E402
+
+
+@pytest.fixture
+def no_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the scripts at a shared/ folder that does not exist, whatever the machine has."""
+    monkeypatch.setenv("WILDOCR_SHARED", str(tmp_path / "absent"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bench-data")
+    common.write_synthetic_set(root, 2)
+    return root
+
+
+def test_ground_truth_and_text_rules(tmp_path: Path) -> None:
+    gt = tmp_path / "gt_img_9.txt"
+    gt.write_text(
+        "\ufeff1,2,30,2,30,20,1,20,Hello, world\n5,5,9,5,9,9,5,9,###\nbroken line\n", encoding="utf-8"
+    )
+    words = common.load_icdar_gt(gt)
+    assert [w.text for w in words] == ["Hello, world", "###"]
+    assert words[0].quad.shape == (4, 2) and words[0].quad[2].tolist() == [30.0, 20.0]
+    assert [w.dont_care for w in words] == [False, True]
+    assert common.clean_text('("Exit!")') == "EXIT"
+    assert (
+        common.in_dictionary("Theatre's")
+        and not common.in_dictionary("I2R")
+        and not common.in_dictionary("ab")
+    )
+    names = [p.name for p in common.list_images(_images(tmp_path, ["img_10.jpg", "img_2.jpg", "img_1.jpg"]))]
+    assert names == ["img_1.jpg", "img_2.jpg", "img_10.jpg"]
+
+
+def _images(folder: Path, names: list[str]) -> Path:
+    for name in names:
+        (folder / name).write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_generated_docs_section_keeps_prose(tmp_path: Path) -> None:
+    doc = tmp_path / "perf.md"
+    common.replace_generated_section(doc, "throughput", "x.py", "TABLE ONE", "Performance")
+    text = doc.read_text()
+    assert text.startswith("# Performance") and "TABLE ONE" in text
+    doc.write_text("# Performance\n\nLead's prose above.\n\n" + text.split("\n\n", 1)[1] + "\nProse below.\n")
+    common.replace_generated_section(doc, "throughput", "x.py", "TABLE TWO", "Performance")
+    common.replace_generated_section(doc, "memory-soak", "x.py", "SOAK", "Performance")
+    text = doc.read_text()
+    assert "TABLE ONE" not in text and "TABLE TWO" in text and "SOAK" in text
+    assert "Lead's prose above." in text and "Prose below." in text
+    assert text.index("TABLE TWO") < text.index("Prose below.") < text.index("SOAK")
+
+
+def test_every_named_setting_is_a_valid_engine_config() -> None:
+    from wildocr.engine import EngineConfig
+
+    for name, options in accuracy.SETTINGS.items():
+        config = EngineConfig().with_options(**options)
+        assert config != EngineConfig() or name == "default", name
+    assert accuracy.parse_option("big:det_limit_side=1280,device=cpu") == (
+        "big",
+        {"det_limit_side": 1280, "device": "cpu"},
+    )
+
+
+def test_accuracy_skips_without_data(no_shared: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert accuracy.main([]) == 0
+    assert "SKIP accuracy" in capsys.readouterr().err
+
+
+def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, tmp_path: Path) -> None:
+    out, dump, report = tmp_path / "out", tmp_path / "dump", tmp_path / "acc.json"
+    rc = accuracy.main(
+        ["--data", str(dataset), "--settings", "default", "--option", "small:det_limit_side=480",
+         "--out", str(out), "--dump", str(dump), "--dump-count", "2", "--json", str(report)]
+    )  # fmt: skip
+    assert rc == 0
+    payload = json.loads(report.read_text())
+    assert [s["name"] for s in payload["settings"]] == ["default", "small"]
+    assert payload["settings"][1]["options"] == {"det_limit_side": 480}
+    default = payload["settings"][0]
+    assert default["images_per_s"] > 0 and default["scores"] is None and payload["peer"] is None
+    lines = [json.loads(line) for line in (out / "default.jsonl").read_text().splitlines()]
+    assert [line["image"] for line in lines] == ["img_1.jpg", "img_2.jpg"]
+    read = {common.clean_text(w["text"]) for line in lines for w in line["words"]}
+    assert {"HELLO", "WORLD"} & read, read
+    rec = default["rec_only"]
+    assert rec["words"] == 4 and rec["dict_words"] == 4  # two words an image, the '###' box skipped
+    assert rec["accuracy"] >= 0.75, rec["errors"]
+    overlays = sorted(p.name for p in dump.glob("*.png"))
+    assert overlays == ["default_img_1.png", "default_img_2.png"]
+
+
+def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Path) -> None:
+    report, plot = tmp_path / "tp.json", tmp_path / "tp.png"
+    rc = throughput.main(
+        ["--images", str(dataset / "images"), "--limit", "2", "--devices", "cpu", "--batch-sizes", "1",
+         "--sweep-crops", "6", "--json", str(report), "--plot", str(plot)]
+    )  # fmt: skip
+    assert rc == 0
+    results = json.loads(report.read_text())
+    cpu = results["devices"][0]
+    assert cpu["device"] == "cpu" and cpu["provider"] == "CPUExecutionProvider"
+    assert cpu["end_to_end"]["images"] == 2 and cpu["end_to_end"]["images_per_s"] > 0
+    assert cpu["staged"]["crops"] >= 4 and set(cpu["staged"]["stages"]) == set(throughput.STAGES)
+    assert [r["batch_size"] for r in cpu["batch_sweep"]] == [1, cpu["default_batch_size"]]
+    assert all(r["crops"] == 6 for r in cpu["batch_sweep"])
+    assert cpu["batched_vs_per_box"] > 0 and cpu["peak_rss_mb"] > 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    body = throughput.docs_body(["bench/throughput.py"], results, None)
+    assert "| cpu |" in body and "recognition crops/s" in body
+
+    soak_report = tmp_path / "soak.json"
+    rc = throughput.main(
+        ["--images", str(dataset / "images"), "--devices", "cpu", "--memory-soak", "5", "--soak-every", "2",
+         "--chunk", "2", "--json", str(soak_report)]
+    )  # fmt: skip
+    assert rc == 0
+    soak = json.loads(soak_report.read_text())["memory_soak"]
+    assert [p["images"] for p in soak["points"]] == [0, 2, 4, 5]
+    assert soak["rss_end_mb"] > 0 and isinstance(soak["flat_within_10pct"], bool)
