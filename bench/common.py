@@ -1,0 +1,309 @@
+"""Helpers shared by the benchmark scripts: the evaluation data, the peer and the scorer, docs tables.
+
+The evaluation data (`shared/` beside the checkout) is not part of the repo; every script skips with a
+clear message and exit code 0 when it is absent, so CI and fresh clones never fail on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# ic15_eval.py's rule for comparing transcriptions (kept identical: the recognition-only score must mean
+# the same thing as the end-to-end one).
+SPECIAL = "'!?.:,*\"()·[]/"
+DONT_CARE = "###"
+
+
+# -- where things are --------------------------------------------------------------------------------
+def shared_dir() -> Path | None:
+    """`shared/` beside the checkout (or $WILDOCR_SHARED), or None when it is not there."""
+    override = os.environ.get("WILDOCR_SHARED")
+    path = Path(override) if override else REPO.parent / "shared"
+    return path if path.is_dir() else None
+
+
+def peer_script(shared: Path | None) -> Path | None:
+    path = shared / "tools" / "peer_rapidocr.py" if shared else None
+    return path if path and path.is_file() else None
+
+
+def eval_script(shared: Path | None) -> Path | None:
+    path = shared / "tools" / "ic15_eval.py" if shared else None
+    return path if path and path.is_file() else None
+
+
+def list_images(folder: Path, limit: int = 0) -> list[Path]:
+    """Images of a folder in the peer's order (by name length, then name: img_2 before img_10)."""
+    names = sorted(
+        (p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda n: (len(n), n)
+    )
+    if limit:
+        names = names[:limit]
+    return [folder / n for n in names]
+
+
+def gt_path(gt_dir: Path, image: Path) -> Path:
+    return gt_dir / f"gt_{image.stem}.txt"
+
+
+# -- ground truth and text rules ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class GtWord:
+    quad: np.ndarray  # (4, 2) float32 in the file's order (ICDAR: clockwise from the word's top-left)
+    text: str
+
+    @property
+    def dont_care(self) -> bool:
+        return self.text == DONT_CARE
+
+
+def load_icdar_gt(path: Path) -> list[GtWord]:
+    """`x1,y1,...,x4,y4,transcription` lines (the transcription may hold commas; BOM tolerated)."""
+    words: list[GtWord] = []
+    with open(path, encoding="utf-8-sig") as f:
+        for line in f:
+            parts = line.rstrip("\n\r").split(",")
+            if len(parts) < 9:
+                continue
+            pts = np.array([float(v) for v in parts[:8]], dtype=np.float32).reshape(4, 2)
+            words.append(GtWord(pts, ",".join(parts[8:])))
+    return words
+
+
+def clean_text(text: str) -> str:
+    """ic15_eval.py's comparison form: outer punctuation stripped, upper case."""
+    return text.strip(SPECIAL).upper()
+
+
+def in_dictionary(text: str) -> bool:
+    """ic15_eval.py's end-to-end 'care' rule: >= 3 Latin letters, no inner punctuation."""
+    t = text[:-2] if text[-2:] in ("'s", "'S") else text
+    t = t.strip("-")
+    for c in SPECIAL:
+        t = t.replace(c, " ")
+    t = t.strip()
+    if " " in t or len(t) < 3:
+        return False
+    return all((ch.isalpha() and ord(ch) < 0x400) or ch == "-" for ch in t)
+
+
+# -- reading images the way the pipeline does ---------------------------------------------------------
+def decode_file(path: Path) -> np.ndarray:
+    """Bytes → BGR through the engine's own decoder (EXIF, pixel limit), as the pipeline reads objects."""
+    from wildocr.engine import decode_image
+
+    return decode_image(path.read_bytes())
+
+
+def chunked(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+
+
+# -- the peer and the scorer (subprocesses, as their README asks) ---------------------------------------
+def _last_json_line(stdout: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON summary in output:\n{stdout[-2000:]}")
+
+
+def run_peer(script: Path, images: Path, out: Path, *, limit: int = 0, extra: Iterable[str] = ()) -> dict:
+    """RapidOCR's own per-image pipeline (`--words`); returns its summary (images, seconds, images_per_s)
+    plus `cpu_seconds`: the subprocess's CPU time, model loading included (it cannot be separated)."""
+    cmd = [sys.executable, str(script), str(images), str(out), "--words", *extra]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    cpu_before = cpu_seconds(children=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    summary = _last_json_line(proc.stdout)
+    summary["cpu_seconds"] = round(cpu_seconds(children=True) - cpu_before, 2)
+    return summary
+
+
+def run_eval(script: Path, pred: Path, gt_dir: Path, *, only_predicted: bool) -> dict:
+    """ic15_eval.py's summary: {"images": n, "det": {precision, recall, hmean}, "e2e": {...}}."""
+    cmd = [sys.executable, str(script), str(pred), str(gt_dir)]
+    if only_predicted:
+        cmd.append("--only-predicted")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scorer failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return _last_json_line(proc.stdout)
+
+
+# -- machine, memory, time --------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    import onnxruntime as ort
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "ort_providers": ort.get_available_providers(),
+    }
+
+
+def rss_mb() -> float:
+    """Current resident set size (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """User + system CPU time of this process (all its threads) or of its finished children.
+
+    Wall time is what users wait for, but on a shared machine it moves with the neighbours' load; CPU time
+    moves much less, so both are reported.
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window (Linux >= 4.0), so that one-off load costs (the int8 detector build,
+    ONNX graph rewriting) do not stand in for the steady-state peak. False where it is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS since the last reset_peak_rss() (VmHWM), else since start-up (getrusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+class Stopwatch:
+    """Accumulates seconds per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+# -- docs -------------------------------------------------------------------------------------------
+def _markers(section: str) -> tuple[str, str]:
+    return f"<!-- bench:begin {section} ", f"<!-- bench:end {section} -->"
+
+
+def header_lines(argv: list[str]) -> list[str]:
+    """Command line, date and machine: what a reader needs to weigh the numbers below them."""
+    info = machine_info()
+    command = " ".join(["python", *argv])
+    return [
+        f"Command: `{command}`  ",
+        f"Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
+        f"onnxruntime {info['onnxruntime']} ({', '.join(info['ort_providers'])}); load average "
+        f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())} (1 / 5 / 15 min) when written",
+    ]
+
+
+def replace_generated_section(doc: Path, section: str, script: str, body: str, title: str) -> None:
+    """Rewrite only the text between one section's markers; prose around them (the lead's) is kept.
+
+    A section that is not in the file yet is appended; a missing file is created with `title`.
+    """
+    begin, end = _markers(section)
+    block = f"{begin}(generated by {script}; edit prose outside these markers) -->\n{body.rstrip()}\n{end}"
+    if doc.exists():
+        text = doc.read_text(encoding="utf-8")
+        start, stop = text.find(begin), text.find(end)
+        if start != -1 and stop > start:
+            text = text[:start] + block + text[stop + len(end) :]
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+    else:
+        text = f"# {title}\n\n{block}\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text, encoding="utf-8")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- tiny synthetic set (smoke tests, and a stand-in when shared/ is absent) ------------------------------
+def write_synthetic_set(root: Path, count: int = 2) -> tuple[Path, Path]:
+    """`count` plain images of printed words with ICDAR ground truth: root/images, root/gts."""
+    images, gts = root / "images", root / "gts"
+    images.mkdir(parents=True, exist_ok=True)
+    gts.mkdir(parents=True, exist_ok=True)
+    lines = [["HELLO", "WORLD"], ["OPEN", "CAFE"], ["EXIT", "STATION"], ["FRESH", "BREAD"]]
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 1.6, 3
+    for i in range(count):
+        img = np.full((360, 640, 3), 245, dtype=np.uint8)
+        rows: list[str] = []
+        for r, text in enumerate([*lines[i % len(lines)], "###"]):
+            x, y = 60 + 40 * (r % 2), 110 + 100 * r
+            shown = "ab" if text == "###" else text  # a 'don't care' scribble, small and grey
+            s = 0.5 if text == "###" else scale
+            (tw, th), base = cv2.getTextSize(shown, font, s, thick)
+            cv2.putText(
+                img, shown, (x, y), font, s, (160, 160, 160) if text == "###" else (20, 20, 20), thick
+            )
+            x1, y1, x2, y2 = x - 4, y - th - 6, x + tw + 4, y + base + 4
+            rows.append(f"{x1},{y1},{x2},{y1},{x2},{y2},{x1},{y2},{text}")
+        cv2.imwrite(str(images / f"img_{i + 1}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (gts / f"gt_img_{i + 1}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return images, gts

@@ -1,0 +1,509 @@
+"""Throughput of the engine: end to end, per stage, per recogniser batch size, against the peer, and memory.
+
+    python bench/throughput.py [--limit N] [--devices cpu,cuda] [--batch-sizes 1,8,16,32,64,128]
+                               [--no-peer] [--json OUT] [--plot OUT.png] [--write-docs]
+    python bench/throughput.py --memory-soak 10000 [--soak-every 1000] [--json OUT] [--write-docs]
+
+Photos come from ../shared/ic15-train when it is there, else from generated sample images. Every device
+ONNX Runtime offers (CPU, and CUDA when onnxruntime has CUDAExecutionProvider) is measured in the same
+invocation as the peer: on a shared machine only side-by-side ratios mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    REPO,
+    Stopwatch,
+    chunked,
+    cpu_seconds,
+    decode_file,
+    header_lines,
+    list_images,
+    markdown_table,
+    peak_rss_mb,
+    peer_script,
+    replace_generated_section,
+    reset_peak_rss,
+    rss_mb,
+    run_peer,
+    shared_dir,
+    write_synthetic_set,
+)
+
+DOC = REPO / "docs" / "performance.md"
+STAGES = ("decode", "detect", "crop", "recognize", "assemble", "write")
+
+
+def photo_folder(limit: int, work: Path) -> tuple[Path, str]:
+    """ic15 photos when shared/ is there; else generated sample photos (wildocr.samples)."""
+    shared = shared_dir()
+    if shared and (shared / "ic15-train" / "images").is_dir():
+        return shared / "ic15-train" / "images", "ICDAR 2015 train photos (shared/ic15-train)"
+    folder = work / "generated"
+    try:
+        from wildocr.samples import GROUND_TRUTH_NAME, generate
+
+        generate(str(folder), count=limit, seed=0)
+        (folder / GROUND_TRUTH_NAME).unlink()  # a folder of photos only, as the peer expects
+        return folder, "generated sample photos (wildocr.samples, seed 0)"
+    except ImportError:
+        images, _ = write_synthetic_set(work / "synthetic", limit)
+        return images, "generated plain text images (bench/common.py)"
+
+
+def wanted_devices(spec: str) -> list[str]:
+    """'auto': CPU, plus CUDA when this onnxruntime build has it."""
+    import onnxruntime as ort
+
+    if spec != "auto":
+        return [d for d in spec.split(",") if d]
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    return ["cpu", "cuda"] if has_cuda else ["cpu"]
+
+
+def make_engine(device: str, **options: object):  # -> OCREngine (lazy import keeps --help fast)
+    from wildocr.engine import EngineConfig, OCREngine
+
+    return OCREngine(EngineConfig().with_options(device=device, **options))
+
+
+def end_to_end(engine, images: list[Path], chunk: int, out: Path) -> dict:
+    """Decode → engine.read → JSON lines, as the pipeline does; model loading is not on the clock."""
+    cpu_start, start = cpu_seconds(), time.perf_counter()
+    words = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for group in chunked(images, chunk):
+            results = engine.read([decode_file(p) for p in group])
+            for path, result in zip(group, results, strict=True):
+                words += len(result.words)
+                f.write(json.dumps({"image": path.name, "words": [w.to_json() for w in result.words]}) + "\n")
+    seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
+    return {
+        "cpu_seconds_per_image": round(cpu / len(images), 3),
+        "images": len(images),
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(images) / seconds, 4),
+        "words": words,
+    }
+
+
+def staged(engine, images: list[Path], chunk: int, out: Path) -> tuple[dict, list[np.ndarray]]:
+    """The same work through engine.detect / crop / recognize / assemble, each stage on its own clock."""
+    watch = Stopwatch()
+    all_crops: list[np.ndarray] = []
+    with open(out, "w", encoding="utf-8") as f:
+        for group in chunked(images, chunk):
+            with watch.time("decode"):
+                pixels = [decode_file(p) for p in group]
+            with watch.time("detect"):
+                dets = [engine.detect(img) for img in pixels]
+            with watch.time("crop"):
+                crops = [engine.crop(img, d) for img, d in zip(pixels, dets, strict=True)]
+            flat = [c for cs in crops for c in cs]
+            with watch.time("recognize"):
+                readings = engine.recognize(flat)
+            with watch.time("assemble"):
+                words, offset = [], 0
+                for img, d in zip(pixels, dets, strict=True):
+                    words.append(engine.assemble(img.shape[:2], d, readings[offset : offset + len(d)]))
+                    offset += len(d)
+            with watch.time("write"):
+                for path, ws in zip(group, words, strict=True):
+                    f.write(json.dumps({"image": path.name, "words": [w.to_json() for w in ws]}) + "\n")
+            all_crops.extend(flat)
+    n = len(images)
+    total = sum(watch.seconds.values())
+    stages = {
+        s: {
+            "seconds": round(watch.seconds.get(s, 0.0), 3),
+            "ms_per_image": round(1000 * watch.seconds.get(s, 0.0) / n, 2),
+            "share": round(watch.seconds.get(s, 0.0) / total, 4) if total else 0.0,
+        }
+        for s in STAGES
+    }
+    rec = watch.seconds.get("recognize", 0.0)
+    summary = {
+        "images": n,
+        "seconds": round(total, 3),
+        "images_per_s": round(n / total, 4) if total else 0.0,
+        "crops": len(all_crops),
+        "crops_per_image": round(len(all_crops) / n, 2),
+        "recognize_crops_per_s": round(len(all_crops) / rec, 2) if rec else 0.0,
+        "stages": stages,
+    }
+    return summary, all_crops
+
+
+def batch_sweep(device: str, crops: list[np.ndarray], sizes: list[int]) -> list[dict]:
+    """Recognition alone (no orientation classifier) on the same crops, one engine per batch size.
+
+    Each engine reads the crops once untimed first: ONNX Runtime plans each new input shape on first sight,
+    and that one-off cost is not what the batch size changes.
+    """
+    rows = []
+    for size in sizes:
+        engine = make_engine(device, rec_batch_size=size, use_orientation=False)
+        engine.recognize(crops)
+        start = time.perf_counter()
+        engine.recognize(crops)
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "batch_size": size,
+                "crops": len(crops),
+                "seconds": round(seconds, 3),
+                "crops_per_s": round(len(crops) / seconds, 2),
+            }
+        )
+        print(f"  [{device}] batch {size:>4}: {rows[-1]['crops_per_s']:8.1f} crops/s", file=sys.stderr)
+        del engine
+        gc.collect()
+    return rows
+
+
+def measure_device(device: str, images: list[Path], args: argparse.Namespace, work: Path) -> dict:
+    from wildocr.engine import EngineConfig
+
+    engine = make_engine(device)
+    provider = engine.provider
+    rss_loaded = rss_mb()
+    reset_peak_rss()  # the peak of the measured loops, not of model loading (int8 build, graph edits)
+    print(f"[{device}] provider {provider}, RSS {rss_loaded:.0f} MB after loading", file=sys.stderr)
+    e2e = end_to_end(engine, images, args.chunk, work / f"{device}_e2e.jsonl")
+    print(
+        f"[{device}] end to end: {e2e['images_per_s']:.3f} images/s ({e2e['images']} images)", file=sys.stderr
+    )
+    stages, crops = staged(engine, images, args.chunk, work / f"{device}_staged.jsonl")
+    print(
+        f"[{device}] staged: {stages['recognize_crops_per_s']:.1f} crops/s in recognition, "
+        + ", ".join(f"{s} {v['ms_per_image']:.0f} ms" for s, v in stages["stages"].items()),
+        file=sys.stderr,
+    )
+    peak = peak_rss_mb()
+    del engine
+    gc.collect()
+    sample = crops
+    if args.sweep_crops and crops:  # repeat the photos' crops when they are few: big batches need many
+        sample = (crops * -(-args.sweep_crops // len(crops)))[: args.sweep_crops]
+    default_batch = EngineConfig().recognizer.batch_size
+    sizes = sorted({*args.batch_sizes, 1, default_batch})
+    sweep = batch_sweep(device, sample, sizes) if sample else []
+    by_size = {r["batch_size"]: r["crops_per_s"] for r in sweep}
+    speedup = round(by_size[default_batch] / by_size[1], 2) if by_size.get(1) else None
+    if speedup:
+        print(
+            f"[{device}] batched (rec_batch_size={default_batch}) vs one call per box: {speedup:.2f}× "
+            f"({by_size[default_batch]:.1f} vs {by_size[1]:.1f} crops/s)",
+            file=sys.stderr,
+        )
+    return {
+        "device": device,
+        "provider": provider,
+        "end_to_end": e2e,
+        "staged": stages,
+        "batch_sweep": sweep,
+        "default_batch_size": default_batch,
+        "batched_vs_per_box": speedup,
+        "rss_after_load_mb": round(rss_loaded, 1),
+        "peak_rss_mb": round(peak, 1),
+    }
+
+
+def memory_soak(images: list[Path], total: int, every: int, chunk: int, device: str) -> dict:
+    """Feed `total` images (the photos repeated) through engine.read; RSS at every `every` images.
+
+    Flat means the last reading is within 10% of the one at the first checkpoint (the first checkpoint,
+    not start-up, because ONNX Runtime's arenas and plan caches grow to their working size at first).
+    """
+    engine = make_engine(device)
+    reset_peak_rss()
+    points: list[dict] = [{"images": 0, "rss_mb": round(rss_mb(), 1)}]
+    done, start = 0, time.perf_counter()
+    next_mark = min(every, total)
+    while done < total:
+        size = min(chunk, total - done, next_mark - done) or chunk
+        group = [images[(done + i) % len(images)] for i in range(size)]
+        engine.read([decode_file(p) for p in group])
+        done += size
+        if done >= next_mark:
+            points.append(
+                {
+                    "images": done,
+                    "rss_mb": round(rss_mb(), 1),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+            print(f"  soak {done:>7} images: RSS {points[-1]['rss_mb']:.1f} MB", file=sys.stderr)
+            next_mark = min(next_mark + every, total)
+    first, last = points[1]["rss_mb"], points[-1]["rss_mb"]
+    growth = (last - first) / first if first else 0.0
+    return {
+        "device": device,
+        "images": total,
+        "distinct_photos": len(images),
+        "every": every,
+        "points": points,
+        "rss_first_checkpoint_mb": first,
+        "rss_end_mb": last,
+        "growth": round(growth, 4),
+        "flat_within_10pct": abs(growth) <= 0.10,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+# -- outputs ------------------------------------------------------------------------------------------
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = results["devices"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for dev in devices:
+        sweep = dev["batch_sweep"]
+        if sweep:
+            ax1.plot(
+                [r["batch_size"] for r in sweep],
+                [r["crops_per_s"] for r in sweep],
+                marker="o",
+                label=dev["device"],
+            )
+    ax1.set_xscale("log", base=2)
+    ax1.set_ylim(bottom=0)
+    ax1.set_xlabel("recogniser batch size (rec_batch_size)")
+    ax1.set_ylabel("crops/s (recognition alone)")
+    ax1.set_title("Recognition throughput vs batch size")
+    ax1.grid(True, alpha=0.3)
+    ax1.legend()
+    bottom = np.zeros(len(devices))
+    for stage in STAGES:
+        values = np.array([d["staged"]["stages"][stage]["ms_per_image"] for d in devices])
+        ax2.bar([d["device"] for d in devices], values, bottom=bottom, label=stage)
+        bottom += values
+    ax2.set_ylabel("ms per image")
+    ax2.set_title("Where an image's time goes")
+    ax2.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def docs_body(argv: list[str], results: dict, plot_path: Path | None) -> str:
+    peer = results.get("peer")
+    peer_ips = peer["images_per_s"] if peer else 0.0
+    lines = [*header_lines(argv), "", f"Images: {results['images']} {results['source']}.", ""]
+    peer_cpu = peer["cpu_seconds"] / peer["images"] if peer and peer.get("images") else 0.0
+    rows = []
+    for d in results["devices"]:
+        ips, cpu = d["end_to_end"]["images_per_s"], d["end_to_end"]["cpu_seconds_per_image"]
+        rows.append(
+            [
+                d["device"],
+                f"{ips:.3f}",
+                f"{peer_ips:.3f}" if peer else "–",
+                f"{ips / peer_ips:.2f}×" if peer_ips else "–",
+                f"{cpu:.2f} / {peer_cpu:.2f} ({peer_cpu / cpu:.2f}×)" if peer_cpu and cpu else f"{cpu:.2f}",
+                f"{d['staged']['recognize_crops_per_s']:.1f}",
+                f"{d['batched_vs_per_box']:.2f}×" if d["batched_vs_per_box"] else "–",
+                f"{d['rss_after_load_mb']:.0f} / {d['peak_rss_mb']:.0f}",
+            ]
+        )
+    lines.append(
+        markdown_table(
+            [
+                "device",
+                "wildocr images/s",
+                "peer images/s",
+                "ratio (wall)",
+                "CPU s/image: wildocr / peer (ratio)",
+                "recognition crops/s",
+                f"batched ({results['devices'][0]['default_batch_size']}) vs per-box",
+                "RSS MB: after load / peak in the loops",
+            ],
+            rows,
+        )
+    )
+    lines += ["", "Stage times (ms per image, share of the staged loop):", ""]
+
+    def cell(stage: dict) -> str:
+        return f"{stage['ms_per_image']:.0f} ({100 * stage['share']:.0f}%)"
+
+    stage_rows = [
+        [d["device"], *(cell(d["staged"]["stages"][s]) for s in STAGES)] for d in results["devices"]
+    ]
+    lines.append(markdown_table(["device", *STAGES], stage_rows))
+    sizes = sorted({r["batch_size"] for d in results["devices"] for r in d["batch_sweep"]})
+    if sizes:
+        lines += ["", "Recognition alone (no orientation classifier), crops/s by batch size:", ""]
+        lines.append(
+            markdown_table(
+                ["batch size", *(d["device"] for d in results["devices"])],
+                [
+                    [
+                        str(s),
+                        *(
+                            next(
+                                (f"{r['crops_per_s']:.1f}" for r in d["batch_sweep"] if r["batch_size"] == s),
+                                "–",
+                            )
+                            for d in results["devices"]
+                        ),
+                    ]
+                    for s in sizes
+                ],
+            )
+        )
+    if plot_path:
+        try:
+            rel = plot_path.resolve().relative_to(DOC.parent.resolve())
+            lines += ["", f"![crops/s vs batch size]({rel.as_posix()})"]
+        except ValueError:
+            lines += ["", f"Plot: `{plot_path}` (not under docs/)."]
+    lines += [
+        "",
+        "End to end: decode + `engine.read` (chunks of "
+        f"{results['chunk']} images) + JSON lines, model loading excluded, no warm-up (like the peer, "
+        "which times imread + its per-image pipeline; its CPU time includes its model loading). CPU time "
+        "moves less than wall time with the neighbours' load on a shared machine. The staged loop runs "
+        "after the end-to-end one, warm, one image and one stage at a time (engine.read may overlap "
+        "images on several workers, so its images/s can beat the sum of the stages).",
+    ]
+    return "\n".join(lines)
+
+
+def soak_body(argv: list[str], soak: dict) -> str:
+    lines = [*header_lines(argv), ""]
+    lines.append(
+        markdown_table(
+            ["images", "RSS MB"], [[str(p["images"]), f"{p['rss_mb']:.1f}"] for p in soak["points"]]
+        )
+    )
+    verdict = "flat" if soak["flat_within_10pct"] else "NOT flat"
+    lines += [
+        "",
+        f"{soak['images']} images ({soak['distinct_photos']} distinct photos repeated) on "
+        f"{soak['device']} in {soak['seconds']:.0f} s: RSS {soak['rss_first_checkpoint_mb']:.1f} MB at the "
+        f"first checkpoint, {soak['rss_end_mb']:.1f} MB at the end ({100 * soak['growth']:+.1f}%): {verdict} "
+        "within 10%.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=30, help="photos to measure (default 30)")
+    ap.add_argument("--images", type=Path, help="a folder of photos (default: shared ic15, else generated)")
+    ap.add_argument("--devices", default="auto", help="cpu,cuda or auto (CUDA when onnxruntime has it)")
+    ap.add_argument("--chunk", type=int, default=16, help="images per engine.read call")
+    ap.add_argument(
+        "--batch-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[1, 8, 16, 32, 64, 128]
+    )
+    ap.add_argument(
+        "--sweep-crops",
+        type=int,
+        default=256,
+        help="crops in the batch-size sweep, the photos' crops repeated or cut to this (0: as they are)",
+    )
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument(
+        "--memory-soak", type=int, default=0, metavar="N", help="only run the memory soak over N images"
+    )
+    ap.add_argument("--soak-every", type=int, default=1000)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--plot", type=Path)
+    ap.add_argument(
+        "--write-docs", action="store_true", help=f"rewrite the tables in {DOC.relative_to(REPO)}"
+    )
+    args = ap.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="wildocr-throughput-"))
+    if args.images:
+        folder, source = args.images, f"photos from {args.images}"
+    else:
+        folder, source = photo_folder(args.limit, work)
+    images = list_images(folder, args.limit)
+    if not images:
+        print(f"no images under {folder}", file=sys.stderr)
+        return 1
+    devices = wanted_devices(args.devices)
+    print(f"{len(images)} {source}; devices {devices}", file=sys.stderr)
+
+    if args.memory_soak:
+        soak = memory_soak(images, args.memory_soak, args.soak_every, args.chunk, devices[0])
+        print(json.dumps({k: v for k, v in soak.items() if k != "points"}))
+        if args.json:
+            args.json.write_text(json.dumps({"argv": argv, "source": source, "memory_soak": soak}, indent=2))
+        if args.write_docs:
+            replace_generated_section(
+                DOC,
+                "memory-soak",
+                "bench/throughput.py",
+                soak_body(["bench/throughput.py", *argv], soak),
+                "Performance",
+            )
+        return 0
+
+    results: dict = {
+        "argv": argv,
+        "images": len(images),
+        "source": source,
+        "chunk": args.chunk,
+        "devices": [],
+    }
+    for device in devices:
+        results["devices"].append(measure_device(device, images, args, work))
+    tool = peer_script(shared_dir())
+    if not args.no_peer and tool:
+        results["peer"] = run_peer(tool, folder, work / "peer.jsonl", limit=args.limit)
+        print(f"[peer] {results['peer']['images_per_s']:.3f} images/s", file=sys.stderr)
+    elif not args.no_peer:
+        print("note: peer_rapidocr.py not found under shared/tools: no peer ratio", file=sys.stderr)
+
+    summary = {
+        "peer_images_per_s": results.get("peer", {}).get("images_per_s"),
+        **{
+            d["device"]: {
+                "images_per_s": d["end_to_end"]["images_per_s"],
+                "crops_per_s": d["staged"]["recognize_crops_per_s"],
+                "batched_vs_per_box": d["batched_vs_per_box"],
+                "peak_rss_mb": d["peak_rss_mb"],
+            }
+            for d in results["devices"]
+        },
+    }
+    print(json.dumps(summary))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.plot:
+        plot(results, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.write_docs:
+        replace_generated_section(
+            DOC,
+            "throughput",
+            "bench/throughput.py",
+            docs_body(["bench/throughput.py", *argv], results, args.plot),
+            "Performance",
+        )
+        print(f"wrote {DOC}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
