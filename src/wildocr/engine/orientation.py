@@ -1,4 +1,4 @@
-"""The 0°/180° text-orientation classifier that ships with PP-OCR: upside-down crops are turned back."""
+"""The 0°/180° text-orientation classifier that ships with PP-OCR: which crops may be upside-down."""
 
 from __future__ import annotations
 
@@ -34,8 +34,3 @@ class OrientationClassifier:
             probs = self.session.run(None, {self._input: batch})[0]
             flags.extend(bool(p[1] > self.threshold and p[1] > p[0]) for p in probs)
         return flags
-
-    def __call__(self, crops: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
-        flags = self.upside_down(crops) if len(crops) else []
-        fixed = [cv2.rotate(c, cv2.ROTATE_180) if f else c for c, f in zip(crops, flags, strict=True)]
-        return fixed, flags

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from wildocr.engine import models, quantize
@@ -119,14 +120,23 @@ class OCREngine:
         return [crop_quad(image, q) for q in self.padded_quads(image.shape[:2], detections)]
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]:
-        """Read crops (from any number of images) in bucketed batches; upside-down crops are turned first."""
+        """Read crops (from any number of images) in bucketed batches.
+
+        Crops the orientation classifier calls upside-down are read both ways and keep the more confident
+        reading: the classifier alone turns ~2% of upright words on real photos (docs/accuracy.md).
+        """
         if not crops:
             return []
-        flipped = [False] * len(crops)
-        if self.classifier is not None:
-            crops, flipped = self.classifier(crops)
-        readings = self.recognizer(crops, self._map)
-        return [replace(r, flipped=True) if f else r for r, f in zip(readings, flipped, strict=True)]
+        flagged = (
+            [i for i, f in enumerate(self.classifier.upside_down(crops)) if f] if self.classifier else []
+        )
+        turned = [cv2.rotate(crops[i], cv2.ROTATE_180) for i in flagged]
+        readings = self.recognizer([*crops, *turned], self._map)
+        chosen = readings[: len(crops)]
+        for i, alternative in zip(flagged, readings[len(crops) :], strict=True):
+            if alternative.confidence > chosen[i].confidence:
+                chosen[i] = replace(alternative, flipped=True)
+        return chosen
 
     def assemble(
         self, image_size: tuple[int, int], detections: Sequence[Detection], readings: Sequence[Reading]
