@@ -47,8 +47,8 @@ from common import (
 # variants also work from the command line: --option "name:det_limit_side=1280,min_confidence=0.3".
 SETTINGS: dict[str, dict[str, object]] = {
     "default": {},
+    "fp32-det": {"det_precision": "fp32"},
     "no-cls": {"use_orientation": False},
-    "det736": {"det_limit_side": 736},
     "det960": {"det_limit_side": 960},
     "det1280": {"det_limit_side": 1280},
     "det-thresh0.2": {"det_thresh": 0.2},
@@ -57,7 +57,6 @@ SETTINGS: dict[str, dict[str, object]] = {
     "pad0": {"pad_ratio": 0.0},
     "conf0.3": {"min_confidence": 0.3},
     "conf0.5": {"min_confidence": 0.5},
-    "conf0.7": {"min_confidence": 0.7},
     "boxh1.0": {"box_height_scale": 1.0},
 }
 PEER = "peer (rapidocr)"

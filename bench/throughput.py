@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -221,38 +223,83 @@ def measure_device(device: str, images: list[Path], args: argparse.Namespace, wo
     }
 
 
-def memory_soak(images: list[Path], total: int, every: int, chunk: int, device: str) -> dict:
-    """Feed `total` images (the photos repeated) through engine.read; RSS at every `every` images.
+def memory_soak(
+    images: list[Path], total: int, every: int, chunk: int, device: str, scale: float = 1.0
+) -> dict:
+    """One shard of `total` images through the real shard path (`process_shard`); RSS every `every` images.
 
+    The photos are repeated (hard links, optionally downscaled by `scale`) as `total` distinct files in a
+    temp folder: one manifest, one shard, the same code path as an Airflow task.
     Flat means the last reading is within 10% of the one at the first checkpoint (the first checkpoint,
     not start-up, because ONNX Runtime's arenas and plan caches grow to their working size at first).
     """
+    import logging
+    import re
+    import tempfile
+
+    from wildocr.storage import shard as storage
+
     engine = make_engine(device)
-    reset_peak_rss()
-    points: list[dict] = [{"images": 0, "rss_mb": round(rss_mb(), 1)}]
-    done, start = 0, time.perf_counter()
-    next_mark = min(every, total)
-    while done < total:
-        size = min(chunk, total - done, next_mark - done) or chunk
-        group = [images[(done + i) % len(images)] for i in range(size)]
-        engine.read([decode_file(p) for p in group])
-        done += size
-        if done >= next_mark:
-            points.append(
-                {
-                    "images": done,
-                    "rss_mb": round(rss_mb(), 1),
-                    "seconds": round(time.perf_counter() - start, 1),
-                }
+    points: list[dict] = []
+    start = time.perf_counter()
+
+    class Progress(logging.Handler):
+        """`process_shard` logs 'shard S: done/total images read' after each chunk: sample RSS there."""
+
+        next_mark = every
+
+        def emit(self, record: logging.LogRecord) -> None:
+            match = re.search(r"(\d+)/\d+ images read", record.getMessage())
+            if match and int(match.group(1)) >= self.next_mark:
+                done = int(match.group(1))
+                points.append(
+                    {
+                        "images": done,
+                        "rss_mb": round(rss_mb(), 1),
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
+                )
+                print(f"  soak {done:>7} images: RSS {points[-1]['rss_mb']:.1f} MB", file=sys.stderr)
+                self.next_mark += every
+
+    with tempfile.TemporaryDirectory(prefix="wildocr-soak-") as tmp:
+        photos = Path(tmp, "photos")
+        photos.mkdir()
+        sources = []
+        for k, path in enumerate(images):
+            image = decode_file(path)
+            small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            target = Path(tmp, f"src_{k}.jpg")
+            cv2.imwrite(str(target), small)
+            sources.append(target)
+        for n in range(total):
+            os.link(sources[n % len(sources)], photos / f"img_{n:06d}.jpg")
+        root, dt, run_id = str(Path(tmp, "ocr")), "2026-01-01", "soak"
+        staging = storage.staging_root(root, dt, run_id)
+        manifest = storage.manifest_url(staging)
+        storage.build_manifest(str(photos), manifest, shard_size=total, dt=dt)
+        handler = Progress()
+        shard_log = logging.getLogger(storage.__name__)
+        shard_log.addHandler(handler)
+        shard_log.setLevel(logging.INFO)
+        reset_peak_rss()
+        points.append({"images": 0, "rss_mb": round(rss_mb(), 1), "seconds": 0.0})
+        try:
+            summary = storage.process_shard(
+                manifest, 0, output_root=root, dt=dt, run_id=run_id, engine=engine, chunk_size=chunk
             )
-            print(f"  soak {done:>7} images: RSS {points[-1]['rss_mb']:.1f} MB", file=sys.stderr)
-            next_mark = min(next_mark + every, total)
+        finally:
+            shard_log.removeHandler(handler)
+        storage.remove_staging(staging)
     first, last = points[1]["rss_mb"], points[-1]["rss_mb"]
     growth = (last - first) / first if first else 0.0
     return {
         "device": device,
         "images": total,
+        "images_ok": summary.get("ok"),
+        "words": summary.get("words"),
         "distinct_photos": len(images),
+        "scale": scale,
         "every": every,
         "points": points,
         "rss_first_checkpoint_mb": first,
@@ -264,7 +311,6 @@ def memory_soak(images: list[Path], total: int, every: int, chunk: int, device: 
     }
 
 
-# -- outputs ------------------------------------------------------------------------------------------
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
