@@ -290,6 +290,14 @@ def memory_soak(
             )
         finally:
             shard_log.removeHandler(handler)
+        if points[-1]["images"] != total:  # the end of the shard, when `every` does not divide `total`
+            points.append(
+                {
+                    "images": total,
+                    "rss_mb": round(rss_mb(), 1),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
         storage.remove_staging(staging)
     first, last = points[1]["rss_mb"], points[-1]["rss_mb"]
     growth = (last - first) / first if first else 0.0

@@ -658,4 +658,4 @@ def test_deployment_doc_covers_every_service(services: dict) -> None:
     doc = DEPLOYMENT_DOC.read_text()
     for name in services:
         assert f"`{name}`" in doc, f"docs/deployment.md does not describe {name}"
-    assert "<measured>" in doc and "pod_template_gpu.yaml" in doc
+    assert "images/s per GPU worker" in doc and "pod_template_gpu.yaml" in doc
