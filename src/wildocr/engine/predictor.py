@@ -89,7 +89,7 @@ class OCREngine:
         )
         self.model_info = {
             "det_model": det_path.name + (" (int8)" if precision == "int8" else ""),
-            "det_sha256": models.file_sha256(det_path),
+            "det_sha256": models.file_sha256(det_model),  # the int8 file itself when quantised
             "rec_model": rec_path.name,
             "rec_sha256": models.file_sha256(rec_path),
             "cls_model": cls_path.name if self.config.use_orientation else "",
