@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Ground truth: {photos.relative_to(ROOT)}/ground_truth.jsonl. More: include/sql/duckdb_examples.sql"
         "\n"
-        f"Same tables from the DuckDB CLI: duckdb -c \"SET VARIABLE wildocr_root = '{output_root}'\" "
-        '-c ".read include/sql/duckdb_views.sql" -c "FROM images"'
+        f'Same tables from the DuckDB CLI (installed separately): duckdb -c "SET VARIABLE wildocr_root = '
+        f'\'{output_root}\'" -c ".read include/sql/duckdb_views.sql" -c "FROM images"'
     )
     return 0
 
