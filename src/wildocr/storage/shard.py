@@ -336,6 +336,27 @@ def remove_stale_parts(
     return objectstore.remove(stale, storage_options)
 
 
+def _write_shard(
+    output_root: str,
+    dt: str,
+    shard: int,
+    images: pa.Table,
+    words: pa.Table,
+    n_shards: int,
+    storage_options: StorageOptions,
+    owner: str | None,
+    start: float,
+    verb: str,
+) -> dict:
+    """The last step of both paths (fused and publish): the shard's two files, then its XCom summary."""
+    urls = write_outputs(
+        output_root, dt, shard, images, words, n_shards=n_shards, storage_options=storage_options, owner=owner
+    )
+    summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
+    log.info("shard %d %s: %s", shard, verb, json.dumps(summary))
+    return summary
+
+
 def _summary(
     shard: int, dt: str, images: pa.Table, words: pa.Table, urls: dict[str, str], seconds: float
 ) -> dict:
@@ -404,19 +425,9 @@ def process_shard(
         log.info("shard %d: %d/%d images read", shard, done, len(objects))
     images = tables.to_table(tables.IMAGES, image_rows)
     words = tables.to_table(tables.WORDS, word_rows)
-    urls = write_outputs(
-        output_root,
-        dt,
-        shard,
-        images,
-        words,
-        n_shards=info.n_shards,
-        storage_options=storage_options,
-        owner=owner,
+    return _write_shard(
+        output_root, dt, shard, images, words, info.n_shards, storage_options, owner, start, "done"
     )
-    summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
-    log.info("shard %d done: %s", shard, json.dumps(summary))
-    return summary
 
 
 def _image_row(
@@ -739,19 +750,9 @@ def publish_shard(
         )
     images = tables.to_table(tables.IMAGES, image_rows)
     words = words.replace_schema_metadata(tables.WORDS.metadata)
-    urls = write_outputs(
-        output_root,
-        dt,
-        shard,
-        images,
-        words,
-        n_shards=info.n_shards,
-        storage_options=storage_options,
-        owner=owner,
+    return _write_shard(
+        output_root, dt, shard, images, words, info.n_shards, storage_options, owner, start, "published"
     )
-    summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
-    log.info("shard %d published: %s", shard, json.dumps(summary))
-    return summary
 
 
 def remove_staging(staging_root: str, storage_options: StorageOptions = None) -> None:
