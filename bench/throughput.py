@@ -237,7 +237,7 @@ def memory_soak(
     import re
     import tempfile
 
-    from wildocr.storage import shard as storage
+    from wildocr.pipeline import shard as pipeline_shard
 
     engine = make_engine(device)
     points: list[dict] = []
@@ -275,17 +275,17 @@ def memory_soak(
         for n in range(total):
             os.link(sources[n % len(sources)], photos / f"img_{n:06d}.jpg")
         root, dt, run_id = str(Path(tmp, "ocr")), "2026-01-01", "soak"
-        staging = storage.staging_root(root, dt, run_id)
-        manifest = storage.manifest_url(staging)
-        storage.build_manifest(str(photos), manifest, shard_size=total, dt=dt)
+        staging = pipeline_shard.staging_root(root, dt, run_id)
+        manifest = pipeline_shard.manifest_url(staging)
+        pipeline_shard.build_manifest(str(photos), manifest, shard_size=total, dt=dt)
         handler = Progress()
-        shard_log = logging.getLogger(storage.__name__)
+        shard_log = logging.getLogger(pipeline_shard.__name__)
         shard_log.addHandler(handler)
         shard_log.setLevel(logging.INFO)
         reset_peak_rss()
         points.append({"images": 0, "rss_mb": round(rss_mb(), 1), "seconds": 0.0})
         try:
-            summary = storage.process_shard(
+            summary = pipeline_shard.process_shard(
                 manifest, 0, output_root=root, dt=dt, run_id=run_id, engine=engine, chunk_size=chunk
             )
         finally:
@@ -298,7 +298,7 @@ def memory_soak(
                     "seconds": round(time.perf_counter() - start, 1),
                 }
             )
-        storage.remove_staging(staging)
+        pipeline_shard.remove_staging(staging)
     first, last = points[1]["rss_mb"], points[-1]["rss_mb"]
     growth = (last - first) / first if first else 0.0
     return {

@@ -26,7 +26,7 @@ import pendulum
 import pytest
 
 from include.sample_data import generate
-from wildocr.storage.shard import staging_root
+from wildocr.pipeline.shard import staging_root
 
 pytest_plugins = ["tests.s3server"]
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]

@@ -22,7 +22,8 @@ import pytest
 from include.sample_data import generate
 from tests.test_shard import read_rows, stable
 from wildocr.engine import models
-from wildocr.storage import lease, objectstore, shard, tables
+from wildocr.pipeline import shard
+from wildocr.storage import lease, objectstore, tables
 from wildocr.storage.lease import PartitionBusyError
 
 pytest_plugins = ["tests.s3server", "tests.faultproxy"]
@@ -67,7 +68,8 @@ def assert_nothing_left_over(out: Path) -> None:
 WORKER = r"""
 import os, signal, sys
 from wildocr.engine import EngineConfig, OCREngine
-from wildocr.storage import manifest, shard
+from wildocr.storage import manifest
+from wildocr.pipeline import shard
 
 manifest_url, staging, output, dt, run_id, kill, start = sys.argv[1:8]
 engine = OCREngine(EngineConfig(device="cpu"))
@@ -292,7 +294,7 @@ def test_two_processes_running_the_same_dt_leave_one_complete_run(tmp_path, thre
         cmd = [
             sys.executable,
             "-m",
-            "wildocr.storage.cli",
+            "wildocr.pipeline.cli",
             "run",
             str(src),
             "--output",
@@ -486,7 +488,7 @@ def test_bad_model_files_stop_the_run_before_any_image_is_read(tmp_path, s3_buck
     cmd = [
         sys.executable,
         "-m",
-        "wildocr.storage.cli",
+        "wildocr.pipeline.cli",
         "run",
         s3_bucket.url("in/"),
         "--output",

@@ -27,7 +27,8 @@ from PIL import Image
 
 from include.sample_data import generate
 from tests.test_shard import read_rows, stable
-from wildocr.storage import manifest, objectstore, shard
+from wildocr.pipeline import shard
+from wildocr.storage import manifest, objectstore
 
 pytest_plugins = ["tests.s3server"]
 

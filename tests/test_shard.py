@@ -18,7 +18,8 @@ import duckdb
 import pytest
 
 from include.sample_data import generate
-from wildocr.storage import manifest, objectstore, shard, tables
+from wildocr.pipeline import shard
+from wildocr.storage import manifest, objectstore, tables
 
 pytest_plugins = ["tests.s3server"]
 
@@ -248,7 +249,7 @@ def test_rerun_after_a_crash_has_no_duplicates_and_no_gaps(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "wildocr.storage.cli",
+        "wildocr.pipeline.cli",
         "run",
         str(src),
         "--output",

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from wildocr.storage import manifest, objectstore, shard, tables
+from wildocr.pipeline import loader, shard
+from wildocr.storage import manifest, objectstore, tables
 from wildocr.storage.objectstore import ObjectInfo
 
 pytest_plugins = ["tests.s3server"]
@@ -386,7 +387,7 @@ def test_prefetch_keeps_order_and_bound():
         return i * i
 
     out = []
-    for value in shard.prefetched(range(50), work, prefetch=3):
+    for value in loader.prefetched(range(50), work, prefetch=3):
         with lock:
             consumed += 1
         out.append(value)

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from include.sample_data import generate
-from wildocr.storage import shard, tables
+from wildocr.pipeline import shard
+from wildocr.storage import tables
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
 DAYS = ("2026-11-23", "2026-11-24")

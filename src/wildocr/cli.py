@@ -9,16 +9,19 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
 from tqdm import tqdm
 
-from wildocr.engine import EngineConfig, ImageDecodeError, ImageResult, OCREngine, decode_image
+from wildocr.engine import EngineConfig, ImageResult, OCREngine
+from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
+from wildocr.pipeline import cli as pipeline_cli
+from wildocr.pipeline.loader import chunked, iter_loaded
+from wildocr.pipeline.shard import DEFAULT_CHUNK_SIZE, DEFAULT_PREFETCH
 from wildocr.render import render_overlay
-from wildocr.storage import cli as storage_cli
 from wildocr.storage import objectstore
+from wildocr.storage.objectstore import ObjectInfo
 
 log = logging.getLogger("wildocr")
 
@@ -35,36 +38,20 @@ def expand_inputs(inputs: list[str], storage_options: dict[str, Any] | None) -> 
     return uris
 
 
-def _load(uri: str, storage_options: dict[str, Any] | None) -> tuple[str, Any, str | None]:
-    try:
-        return uri, decode_image(objectstore.read_bytes(uri, storage_options)), None
-    except ImageDecodeError as exc:
-        return uri, None, str(exc)
-    except OSError as exc:
-        return uri, None, f"cannot read: {exc}"
-
-
 def read_images(
-    engine: OCREngine, uris: list[str], storage_options: dict[str, Any] | None, chunk: int = 8
+    engine: OCREngine,
+    uris: list[str],
+    storage_options: dict[str, Any] | None,
+    chunk: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[tuple[str, Any, ImageResult]]:
-    """(uri, image or None, result) in input order; decoding runs in threads while the models run."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        loaded = pool.map(lambda u: _load(u, storage_options), uris)
-        batch: list[tuple[str, Any, str | None]] = []
-        for item in loaded:
-            batch.append(item)
-            if len(batch) == chunk:
-                yield from _read_batch(engine, batch)
-                batch = []
-        if batch:
-            yield from _read_batch(engine, batch)
-
-
-def _read_batch(engine: OCREngine, batch: list[tuple[str, Any, str | None]]):
-    good = [(uri, img) for uri, img, err in batch if err is None]
-    results = iter(engine.read([img for _, img in good]))
-    for uri, img, err in batch:
-        yield uri, img, (ImageResult(error=err) if err is not None else next(results))
+    """(uri, image or None, result) in input order, through the same loader as the shard pipeline."""
+    objects = [ObjectInfo(uri, -1, "") for uri in uris]
+    loaded = iter_loaded(objects, storage_options, prefetch=DEFAULT_PREFETCH, max_pixels=DEFAULT_MAX_PIXELS)
+    for batch in chunked(loaded, chunk):
+        results = iter(engine.read([item.image for item in batch if item.error is None]))
+        for item in batch:
+            result = ImageResult(error=item.error) if item.error is not None else next(results)
+            yield item.obj.uri, item.image, result
 
 
 def cmd_ocr(args: argparse.Namespace) -> int:
@@ -125,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ocr.add_argument("--det-limit-side", type=int, default=EngineConfig().detector.limit_side)
     p_ocr.add_argument("--storage-options", help="JSON dict passed to fsspec (e.g. S3 endpoint_url)")
     p_ocr.set_defaults(func=cmd_ocr)
-    storage_cli.register(sub)
+    pipeline_cli.register(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Thin Airflow operators over `wildocr.storage.shard`: parse arguments, resolve storage, call one function.
+"""Thin Airflow operators over `wildocr.pipeline.shard`: parse arguments, resolve storage, call one function.
 
 Every operator is idempotent (outputs are pure functions of run, dt and shard), so Airflow retries and
 `airflow tasks clear` are safe. Heavy modules (pyarrow, ONNX Runtime, OpenCV) are imported inside
@@ -191,7 +191,7 @@ class ManifestOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from wildocr.storage import shard as storage
+        from wildocr.pipeline import shard as pipeline
 
         run_id = context["run_id"]
         dates = resolve_dates(self.dt, self.dt_end, context)
@@ -212,7 +212,7 @@ class ManifestOperator(BaseOperator):
                 f"{len(dates)} dates but the source prefix {template!r} does not depend on the date; "
                 "template it (e.g. '.../{{ ds }}/') or run one dt at a time"
             )
-        staging = {dt: storage.staging_root(output_root, dt, run_id) for dt in dates}
+        staging = {dt: pipeline.staging_root(output_root, dt, run_id) for dt in dates}
         options = storage_options_for([*prefixes.values(), output_root], self.conn_id)
         limit = conf.getint("core", "max_map_length", fallback=1024)
 
@@ -220,9 +220,9 @@ class ManifestOperator(BaseOperator):
             out: dict[str, list[int]] = {}
             try:
                 for dt, prefix in prefixes.items():
-                    out[dt] = storage.build_manifest(
+                    out[dt] = pipeline.build_manifest(
                         prefix,
-                        storage.manifest_url(staging[dt]),
+                        pipeline.manifest_url(staging[dt]),
                         shard_size=size,
                         storage_options=options,
                         skip_done_root=output_root if skip_done else None,
@@ -232,7 +232,7 @@ class ManifestOperator(BaseOperator):
             except Exception:
                 # Give back the leases of the dates already planned: the retry plans them all again.
                 for dt in out:
-                    storage.remove_staging(staging[dt], storage_options=options)
+                    pipeline.remove_staging(staging[dt], storage_options=options)
                 raise
             return out
 
@@ -255,7 +255,7 @@ class ManifestOperator(BaseOperator):
                 shard=n,
                 mode=mode,
                 source_prefix=prefixes[dt],
-                manifest_url=storage.manifest_url(staging[dt]),
+                manifest_url=pipeline.manifest_url(staging[dt]),
                 staging_root=staging[dt],
                 output_root=output_root,
                 run_id=run_id,
@@ -342,10 +342,10 @@ class TextDetectionOperator(_ShardOperator):
         super().__init__(queue=queue, pool=pool, **kwargs)
 
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> dict[str, Any] | str:
-        from wildocr.storage import shard as storage
+        from wildocr.pipeline import shard as pipeline
 
         if spec.mode == "fused":
-            return storage.process_shard(
+            return pipeline.process_shard(
                 spec.manifest_url,
                 spec.shard,
                 output_root=spec.output_root,
@@ -354,7 +354,7 @@ class TextDetectionOperator(_ShardOperator):
                 engine=self.engine,
                 storage_options=options,
             )
-        return storage.detect_shard(
+        return pipeline.detect_shard(
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
@@ -369,9 +369,9 @@ class CropOperator(_ShardOperator):
     ui_color = "#e6f4ea"
 
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> str:
-        from wildocr.storage import shard as storage
+        from wildocr.pipeline import shard as pipeline
 
-        return storage.crop_shard(
+        return pipeline.crop_shard(
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
@@ -389,9 +389,9 @@ class CtcRecognitionOperator(_ShardOperator):
         super().__init__(queue=queue, pool=pool, **kwargs)
 
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> str:
-        from wildocr.storage import shard as storage
+        from wildocr.pipeline import shard as pipeline
 
-        return storage.recognize_shard(
+        return pipeline.recognize_shard(
             spec.shard, staging_root=spec.staging_root, engine=self.engine, storage_options=options
         )
 
@@ -402,9 +402,9 @@ class PublishOperator(_ShardOperator):
     ui_color = "#e8eaf6"
 
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> dict[str, Any]:
-        from wildocr.storage import shard as storage
+        from wildocr.pipeline import shard as pipeline
 
-        return storage.publish_shard(
+        return pipeline.publish_shard(
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
@@ -433,7 +433,7 @@ class FinalizeOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from wildocr.storage import shard as storage
+        from wildocr.pipeline import shard as pipeline
         from wildocr.storage.tables import partition_url
 
         run = self.run
@@ -443,9 +443,9 @@ class FinalizeOperator(BaseOperator):
             if not run["shards"][dt]:
                 # No shard task wrote (and pruned) this partition; the rerun rule still holds: the
                 # partition mirrors the listing, so files of an earlier run of this dt go.
-                removed = storage.remove_stale_parts(output_root, dt, 0, storage_options=options)
+                removed = pipeline.remove_stale_parts(output_root, dt, 0, storage_options=options)
                 self.log.warning("dt=%s: no images in the source; %d old part file(s) removed", dt, removed)
-            storage.remove_staging(staging, storage_options=options)
+            pipeline.remove_staging(staging, storage_options=options)
             self.log.info("dt=%s: %d shard(s) published; removed %s", dt, len(run["shards"][dt]), staging)
         dts = sorted(run["staging"])
         summary = {"output_root": output_root, "dts": dts, "run_id": run["run_id"], "mode": run["mode"]}

@@ -1,5 +1,4 @@
-"""Object storage in, hive-partitioned Parquet out: the layer between the OCR engine and Airflow.
+"""Object storage and tables: fsspec URLs, manifests, pyarrow schemas, atomic Parquet writes, leases.
 
-Knows fsspec URLs and pyarrow tables; never imports Airflow. The Airflow layer calls the functions of
-`wildocr.storage.shard` (see docs/tables.md for the tables these write).
+Knows fsspec and pyarrow; never imports Airflow or the pipeline above it (see docs/tables.md).
 """

@@ -5,7 +5,7 @@
     wildocr run PREFIX --output ROOT --dt YYYY-MM-DD [--shard-size N] [--incremental] [--run-id ID]
     wildocr shard unlock ROOT --dt YYYY-MM-DD     (remove the dt's lease of a run that is surely dead)
 
-`register(subparsers)` adds these to the main `wildocr` parser; `python -m wildocr.storage.cli` runs them
+`register(subparsers)` adds these to the main `wildocr` parser; `python -m wildocr.pipeline.cli` runs them
 alone. Each prints one JSON document on stdout (progress goes to the log on stderr).
 """
 
@@ -17,7 +17,8 @@ import logging
 import sys
 from typing import Any
 
-from wildocr.storage import lease, manifest, objectstore, shard, tables
+from wildocr.pipeline import shard
+from wildocr.storage import lease, manifest, objectstore, tables
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wildocr.storage.cli", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m wildocr.pipeline.cli", description=__doc__.split("\n")[0]
+    )
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -24,10 +24,7 @@ import json
 import logging
 import re
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import cv2
@@ -35,8 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wildocr.engine.imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
 from wildocr.engine.types import Detection, ImageResult, Reading, Word
+from wildocr.pipeline.loader import chunked, iter_loaded
 from wildocr.storage import lease, manifest, objectstore, tables
 from wildocr.storage.lease import PartitionBusyError as PartitionBusyError  # for callers of this module
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
@@ -50,8 +48,6 @@ DEFAULT_REC_CHUNK = 256  # crops decoded at once by recognize_shard
 # time is spent by then: this marks pathological images, it does not stop them (the pixel limit and the
 # detector's fixed input size are what bound the work per image). None turns it off.
 DEFAULT_MAX_SECONDS_PER_IMAGE = 300.0
-# Per-object read failures that mean "this object", not "the store": they become error rows.
-OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
 
 _MODEL_META = "wildocr.model_info"
 _ERRORS_META = "wildocr.errors"
@@ -179,30 +175,7 @@ def _fence_staging(staging: str, storage_options: StorageOptions) -> None:
         lease.check(*layout, owner, storage_options)
 
 
-# Loading images ---------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Loaded:
-    """One manifest object after fetch + decode: the pixels, or the reason there are none."""
-
-    obj: ObjectInfo
-    image: np.ndarray | None
-    error: str | None
-    decode_seconds: float = 0.0
-
-
-def load_image(obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int) -> Loaded:
-    try:
-        data = objectstore.read_bytes(obj.uri, storage_options)
-    except OBJECT_READ_ERRORS as exc:
-        return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
-    begin = time.perf_counter()
-    try:
-        image = decode_image(data, max_pixels=max_pixels)
-    except ImageDecodeError as exc:
-        return Loaded(obj, None, str(exc))
-    return Loaded(obj, image, None, time.perf_counter() - begin)
+# Reading with the engine ------------------------------------------------------------------------
 
 
 def over_time(seconds: float, limit: float | None) -> str | None:
@@ -246,44 +219,6 @@ def read_isolated(engine: Engine, images: Sequence[np.ndarray]) -> list[ImageRes
             log.warning("engine failed on one image of %dx%d: %r", image.shape[1], image.shape[0], exc)
             out.append(f"engine failed on this image: {type(exc).__name__}: {exc}")
     return out
-
-
-def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int) -> Iterator[Any]:
-    """`map(fn, items)` in order, with at most `prefetch` calls running or finished-but-unconsumed."""
-    if prefetch < 1:
-        raise ValueError("prefetch must be >= 1")
-    it = iter(items)
-    with ThreadPoolExecutor(max_workers=prefetch, thread_name_prefix="wildocr-fetch") as pool:
-        pending = deque(pool.submit(fn, item) for _, item in zip(range(prefetch), it, strict=False))
-        try:
-            while pending:
-                result = pending.popleft().result()
-                for item in it:
-                    pending.append(pool.submit(fn, item))
-                    break
-                yield result
-        finally:
-            for future in pending:
-                future.cancel()
-
-
-def iter_loaded(
-    objects: Sequence[ObjectInfo], storage_options: StorageOptions, *, prefetch: int, max_pixels: int
-) -> Iterator[Loaded]:
-    return prefetched(objects, lambda o: load_image(o, storage_options, max_pixels), prefetch=prefetch)
-
-
-def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    if size < 1:
-        raise ValueError("chunk size must be >= 1")
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # Writing the output tables ----------------------------------------------------------------------------
