@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -26,26 +28,30 @@ from wildocr.storage.objectstore import ObjectInfo
 log = logging.getLogger("wildocr")
 
 
-def expand_inputs(inputs: list[str], storage_options: dict[str, Any] | None) -> list[str]:
-    """Files stay as given; folders and prefixes become the image objects under them, sorted."""
-    uris: list[str] = []
+def expand_inputs(inputs: list[str], storage_options: dict[str, Any] | None) -> tuple[list[ObjectInfo], int]:
+    """Files stay as given (size unknown: the loader asks); folders and prefixes become the image objects
+    under them, sorted, links followed. Also returns how many sub-folders could not be listed."""
+    objects: list[ObjectInfo] = []
+    unreadable = 0
     for item in inputs:
         fs, path = objectstore.url_to_fs(item, storage_options)
         if fs.isdir(path):
-            uris.extend(o.uri for o in objectstore.list_images(item, storage_options).images)
+            listing = objectstore.list_images(item, storage_options)
+            objects.extend(listing.images)
+            unreadable += len(listing.unreadable)
         else:
-            uris.append(item)
-    return uris
+            text = objectstore.valid_text(item)
+            objects.append(ObjectInfo(text, -1, "", None if text == item else objectstore.NAME_NOT_UTF8))
+    return objects, unreadable
 
 
 def read_images(
     engine: OCREngine,
-    uris: list[str],
+    objects: list[ObjectInfo],
     storage_options: dict[str, Any] | None,
     chunk: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[tuple[str, Any, ImageResult]]:
     """(uri, image or None, result) in input order, through the same loader as the shard pipeline."""
-    objects = [ObjectInfo(uri, -1, "") for uri in uris]
     loaded = iter_loaded(objects, storage_options, prefetch=DEFAULT_PREFETCH, max_pixels=DEFAULT_MAX_PIXELS)
     for batch in chunked(loaded, chunk):
         results = iter(engine.read([item.image for item in batch if item.error is None]))
@@ -54,12 +60,44 @@ def read_images(
             yield item.obj.uri, item.image, result
 
 
+def overlay_name(uri: str) -> str:
+    """The overlay file of an input: its name, made safe, plus a hash of its full URI, so that inputs of
+    the same name in different folders never share an overlay, and `.overlay.png` marks it as one."""
+    stem = os.path.splitext(uri.rsplit("/", 1)[-1])[0]
+    safe = re.sub(r"[^\w.-]+", "_", stem)[:80] or "image"
+    return f"{safe}.{hashlib.sha256(uri.encode()).hexdigest()[:10]}.overlay.png"
+
+
+def render_dir_problem(
+    render: str, inputs: list[str], objects: list[ObjectInfo], storage_options: dict[str, Any] | None
+) -> str | None:
+    """Why `render` must not receive overlays, or None. Overlays never go into (or under) a folder being
+    read, nor beside a file being read: they would be read as photos by the next run, and an overlay
+    named like an input would replace it."""
+    target = os.path.realpath(render)
+    for item in inputs:
+        fs, path = objectstore.url_to_fs(item, storage_options)
+        if not objectstore.is_local(fs):
+            continue
+        real = os.path.realpath(path)
+        folder = real if os.path.isdir(real) else os.path.dirname(real)
+        if target == folder or target.startswith(folder.rstrip(os.sep) + os.sep):
+            return f"--render {render} is in or under {item}, which is being read: use a folder of its own"
+    uris = {o.uri for o in objects}
+    if len({overlay_name(uri) for uri in uris}) != len(uris):
+        return "two inputs would get the same overlay name"
+    return None
+
+
 def cmd_ocr(args: argparse.Namespace) -> int:
     storage_options = json.loads(args.storage_options) if args.storage_options else None
-    uris = expand_inputs(args.inputs, storage_options)
-    if not uris:
+    objects, unreadable = expand_inputs(args.inputs, storage_options)
+    if not objects:
         print("no images found", file=sys.stderr)
         return 1
+    if args.render and (problem := render_dir_problem(args.render, args.inputs, objects, storage_options)):
+        print(f"refused: {problem}", file=sys.stderr)
+        return 2
     config = EngineConfig(device=args.device).with_options(
         det_limit_side=args.det_limit_side, rec_batch_size=args.batch_size
     )
@@ -70,8 +108,9 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     errors = 0
     start = time.perf_counter()
     try:
-        progress = tqdm(total=len(uris), unit="img", disable=len(uris) < 10 or not sys.stderr.isatty())
-        for uri, image, result in read_images(engine, uris, storage_options):
+        total = len(objects)
+        progress = tqdm(total=total, unit="img", disable=total < 10 or not sys.stderr.isatty())
+        for uri, image, result in read_images(engine, objects, storage_options):
             record: dict[str, Any] = {"image": uri.rsplit("/", 1)[-1], "uri": uri}
             if result.ok:
                 record.update(
@@ -81,18 +120,21 @@ def cmd_ocr(args: argparse.Namespace) -> int:
                 errors += 1
                 record.update(error=result.error, words=[])
                 log.warning("%s: %s", uri, result.error)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
             if args.render and image is not None:
-                name = os.path.splitext(record["image"])[0] + ".png"
-                cv2.imwrite(os.path.join(args.render, name), render_overlay(image, result))
+                record["overlay"] = os.path.join(args.render, overlay_name(uri))
+                _, png = cv2.imencode(".png", render_overlay(image, result))
+                with open(record["overlay"], "wb") as fh:
+                    fh.write(png.tobytes())
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
             progress.update(1)
         progress.close()
     finally:
         if out is not sys.stdout:
             out.close()
     seconds = time.perf_counter() - start
+    folders = f", {unreadable} folder(s) that could not be listed" if unreadable else ""
     print(
-        f"{len(uris)} images ({errors} errors) in {seconds:.1f} s, {len(uris) / seconds:.2f} images/s "
+        f"{total} images ({errors} errors{folders}) in {seconds:.1f} s, {total / seconds:.2f} images/s "
         f"on {engine.provider}",
         file=sys.stderr,
     )
@@ -106,7 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_ocr = sub.add_parser("ocr", help="read images (files, folders, fsspec URLs) into JSON lines")
     p_ocr.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
     p_ocr.add_argument("--out", default="-", help="JSON lines output file (default: stdout)")
-    p_ocr.add_argument("--render", metavar="DIR", help="write a PNG overlay per image into DIR")
+    p_ocr.add_argument(
+        "--render",
+        metavar="DIR",
+        help="write a PNG overlay per image into DIR (NAME.<hash>.overlay.png; not a folder being read)",
+    )
     p_ocr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p_ocr.add_argument("--batch-size", type=int, default=EngineConfig().recognizer.batch_size)
     p_ocr.add_argument("--det-limit-side", type=int, default=EngineConfig().detector.limit_side)

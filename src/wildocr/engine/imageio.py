@@ -1,4 +1,9 @@
-"""Bytes in, BGR pixels out: every decoding rule (formats, EXIF, pixel limit) lives here."""
+"""Bytes in, BGR pixels out: every decoding rule (formats, EXIF, pixel limit, corrupt data) lives here.
+
+Untrusted bytes only ever reach the Pillow plugins of `RASTER_FORMATS`: Pillow's other plugins include
+EPS (which runs Ghostscript) and IPTC (which re-opens an embedded file with any plugin). Nothing here starts
+a program or opens another file.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,16 @@ import io
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 80_000_000  # ~9000x9000; anything larger is refused before it is decoded
+# The only Pillow plugins that see untrusted bytes: pure in-process raster decoders. (Pillow opens JPEGs
+# with multi-picture data as MPO through the JPEG plugin; GIF is here for animated GIFs named .png.)
+RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
+# libjpeg warnings that mean the pixels are not all there (Pillow decodes on past them in silence).
+_CORRUPT_JPEG = ("Corrupt JPEG data", "Premature end of JPEG file")
+_BENIGN_JPEG = ("bad ICC marker",)  # metadata only: the pixels are intact
 
 
 class ImageDecodeError(ValueError):
@@ -27,30 +39,89 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         # Pillow's own guard raises above ~179 MP while the header is parsed (and only warns from ~89 MP,
         # which the `max_pixels` check below covers). No `warnings.catch_warnings` here: it swaps the
         # process-wide filters and decoding runs in a thread pool.
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
     except UnidentifiedImageError:
-        raise ImageDecodeError("not an image (unrecognised format)") from None
+        raise ImageDecodeError(_unsupported(data)) from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"refused: decompression bomb: {exc}") from None
     except Exception as exc:  # PIL raises many types for broken headers
         raise ImageDecodeError(f"unreadable image header: {exc}") from None
-    width, height = image.size
+    _check_size(image.size, max_pixels)
+    fmt = image.format
+    try:
+        image.seek(0)  # first frame of animations
+        image = ImageOps.exif_transpose(image)
+        image.load()
+    except Exception as exc:
+        raise ImageDecodeError(f"truncated or corrupt {fmt or 'image'} data: {exc}") from None
+    if fmt in ("JPEG", "MPO"):
+        check_jpeg_data(data)  # what Pillow decoded past in silence
+    try:
+        return _to_bgr(image)
+    except Exception as exc:  # an exotic mode Pillow opens but cannot convert
+        raise ImageDecodeError(f"unsupported pixel format {image.mode!r}: {exc}") from None
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
     if width < 1 or height < 1:
         raise ImageDecodeError(f"invalid size {width}x{height}")
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"refused: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
         )
+
+
+def _unsupported(data: bytes) -> str:
+    """The error for bytes no raster plugin accepts: names the format when Pillow knows it by its magic
+    bytes (only the plugins' pure prefix checks run, never their decoders)."""
+    Image.init()
+    prefix = data[:16]
+    for name, (_, accept) in Image.OPEN.items():
+        if name in RASTER_FORMATS or accept is None:
+            continue
+        try:
+            known = accept(prefix)
+        except Exception:
+            continue
+        if known is True or (known and not isinstance(known, str)):
+            return f"unsupported format: {name}"
+    return "not an image (unrecognised format)"
+
+
+def check_header(head: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int] | None:
+    """(format, width, height) from the first bytes of an object, so that a huge object is refused before
+    it is read whole; ImageDecodeError for what the whole object would be refused for anyway (a format
+    that is not allowed, a size over the limit). None when these bytes are not enough to tell."""
+    if not head:
+        return None
     try:
-        image.seek(0)  # first frame of animations
-        image = ImageOps.exif_transpose(image)
-        image.load()
-    except Exception as exc:
-        raise ImageDecodeError(f"truncated or corrupt {image.format or 'image'} data: {exc}") from None
+        image = Image.open(io.BytesIO(head), formats=RASTER_FORMATS)
+    except UnidentifiedImageError:
+        message = _unsupported(head)
+        if message.startswith("unsupported format"):
+            raise ImageDecodeError(message) from None
+        return None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"refused: decompression bomb: {exc}") from None
+    except Exception:  # the header runs past these bytes (a long EXIF block, TIFF offsets): read it all
+        return None
+    _check_size(image.size, max_pixels)
+    return str(image.format), image.size[0], image.size[1]
+
+
+def check_jpeg_data(data: bytes) -> None:
+    """Refuse a JPEG whose entropy-coded data is corrupt or ends early (a block of zeros in the scan, a
+    stray end marker): libjpeg only warns, Pillow fills the rest in and says nothing. The check is a
+    strict libjpeg-turbo pass at 1/8 scale (every Huffman code is still read; ~2 ms per megapixel)."""
     try:
-        return _to_bgr(image)
-    except Exception as exc:  # an exotic mode Pillow opens but cannot convert
-        raise ImageDecodeError(f"unsupported pixel format {image.mode!r}: {exc}") from None
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_height=1, min_width=1, min_factor=8, strict=True)
+    except ValueError as exc:
+        message = str(exc)
+        if any(w in message for w in _CORRUPT_JPEG) and not any(b in message for b in _BENIGN_JPEG):
+            detail = message.removeprefix("Corrupt JPEG data: ")
+            raise ImageDecodeError(f"corrupt JPEG data: {detail[:1].lower()}{detail[1:]}") from None
+        # anything else (a JPEG flavour libjpeg-turbo has no strict path for): Pillow's decode decides
 
 
 def _to_bgr(image: Image.Image) -> np.ndarray:

@@ -2,6 +2,11 @@
 
 `wildocr ocr`, `wildocr run` and the Airflow tasks all fetch and decode through `iter_loaded`: a bounded
 thread pool keeps at most `prefetch` objects fetched or decoded ahead of the consumer, in input order.
+
+Before an object is read whole: an error the listing already found is its row; its size (from the listing,
+else asked of the store) must be at most `max_bytes`; and an object over `HEADER_FIRST_ABOVE` bytes has its
+first `HEADER_BYTES` read and its header checked (format, pixel limit) first. So an oversized or bomb-sized
+object costs a listing entry or a few hundred KiB, never its whole size in memory.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from wildocr.engine.imageio import ImageDecodeError, decode_image
+from wildocr.engine.imageio import ImageDecodeError, check_header, decode_image
 from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
 # Per-object read failures that mean "this object", not "the store": they become error rows.
 OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
+# Objects larger than this are refused unread: an uncompressed 8-bit RGB image at the default 80 MP pixel
+# limit is 240 MB, and `prefetch` (4) objects can be in memory at once.
+DEFAULT_MAX_BYTES = 256 * 2**20
+HEADER_FIRST_ABOVE = 16 * 2**20  # objects above this have their header checked before the full read
+HEADER_BYTES = 256 * 2**10  # enough for the header of every allowed format with ordinary metadata
 
 
 @dataclass(slots=True)
@@ -33,17 +43,36 @@ class Loaded:
     decode_seconds: float = 0.0
 
 
-def load_image(obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int) -> Loaded:
+def load_image(
+    obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Loaded:
+    if obj.error is not None:
+        return Loaded(obj, None, obj.error)
     try:
-        data = objectstore.read_bytes(obj.uri, storage_options)
+        size = obj.size if obj.size >= 0 else objectstore.object_size(obj.uri, storage_options)
+        if size > max_bytes:
+            return Loaded(obj, None, _too_big(size, max_bytes))
+        if size > HEADER_FIRST_ABOVE:
+            head = objectstore.read_bytes(obj.uri, storage_options, end=HEADER_BYTES)
+            check_header(head, max_pixels=max_pixels)
+        # bounded even if the object grew since it was listed
+        data = objectstore.read_bytes(obj.uri, storage_options, end=max_bytes + 1)
     except OBJECT_READ_ERRORS as exc:
         return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
+    except ImageDecodeError as exc:
+        return Loaded(obj, None, str(exc))
+    if len(data) > max_bytes:
+        return Loaded(obj, None, f"refused: more than the limit of {max_bytes} bytes (grew since listed)")
     begin = time.perf_counter()
     try:
         image = decode_image(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
         return Loaded(obj, None, str(exc))
     return Loaded(obj, image, None, time.perf_counter() - begin)
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return f"refused: {size} bytes is over the limit of {max_bytes} bytes"
 
 
 def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int) -> Iterator[Any]:
@@ -66,9 +95,16 @@ def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int)
 
 
 def iter_loaded(
-    objects: Sequence[ObjectInfo], storage_options: StorageOptions, *, prefetch: int, max_pixels: int
+    objects: Sequence[ObjectInfo],
+    storage_options: StorageOptions,
+    *,
+    prefetch: int,
+    max_pixels: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Iterator[Loaded]:
-    return prefetched(objects, lambda o: load_image(o, storage_options, max_pixels), prefetch=prefetch)
+    return prefetched(
+        objects, lambda o: load_image(o, storage_options, max_pixels, max_bytes), prefetch=prefetch
+    )
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -32,6 +32,7 @@ class ManifestInfo:
     n_images: int
     skipped_other: int  # objects under the prefix that are not images by extension
     skipped_done: int  # images already `ok` at the output root with the same ETag (incremental runs)
+    unreadable_folders: int = 0  # sub-folders that could not be listed (named in the log)
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -46,7 +47,14 @@ def assign_shards(objects: list[ObjectInfo], shard_size: int) -> pa.Table:
     if len(set(uris)) != len(uris):
         raise ValueError("duplicate URIs in listing")
     rows = [
-        {"image_uri": o.uri, "etag": o.etag, "size": o.size, "position": i, "shard": i // shard_size}
+        {
+            "image_uri": o.uri,
+            "etag": o.etag,
+            "size": o.size,
+            "position": i,
+            "shard": i // shard_size,
+            "error": o.error,
+        }
         for i, o in enumerate(ordered)
     ]
     return tables.to_table(tables.MANIFEST, rows)
@@ -105,6 +113,7 @@ def write_manifest(
         n_images=len(images),
         skipped_other=listing.skipped,
         skipped_done=skipped_done,
+        unreadable_folders=len(listing.unreadable),
     )
     data = tables.parquet_bytes(table, extra_metadata={_META_KEY: json.dumps(info.to_json(), sort_keys=True)})
     objectstore.write_bytes_atomic(manifest_url, data, storage_options)
@@ -117,6 +126,12 @@ def write_manifest(
         info.skipped_other,
         skipped_done,
     )
+    if listing.unreadable:
+        log.warning(
+            "%d folder(s) under the source could not be listed; their images are not in this run: %s",
+            len(listing.unreadable),
+            ", ".join(listing.unreadable),
+        )
     return info
 
 
@@ -136,10 +151,6 @@ def shard_objects(
     if shard >= info.n_shards:
         raise ValueError(f"shard {shard} is not in {manifest_url} ({info.n_shards} shards)")
     part = table.filter(pc.equal(table["shard"], shard)).sort_by("position")
-    objects = [
-        ObjectInfo(uri=u, size=s, etag=e)
-        for u, s, e in zip(
-            part["image_uri"].to_pylist(), part["size"].to_pylist(), part["etag"].to_pylist(), strict=True
-        )
-    ]
+    columns = (part[name].to_pylist() for name in ("image_uri", "size", "etag", "error"))
+    objects = [ObjectInfo(uri=u, size=s, etag=e, error=x) for u, s, e, x in zip(*columns, strict=True)]
     return objects, info

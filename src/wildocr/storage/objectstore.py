@@ -8,15 +8,21 @@ There is no hand-written S3 client here: s3fs does the talking.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
+from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 S3_SINGLE_PUT_LIMIT = 5 * 2**30  # S3 refuses a single PUT above 5 GiB
@@ -26,19 +32,51 @@ StorageOptions = dict[str, Any] | None
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """One listed object: its canonical URI, size and a version tag that changes when the bytes change."""
+    """One listed object: its canonical URI, size and a version tag that changes when the bytes change.
+
+    `error` is set when the listing already knows the object cannot be read (a file name that is not
+    UTF-8, a broken symbolic link, a pipe named .jpg): it becomes the object's error row, nothing is read.
+    `size` is -1 when unknown (a file named on the command line): the loader asks the store.
+    """
 
     uri: str
     size: int
     etag: str
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """The image objects under a prefix (sorted by URI) and how many other objects were skipped."""
+    """The image objects under a prefix (sorted by URI), how many other objects were skipped, and the
+    sub-folders that could not be listed (their objects are unknown, so they are named, not guessed)."""
 
     images: list[ObjectInfo]
     skipped: int
+    unreadable: list[str] = field(default_factory=list)
+
+
+NAME_NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file to read it"
+
+
+def valid_text(name: str) -> str:
+    """`name` as valid UTF-8 text: undecodable bytes (surrogate escapes from the file system) as `\\xNN`."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def redact(url: str) -> str:
+    """`url` without the password of a `scheme://user:password@host/...` form, for logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def url_to_fs(url: str, storage_options: StorageOptions = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -96,47 +134,157 @@ def _version_tag(info: dict[str, Any]) -> str:
 def list_images(prefix: str, storage_options: StorageOptions = None) -> Listing:
     """All image objects under `prefix` (recursively), sorted by URI; other objects are only counted.
 
-    A prefix that does not exist gives an empty listing (on S3 an empty day simply has no keys); a bucket
-    that does not exist is an error (FileNotFoundError), never an empty day.
+    A prefix that does not exist is an error (FileNotFoundError), on every store: a mistyped prefix must
+    never pass for an empty day, whose run would empty the day's published partition. An empty day is an
+    existing empty folder (on S3: a folder marker, the zero-byte `prefix/` object "Create folder" makes).
 
-    The listing cache is dropped first: s3fs would otherwise return a stale listing after writes made by
-    another process (a previous task, an uploader).
+    Local folders are walked by `_list_local`: symbolic links to files and folders are followed, broken
+    links and names that are not UTF-8 become objects with an `error`, unreadable sub-folders are named
+    in `Listing.unreadable`. The listing cache is dropped first: s3fs would otherwise return a stale
+    listing after writes made by another process (a previous task, an uploader).
     """
     fs, path = url_to_fs(prefix, storage_options)
     fs.invalidate_cache()
+    if is_local(fs):
+        return _list_local(fs, path, prefix)
     if is_object_store(fs):
         # No existence check first: s3fs's `exists` answers False for a bucket that does not exist (or a
-        # typo in its name), which would pass for an empty day and let the run wipe the partition.
-        # `find` raises FileNotFoundError for a missing bucket and returns [] for a missing prefix.
+        # typo in its name). `find` raises FileNotFoundError for a missing bucket and returns {} for a
+        # prefix with no object under it, which is a missing prefix (folder markers are listed).
         try:
-            found = fs.find(path, detail=True, withdirs=False)
+            found = fs.find(path, detail=True, withdirs=True)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"cannot list {prefix}: {exc}") from exc
-    elif not fs.exists(path):  # a folder that is not there: an empty day, not an error
-        return Listing(images=[], skipped=0)
+        if not found:
+            raise FileNotFoundError(f"cannot list {prefix}: no object under this prefix")
+    elif not fs.exists(path):
+        raise FileNotFoundError(f"cannot list {prefix}: it does not exist")
     else:
         found = {path: fs.info(path)} if fs.isfile(path) else fs.find(path, detail=True, withdirs=False)
     images: list[ObjectInfo] = []
     skipped = 0
     for name, info in found.items():
-        if info.get("type", "file") != "file":
+        if info.get("type", "file") != "file" or name.endswith("/"):
             continue
         if not is_image_key(name):
             skipped += 1
             continue
-        images.append(
-            ObjectInfo(
-                uri=fs.unstrip_protocol(name), size=int(info.get("size") or 0), etag=_version_tag(info)
-            )
-        )
+        images.append(_listed(fs.unstrip_protocol(name), int(info.get("size") or 0), _version_tag(info)))
     images.sort(key=lambda o: o.uri)
     return Listing(images=images, skipped=skipped)
 
 
-def read_bytes(uri: str, storage_options: StorageOptions = None) -> bytes:
-    """The whole object; FileNotFoundError when it vanished since it was listed."""
+def _listed(uri: str, size: int, etag: str, error: str | None = None) -> ObjectInfo:
+    """An ObjectInfo whose URI is valid text (a name that is not UTF-8 becomes an error object)."""
+    text = valid_text(uri)
+    if text != uri:
+        return ObjectInfo(uri=text, size=size, etag=etag, error=error or NAME_NOT_UTF8)
+    return ObjectInfo(uri=uri, size=size, etag=etag, error=error)
+
+
+def _list_local(fs: fsspec.AbstractFileSystem, path: str, prefix: str) -> Listing:
+    """A local folder walked with links followed (cycles cut), nothing left out without a trace."""
+    try:
+        top = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"cannot list {prefix}: no such folder or file") from None
+    if not stat.S_ISDIR(top.st_mode):
+        if not is_image_key(path):
+            return Listing(images=[], skipped=1)
+        return Listing(images=[_local_object(fs, path, top)], skipped=0)
+    images: list[ObjectInfo] = []
+    unreadable: list[str] = []
+    skipped = 0
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(path, frozenset({(top.st_dev, top.st_ino)}))]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            if folder == path:
+                raise
+            uri = valid_text(fs.unstrip_protocol(folder))
+            log.warning("cannot list the folder %s (%s): its images are not in this run", uri, exc.strerror)
+            unreadable.append(uri)
+            continue
+        for entry in entries:
+            try:
+                info = os.stat(entry.path)  # follows links
+            except OSError as exc:  # a broken or looping link, or an entry we may not stat
+                if is_image_key(entry.name):
+                    reason = "broken symbolic link" if entry.is_symlink() else "cannot read its metadata"
+                    uri = fs.unstrip_protocol(entry.path)
+                    images.append(_listed(uri, 0, "", f"{reason}: {exc.strerror}"))
+                else:
+                    skipped += 1
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                key = (info.st_dev, info.st_ino)
+                if key in ancestors:  # a link back to a folder above: listing it again would never end
+                    log.warning("not following %s: a link back to a folder above it", valid_text(entry.path))
+                    continue
+                stack.append((entry.path, ancestors | {key}))
+            elif not is_image_key(entry.name):
+                skipped += 1
+            elif stat.S_ISREG(info.st_mode):
+                images.append(_local_object(fs, entry.path, info))
+            else:  # a pipe, socket or device named like a photo: reading it could block forever
+                images.append(_listed(fs.unstrip_protocol(entry.path), 0, "", "not a regular file"))
+    images.sort(key=lambda o: o.uri)
+    return Listing(images=images, skipped=skipped, unreadable=sorted(unreadable))
+
+
+def _local_object(fs: fsspec.AbstractFileSystem, path: str, info: os.stat_result) -> ObjectInfo:
+    tag = _version_tag({"mtime": info.st_mtime, "size": info.st_size})
+    return _listed(fs.unstrip_protocol(path), info.st_size, tag)
+
+
+def read_bytes(
+    uri: str, storage_options: StorageOptions = None, *, start: int | None = None, end: int | None = None
+) -> bytes:
+    """The object's bytes (`start`..`end`, end exclusive; the whole object by default); FileNotFoundError
+    when it vanished since it was listed. On S3 the key goes to GetObject as a key: s3fs would parse a
+    `?versionId=` inside it as a version."""
+    s3 = _s3_object(uri, storage_options)
+    if s3 is not None:
+        fs, bucket, key = s3
+        extra = {}
+        if start is not None or end is not None:
+            if end is not None and end <= (start or 0):
+                return b""
+            extra["Range"] = f"bytes={start or 0}-{'' if end is None else end - 1}"
+
+        async def get() -> bytes:
+            response = await fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
+            try:
+                return await response["Body"].read()
+            finally:
+                response["Body"].close()
+
+        return sync(fs.loop, get)
     fs, path = url_to_fs(uri, storage_options)
-    return fs.cat_file(path)
+    return fs.cat_file(path, start=start, end=end)
+
+
+def object_size(uri: str, storage_options: StorageOptions = None) -> int:
+    """The object's size in bytes (links followed); FileNotFoundError when it is not there."""
+    s3 = _s3_object(uri, storage_options)
+    if s3 is not None:
+        fs, bucket, key = s3
+        return int(fs.call_s3("head_object", Bucket=bucket, Key=key)["ContentLength"])
+    fs, path = url_to_fs(uri, storage_options)
+    return int(fs.size(path))
+
+
+def _s3_object(uri: str, storage_options: StorageOptions) -> tuple[Any, str, str] | None:
+    """(filesystem, bucket, key) of an `s3://` object URL, split by hand: the key is taken verbatim."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme.lower() not in ("s3", "s3a"):
+        return None
+    bucket, _, key = rest.partition("/")
+    fs, _ = url_to_fs(f"{scheme}://{bucket}", storage_options)
+    return fs, bucket, key
 
 
 def exists(url: str, storage_options: StorageOptions = None) -> bool:

@@ -93,6 +93,7 @@ MANIFEST = _schema(
         pa.field("size", pa.int64(), nullable=False),
         pa.field("position", pa.int64(), nullable=False),  # index in the URI-sorted listing
         pa.field("shard", pa.int32(), nullable=False),
+        pa.field("error", pa.string()),  # known at listing (broken link, name not UTF-8): its error row
     ],
 )
 
