@@ -124,24 +124,51 @@ def resolve_dates(dt: Any, dt_end: Any, context: Context) -> list[str]:
 
 
 def render_source_prefix(template: str, dt: str, context: Context) -> str:
-    """Render a source-prefix template for one date: `ds`, `ds_nodash`, `dt`, `params`, `macros`, `var`.
+    """Render a source-prefix template for one date with only what a prefix needs: `ds` (= `dt`),
+    `ds_nodash`, `year`, `month`, `day` and `params` (the run's Param values).
 
     Done here rather than by Airflow's templating because the template usually comes from a Variable or
     a Param (rendered once by Airflow, still holding `{{ ds }}`) and because a range run renders it once
-    per date. Undefined names fail loudly instead of producing a wrong prefix.
+    per date. Deliberately no `var`, `conn` or `macros`: a Param is typed in by whoever triggers a run, and
+    `{{ var.value.x }}` in it would print a Variable into the task log (and into every row's URI). A
+    sandboxed, immutable Jinja environment; an unknown name fails the task (no retry) instead of giving a
+    wrong prefix.
     """
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import StrictUndefined, TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = SandboxedEnvironment(undefined=StrictUndefined)
-    return env.from_string(template).render(
-        ds=dt,
-        dt=dt,
-        ds_nodash=dt.replace("-", ""),
-        params=context.get("params", {}),
-        macros=context.get("macros"),
-        var=context.get("var"),
-    )
+    day = _dt.date.fromisoformat(dt)
+    params = context.get("params") or {}
+    names = {
+        "ds": dt,
+        "dt": dt,
+        "ds_nodash": dt.replace("-", ""),
+        "year": f"{day.year:04d}",
+        "month": f"{day.month:02d}",
+        "day": f"{day.day:02d}",
+        "params": {key: params[key] for key in params},
+    }
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    try:
+        return env.from_string(template).render(**names)
+    except TemplateError as exc:
+        raise AirflowFailException(
+            f"source prefix template: {exc}; it may use {', '.join(sorted(names))} (nothing else)"
+        ) from None
+
+
+def mask_url_password(url: str) -> None:
+    """Register the password of a `scheme://user:password@host/` URL with Airflow's log masker."""
+    from urllib.parse import urlsplit
+
+    from airflow.sdk.log import mask_secret
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        mask_secret(password)
 
 
 # --- operators --------------------------------------------------------------------------------------------
@@ -192,6 +219,7 @@ class ManifestOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from wildocr.pipeline import shard as pipeline
+        from wildocr.storage.objectstore import redact
 
         run_id = context["run_id"]
         dates = resolve_dates(self.dt, self.dt_end, context)
@@ -207,6 +235,8 @@ class ManifestOperator(BaseOperator):
             or settings.default_output_root()
         ).rstrip("/")
         prefixes = {dt: render_source_prefix(template, dt, context) for dt in dates}
+        for prefix in prefixes.values():
+            mask_url_password(prefix)
         if len(set(prefixes.values())) != len(dates):
             raise AirflowFailException(
                 f"{len(dates)} dates but the source prefix {template!r} does not depend on the date; "
@@ -228,7 +258,9 @@ class ManifestOperator(BaseOperator):
                         skip_done_root=output_root if skip_done else None,
                         dt=dt,
                     )
-                    self.log.info("dt=%s: %s -> %d shard(s) of <= %d images", dt, prefix, len(out[dt]), size)
+                    self.log.info(
+                        "dt=%s: %s -> %d shard(s) of <= %d images", dt, redact(prefix), len(out[dt]), size
+                    )
             except Exception:
                 # Give back the leases of the dates already planned: the retry plans them all again.
                 for dt in out:

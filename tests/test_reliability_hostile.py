@@ -1,0 +1,538 @@
+"""Hostile inputs, round two (issue 13): no file can stop a run, run a program, or vanish without a row.
+
+A local tree of hostile objects (PostScript named .jpg/.png, corrupt JPEG scans, a name that is not UTF-8,
+links to photos and to folders, broken and looping links, a pipe named .jpg, a sparse oversized file, an
+unreadable sub-folder) goes through `wildocr run` and `wildocr ocr` as real subprocesses, with a fake `gs`
+first on PATH that leaves a marker if anything ever starts it. Then the single cases: S3 keys with
+`?versionId=`, a missing prefix on every store, the byte limit and the header read first, `--render`
+never writing over an input, and a Param that tries to print a Variable (real `dag.test()`).
+
+`pytest tests/test_reliability_hostile.py -rP` prints the case table that docs/reliability.md carries.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from include.sample_data import generate
+from tests.test_reliability_inputs import png_header
+from tests.test_shard import read_rows
+from wildocr.engine.imageio import ImageDecodeError, check_header, decode_image
+from wildocr.pipeline import loader, shard
+from wildocr.storage import objectstore, tables
+from wildocr.storage.objectstore import ObjectInfo
+
+pytest_plugins = ["tests.s3server"]
+
+ROOT = Path(__file__).resolve().parents[1]
+DT = "2026-11-24"
+SEED = 2  # image 0: 1024x768 with 11 words
+EPS = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
+    b"newpath 0 0 moveto 64 64 lineto stroke showpage\n%%EOF\n"
+)
+# DOS EPS binary header (magic C5D0D3C6, PostScript at offset 32): the other way Pillow recognises EPS
+DOS_EPS = b"\xc5\xd0\xd3\xc6" + (32).to_bytes(4, "little") + len(EPS).to_bytes(4, "little") + bytes(20) + EPS
+HUGE = 300 * 2**20  # a sparse file over the 256 MiB default byte limit
+
+
+def _jpeg(width: int, height: int, value: int = 128) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), value, np.uint8)).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def corrupt_scans(photo: bytes) -> tuple[bytes, bytes]:
+    """(2 KB of zeros over the middle of the scan, a stray end-of-image marker in the middle of it)."""
+    mid = (photo.index(b"\xff\xda") + len(photo)) // 2
+    return photo[:mid] + bytes(2048) + photo[mid + 2048 :], photo[:mid] + b"\xff\xd9" + photo[mid:]
+
+
+@dataclass
+class Case:
+    """One object of the hostile tree and the row wildocr must give it."""
+
+    key: str  # relative to the source prefix (as `valid_text` shows it)
+    what: str
+    expect: str  # "ok" | "error"
+    error: str = ""  # regex for the error message
+    size: tuple[int, int] | None = None
+    outcome: str = field(default="", init=False)
+
+
+@dataclass
+class Tree:
+    source: Path
+    cases: list[Case]
+    fake_bin: Path
+    marker: Path
+
+
+def build_tree(base: Path) -> Tree:
+    """The hostile tree under `base/src` (plus the targets of its links under `base/elsewhere`)."""
+    src, elsewhere = base / "src", base / "elsewhere"
+    for folder in ("formats", "corrupt", "names", "links", "sizes"):
+        (src / folder).mkdir(parents=True, exist_ok=True)
+    photo_dir = base / "photo"
+    truth = generate(str(photo_dir), count=1, seed=SEED)[0]
+    photo = (photo_dir / truth["image"]).read_bytes()
+    zeros, stray_eoi = corrupt_scans(photo)
+    (elsewhere / "folder").mkdir(parents=True)
+    (elsewhere / "real.jpg").write_bytes(_jpeg(21, 13))
+    (elsewhere / "folder" / "inside.jpg").write_bytes(_jpeg(23, 11))
+
+    files = {
+        "formats/photo.jpg": photo,
+        "formats/eps.jpg": EPS,
+        "formats/eps.png": DOS_EPS,
+        "corrupt/zeros-in-scan.jpg": zeros,
+        "corrupt/stray-eoi.jpg": stray_eoi,
+        "names/ok.jpg": _jpeg(9, 7),
+    }
+    for key, data in files.items():
+        (src / key).write_bytes(data)
+    with open(os.fsencode(src / "names") + b"/caf\xe9.jpg", "wb") as fh:  # latin-1 name, not UTF-8
+        fh.write(_jpeg(11, 5))
+    os.symlink(elsewhere / "real.jpg", src / "links" / "to-photo.jpg")
+    os.symlink(elsewhere / "folder", src / "links" / "folder")
+    os.symlink(base / "nowhere.jpg", src / "links" / "broken.jpg")
+    os.symlink("..", src / "links" / "loop")  # back to src/: must not be walked forever
+    os.mkfifo(src / "formats" / "pipe.jpg")  # reading it would block forever
+    with open(src / "sizes" / "huge.png", "wb") as fh:  # sparse: no disk, no memory
+        fh.write(png_header(64, 64))
+        fh.truncate(HUGE)
+
+    fake_bin = base / "bin"
+    fake_bin.mkdir()
+    marker = base / "GHOSTSCRIPT_RAN"
+    (fake_bin / "gs").write_text(f'#!/bin/sh\necho "$@" > {marker}\nexit 1\n')
+    (fake_bin / "gs").chmod(0o755)
+
+    limit = loader.DEFAULT_MAX_BYTES
+    cases = [
+        Case("formats/photo.jpg", "baseline JPEG photo", "ok", size=(1024, 768)),
+        Case("formats/eps.jpg", "EPS (PostScript) named .jpg", "error", r"^unsupported format: EPS$"),
+        Case("formats/eps.png", "DOS EPS binary named .png", "error", r"^unsupported format: EPS$"),
+        Case(
+            "corrupt/zeros-in-scan.jpg",
+            "2 KB of zeros inside the JPEG scan",
+            "error",
+            r"^corrupt JPEG data: premature end of data segment$",
+        ),
+        Case(
+            "corrupt/stray-eoi.jpg",
+            "stray end-of-image marker mid-scan",
+            "error",
+            r"^corrupt JPEG data: premature end of data segment$",
+        ),
+        Case("names/ok.jpg", "neighbour of the bad name", "ok", size=(9, 7)),
+        Case(
+            "names/caf\\xe9.jpg",
+            "file name not valid UTF-8 (latin-1 `é`)",
+            "error",
+            r"^file name is not valid UTF-8 \(shown with \\x escapes\); rename the file to read it$",
+        ),
+        Case("links/to-photo.jpg", "symbolic link to a photo outside the prefix", "ok", size=(21, 13)),
+        Case("links/folder/inside.jpg", "photo in a linked folder", "ok", size=(23, 11)),
+        Case(
+            "links/broken.jpg",
+            "broken symbolic link",
+            "error",
+            r"^broken symbolic link: No such file or directory$",
+        ),
+        Case("formats/pipe.jpg", "named pipe (FIFO) named .jpg", "error", r"^not a regular file$"),
+        Case(
+            "sizes/huge.png",
+            "300 MiB sparse file (a PNG header, then zeros)",
+            "error",
+            rf"^refused: {HUGE} bytes is over the limit of {limit} bytes$",
+        ),
+    ]
+    return Tree(src, cases, fake_bin, marker)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Tree:
+    return build_tree(tmp_path_factory.mktemp("hostile"))
+
+
+def _env(tree: Tree) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{tree.fake_bin}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _wildocr(*args: str, env: dict[str, str] | None = None, check: bool = True, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "wildocr.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        check=check,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def _check(case: Case, row: dict | None) -> str:
+    assert row is not None, "no row"
+    if case.expect == "error":
+        assert row["status"] == "error", f"status {row['status']}"
+        assert re.search(case.error, row["error"]), row["error"]
+        return f"error row: `{row['error']}`"
+    assert row["status"] == "ok", row["error"]
+    if case.size is not None:
+        assert (row["width"], row["height"]) == case.size, (row["width"], row["height"])
+    return f"ok, {row['width']}x{row['height']}"
+
+
+def test_wildocr_run_gives_every_hostile_object_its_row_and_never_starts_a_program(tree, tmp_path):
+    out = tmp_path / "lake"
+    done = _wildocr("run", str(tree.source), "--output", str(out), "--dt", DT, env=_env(tree))
+    summary = json.loads(done.stdout)
+    rows = {r["image_uri"].split("/src/", 1)[1]: r for r in read_rows(str(out), "images")}
+    failures = []
+    for case in tree.cases:
+        try:
+            case.outcome = _check(case, rows.get(case.key))
+        except AssertionError as exc:
+            case.outcome = f"FAILED: {exc}"
+            failures.append(f"{case.key}: {exc}")
+    handled = sum(not c.outcome.startswith("FAILED") for c in tree.cases)
+    print(
+        "\n".join(
+            [
+                f"cases tried: {len(tree.cases)}, handled: {handled}",
+                "| object | what | outcome |",
+                "|---|---|---|",
+                *(f"| `{c.key}` | {c.what} | {c.outcome} |" for c in tree.cases),
+            ]
+        )
+    )
+    assert not failures, "\n".join(failures)
+    assert not tree.marker.exists(), f"Ghostscript was started: {tree.marker.read_text()}"
+    # one row per object, nothing else (the `loop` link back to src/ was not walked again)
+    assert sorted(rows) == sorted(c.key for c in tree.cases)
+    assert summary["images"] == len(tree.cases) and summary["errors"] == sum(
+        c.expect == "error" for c in tree.cases
+    )
+    assert "not following" in done.stderr and "links/loop" in done.stderr
+    assert not any(tree.source.rglob("*.overlay.png"))
+
+
+def test_wildocr_ocr_reads_links_and_writes_valid_json_for_every_object(tree, tmp_path):
+    out = tmp_path / "out.jsonl"
+    _wildocr("ocr", str(tree.source), "--out", str(out), "--device", "cpu", env=_env(tree))
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]  # strict UTF-8
+    by_key = {line["uri"].split("/src/", 1)[1]: line for line in lines}
+    assert sorted(by_key) == sorted(c.key for c in tree.cases)
+    for case in tree.cases:
+        line = by_key[case.key]
+        if case.expect == "error":
+            assert re.search(case.error, line["error"]), (case.key, line["error"])
+        else:
+            assert "error" not in line and (line["width"], line["height"]) == case.size
+    assert not tree.marker.exists()
+    # a folder made only of links is read too (it used to say "No images found")
+    links_only = tmp_path / "links-only"
+    links_only.mkdir()
+    os.symlink(tree.source / "names" / "ok.jpg", links_only / "a.jpg")
+    os.symlink(tree.source / "links" / "folder", links_only / "dataset")
+    out2 = tmp_path / "links.jsonl"
+    _wildocr("ocr", str(links_only), "--out", str(out2), "--device", "cpu")
+    sizes = sorted((j["width"], j["height"]) for j in map(json.loads, out2.read_text().splitlines()))
+    assert sizes == [(9, 7), (23, 11)]
+
+
+def test_eps_is_refused_in_process_without_a_temp_path_in_the_message(tmp_path):
+    for data in (EPS, DOS_EPS):
+        with pytest.raises(ImageDecodeError) as info:
+            decode_image(data)
+        assert str(info.value) == "unsupported format: EPS"
+        with pytest.raises(ImageDecodeError, match=r"^unsupported format: EPS$"):
+            check_header(data[:256])
+    # a format Pillow does not know at all keeps the old message
+    with pytest.raises(ImageDecodeError, match=r"^not an image \(unrecognised format\)$"):
+        decode_image(b"hello, a text file")
+
+
+def test_corrupt_jpeg_scans_are_errors_but_a_clean_progressive_jpeg_is_not(tmp_path):
+    truth = generate(str(tmp_path), count=1, seed=SEED)[0]
+    photo = (tmp_path / truth["image"]).read_bytes()
+    for bad in corrupt_scans(photo):
+        with pytest.raises(ImageDecodeError, match=r"^corrupt JPEG data: "):
+            decode_image(bad)
+    progressive = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(progressive, "JPEG", progressive=True, quality=90)
+    cmyk = io.BytesIO()
+    Image.open(io.BytesIO(photo)).convert("CMYK").save(cmyk, "JPEG", quality=90)
+    for good in (photo, progressive.getvalue(), cmyk.getvalue()):
+        assert decode_image(good).shape == (768, 1024, 3)
+
+
+# Unreadable sub-folder ----------------------------------------------------------------------------------
+
+
+def _setpriv_without_dac() -> list[str] | None:
+    """A command prefix that runs a program as this user but subject to file permissions (root drops
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), or None when that cannot be had here."""
+    if os.geteuid() != 0:
+        return []  # an ordinary user is already subject to permissions
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+def test_an_unreadable_sub_folder_is_counted_and_named_not_silently_dropped():
+    prefix = _setpriv_without_dac()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: no way to make a folder unreadable to us")
+    base = Path(tempfile.mkdtemp(prefix="wildocr-perm-"))
+    try:
+        src = base / "src"
+        (src / "open").mkdir(parents=True)
+        (src / "locked").mkdir()
+        (src / "open" / "a.jpg").write_bytes(_jpeg(8, 8))
+        (src / "locked" / "b.jpg").write_bytes(_jpeg(8, 8))
+        (src / "locked").chmod(0)
+        probe = subprocess.run([*prefix, "ls", str(src / "locked")], capture_output=True)
+        if probe.returncode == 0:
+            pytest.skip("file permissions are not enforced for this process here (no way to test)")
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "wildocr.cli", "shard", "plan", str(src), "--manifest",
+             str(base / "manifest.parquet")],
+            capture_output=True, text=True, check=True, timeout=300,
+        )  # fmt: skip
+        info = json.loads(done.stdout)
+        assert (info["n_images"], info["unreadable_folders"]) == (1, 1), info
+        assert f"cannot list the folder file://{src}/locked" in done.stderr
+        assert "1 folder(s) under the source could not be listed" in done.stderr
+    finally:
+        (base / "src" / "locked").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# S3 keys are keys -------------------------------------------------------------------------------------
+
+
+def test_s3_keys_with_version_id_like_queries_are_read_as_keys(s3_bucket, tmp_path, capsys):
+    import boto3
+
+    options = s3_bucket.storage_options
+    client = boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        aws_access_key_id=options["key"],
+        aws_secret_access_key=options["secret"],
+        region_name="us-east-1",
+    )
+    keys = {"in/x?versionId=abc.jpg": (13, 9), "in/y?versionId=.jpg": (15, 5), "in/plain.jpg": (7, 3)}
+    for key, (width, height) in keys.items():
+        client.put_object(Bucket=s3_bucket.name, Key=key, Body=_jpeg(width, height))
+    options_file = tmp_path / "s3.json"
+    options_file.write_text(json.dumps(options))
+    out = s3_bucket.url("ocr")
+    from wildocr.cli import main
+
+    code = main(
+        ["run", s3_bucket.url("in/"), "--output", out, "--dt", DT, "--device", "cpu",
+         "--storage-options", f"@{options_file}"]
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["ok"] == 3
+    rows = {r["image_uri"]: r for r in read_rows(out, "images", options, tmp_path)}
+    assert {uri: (r["width"], r["height"]) for uri, r in rows.items()} == {
+        s3_bucket.url(key): size for key, size in keys.items()
+    }
+    # the loader's own calls: size and a ranged read go to the key itself too
+    uri = s3_bucket.url("in/x?versionId=abc.jpg")
+    assert objectstore.object_size(uri, options) == len(_jpeg(13, 9))
+    assert objectstore.read_bytes(uri, options, start=0, end=2) == b"\xff\xd8"
+
+
+# A prefix that does not exist ---------------------------------------------------------------------------
+
+
+def test_a_missing_prefix_fails_on_every_store_and_an_empty_folder_is_an_empty_day(s3_bucket, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert objectstore.list_images(str(tmp_path / "empty")).images == []
+    with pytest.raises(FileNotFoundError, match=r"cannot list .*/typo: no such folder"):
+        objectstore.list_images(str(tmp_path / "typo"))
+
+    options = s3_bucket.storage_options
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/2026-11-23/a.jpg", b"x")
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/2026-11-24/", b"")  # a folder marker: an empty day
+    assert objectstore.list_images(s3_bucket.url("in/2026-11-24/"), options).images == []
+    with pytest.raises(FileNotFoundError, match="no object under this prefix"):
+        objectstore.list_images(s3_bucket.url("in/2026-11-25/"), options)
+
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("/wildocr-missing/in/a.jpg", b"x")
+    assert len(objectstore.list_images("memory://wildocr-missing/in").images) == 1
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        objectstore.list_images("memory://wildocr-missing/typo")
+
+
+def test_a_mistyped_prefix_on_a_rerun_keeps_the_published_partition(tmp_path):
+    photos = tmp_path / "photos" / DT
+    photos.mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(_jpeg(9, 7))
+    lake = tmp_path / "lake"
+    _wildocr("run", str(photos), "--output", str(lake), "--dt", DT, "--device", "cpu")
+    published = sorted(p.name for p in (lake / "images" / f"dt={DT}").iterdir())
+    assert published == ["part-00000.parquet"]
+    typo = _wildocr(
+        "run", str(tmp_path / "photo" / DT), "--output", str(lake), "--dt", DT, "--device", "cpu", check=False
+    )
+    assert typo.returncode != 0 and "no such folder or file" in typo.stderr
+    assert sorted(p.name for p in (lake / "images" / f"dt={DT}").iterdir()) == published
+    assert len(read_rows(str(lake), "images")) == 1
+    assert not (lake / "_staging" / DT / "_lease.json").exists()  # the failed run gave its lease back
+
+
+# Size limits --------------------------------------------------------------------------------------------
+
+
+def _bytes_read() -> int:
+    with open("/proc/self/io") as fh:
+        return int(next(line for line in fh if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
+def test_big_objects_are_refused_from_their_size_or_header_without_being_read(tmp_path):
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as fh:  # 4 GiB + 1, sparse
+        fh.write(_jpeg(8, 8))
+        fh.truncate(4 * 2**30 + 1)
+    limit = loader.DEFAULT_MAX_BYTES
+    before = _bytes_read()
+    # size from the listing ...
+    listed = loader.load_image(ObjectInfo(str(huge), 4 * 2**30 + 1, "e"), None, 80_000_000)
+    # ... and unknown (`wildocr ocr FILE`): the loader asks the store
+    single = loader.load_image(ObjectInfo(str(huge), -1, ""), None, 80_000_000)
+    for item in (listed, single):
+        assert (
+            item.image is None
+            and item.error == f"refused: {4 * 2**30 + 1} bytes is over the limit of {limit} bytes"
+        )
+    # a 64 MiB object whose header declares 10000x10000: refused after reading its first bytes only
+    bomb = tmp_path / "bomb.png"
+    with open(bomb, "wb") as fh:
+        fh.write(png_header(10_000, 10_000))
+        fh.truncate(64 * 2**20)
+    item = loader.load_image(ObjectInfo(str(bomb), -1, ""), None, 80_000_000)
+    assert item.error == "refused: 10000x10000 = 100000000 pixels is over the limit of 80000000"
+    assert _bytes_read() - before < 4 * loader.HEADER_BYTES
+    # an object that grew past the limit after it was listed is cut off at the limit, not read whole
+    grown = loader.load_image(ObjectInfo(str(bomb), 100, "e"), None, 80_000_000, max_bytes=2**20)
+    assert grown.error == f"refused: more than the limit of {2**20} bytes (grew since listed)"
+    assert _bytes_read() - before < 4 * loader.HEADER_BYTES + 2**20 + 4096
+
+
+# --render ------------------------------------------------------------------------------------------------
+
+
+def test_render_never_writes_over_an_input_and_same_names_get_their_own_overlays(tmp_path):
+    for folder, size in (("a", (9, 7)), ("b", (13, 5))):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.jpg").write_bytes(_jpeg(*size))
+    originals = {p: p.read_bytes() for p in tmp_path.rglob("*.jpg")}
+    for render in (tmp_path / "a", tmp_path / "a" / "overlays"):
+        refused = _wildocr("ocr", str(tmp_path / "a"), "--render", str(render), check=False)
+        assert refused.returncode == 2 and "is in or under" in refused.stderr, refused.stderr
+    refused = _wildocr("ocr", str(tmp_path / "b" / "same.jpg"), "--render", str(tmp_path / "b"), check=False)
+    assert refused.returncode == 2
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.jpg")} == originals
+    assert not list(tmp_path.rglob("*.png"))
+
+    out = tmp_path / "out.jsonl"
+    _wildocr(
+        "ocr", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--render", str(tmp_path / "r")
+    )
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    overlays = sorted(Path(line["overlay"]) for line in lines)
+    assert len(set(overlays)) == 2 and sorted((tmp_path / "r").iterdir()) == overlays
+    assert all(re.fullmatch(r"same\.[0-9a-f]{10}\.overlay\.png", p.name) for p in overlays)
+    sizes = sorted(Image.open(p).size for p in overlays)
+    assert sizes == [(9, 7), (13, 5)]  # one overlay per input, neither written over the other
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.jpg")} == originals
+
+
+# A Param cannot print a Variable ------------------------------------------------------------------------
+
+PARTNER_SECRET = "hunter2-partner-s3cr3t-0451"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("airflow_db")
+def test_a_param_cannot_render_a_variable_into_the_prefix_or_the_log(tmp_path, monkeypatch, capfd):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_VAR_PARTNER_PASSWORD", PARTNER_SECRET)
+    (tmp_path / "photos" / PARTNER_SECRET).mkdir(parents=True)  # where the leaking prefix would point
+    (tmp_path / "photos" / PARTNER_SECRET / "a.jpg").write_bytes(_jpeg(9, 7))
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "wildocr_backfill.py")).get_dag("wildocr_backfill")
+    lake = tmp_path / "lake"
+    conf = {
+        "source_prefix": f"{tmp_path}/photos/{{{{ var.value.partner_password }}}}/",
+        "dt": DT,
+        "output_root": str(lake),
+        "mode": "fused",
+    }
+    dr = dag.test(logical_date=None, run_conf=conf)
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    output = capfd.readouterr()
+    assert dr.state == "failed" and states["manifest"] == "failed", states
+    assert "source prefix template: 'var' is undefined" in output.out + output.err
+    assert PARTNER_SECRET not in output.out + output.err
+    assert not lake.exists()
+
+    # what a prefix needs still renders: date parts and Params
+    conf["source_prefix"] = (
+        f"{tmp_path}/photos/{{{{ params.mode }}}}/{{{{ year }}}}/{{{{ month }}}}-{{{{ day }}}}/"
+    )
+    day = tmp_path / "photos" / "fused" / "2026" / "11-24"
+    day.mkdir(parents=True)
+    (day / "b.jpg").write_bytes(_jpeg(13, 5))
+    dr = dag.test(logical_date=None, run_conf=conf)
+    assert dr.state == "success"
+    rows = read_rows(str(lake), "images")
+    assert [r["image_uri"] for r in rows] == [f"file://{day}/b.jpg"]
+    assert rows[0]["dt"] is not None and str(rows[0]["dt"])[:10] == DT
+
+
+def test_manifest_carries_listing_errors_to_the_staged_path(tree, tmp_path, ocr_engine):
+    """Listing-time errors (bad name, broken link, pipe) travel in the manifest to the staged tasks too."""
+    manifest_url = shard.manifest_url(shard.staging_root(str(tmp_path / "lake"), DT, "r"))
+    shard.build_manifest(str(tree.source / "links"), manifest_url, shard_size=50, dt=DT)
+    staging = shard.staging_root(str(tmp_path / "lake"), DT, "r")
+    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    shard.recognize_shard(0, staging_root=staging, engine=ocr_engine)
+    shard.publish_shard(
+        manifest_url, 0, staging_root=staging, output_root=str(tmp_path / "lake"), dt=DT, run_id="r"
+    )
+    rows = {r["image_uri"].rsplit("/links/", 1)[1]: r for r in read_rows(str(tmp_path / "lake"), "images")}
+    assert rows["broken.jpg"]["error"] == "broken symbolic link: No such file or directory"
+    assert rows["to-photo.jpg"]["status"] == rows["folder/inside.jpg"]["status"] == tables.STATUS_OK
+
+
+@pytest.fixture(scope="module")
+def ocr_engine():
+    from wildocr.engine import EngineConfig, OCREngine
+
+    return OCREngine(EngineConfig(device="cpu"))
