@@ -265,10 +265,13 @@ def test_shards_grow_to_fit_max_map_length(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_empty_day_succeeds_and_empties_its_partition(tmp_path: Path) -> None:
-    """No photos for a date: the run succeeds, no shard runs, and an older run's rows for it are gone."""
+    """No photos for a date (its folder is there, empty): the run succeeds, no shard runs, and an older
+    run's rows for it are gone. (A folder that is not there fails the run instead: see
+    tests/test_reliability_hostile.py.)"""
     old = tmp_path / "lake" / "images" / "dt=2026-03-07" / "part-00000.parquet"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"rows of an earlier run")
+    (tmp_path / "nothing" / "2026-03-07").mkdir(parents=True)
     conf = {"source_prefix": f"{tmp_path}/nothing/{{{{ ds }}}}/", "output_root": f"{tmp_path}/lake"}
     _, states = _run("wildocr_nightly", pendulum.datetime(2026, 3, 7, 2, tz="UTC"), conf)
     assert states[("finalize", -1)] == "success"

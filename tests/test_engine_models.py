@@ -8,6 +8,7 @@ below leave room for one or two hard misses, not for a regression.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,9 +148,10 @@ def test_cli_writes_json_lines_error_rows_and_overlays(tmp_path: Path) -> None:
         read = {w["text"] for w in lines[t["image"]]["words"]}
         assert len(read & {w["text"] for w in t["words"]}) >= 0.8 * len(t["words"])
         assert {"poly", "text", "confidence"} <= set(lines[t["image"]]["words"][0])
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(
-        t["image"].rsplit(".", 1)[0] + ".png" for t in truth
-    )
+    overlays = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert overlays == sorted(Path(lines[t["image"]]["overlay"]).name for t in truth)
+    for name, t in zip(overlays, sorted(truth, key=lambda t: t["image"]), strict=True):
+        assert re.fullmatch(re.escape(t["image"].rsplit(".", 1)[0]) + r"\.[0-9a-f]{10}\.overlay\.png", name)
 
 
 def test_fixed_shape_batches_read_the_same(engine: OCREngine, tmp_path: Path) -> None:

@@ -462,7 +462,14 @@ def test_a_bucket_that_does_not_exist_is_an_error_not_an_empty_day(s3_bucket):
         shard.build_manifest(
             s3_bucket.url("in/"), shard.manifest_url(elsewhere), shard_size=5, storage_options=options
         )
-    # a prefix with no objects in an existing bucket is an empty day
+    # a prefix with no object under it is missing too (a typo must not empty a partition) ...
+    with pytest.raises(FileNotFoundError, match="no object under this prefix"):
+        shard.build_manifest(
+            s3_bucket.url("typo/"), shard.manifest_url(staging), shard_size=5, storage_options=options
+        )
+    assert lease.holder(out, DT, options) is None
+    # ... while a folder marker ("Create folder") is an empty day
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/empty/", b"")
     assert (
         shard.build_manifest(
             s3_bucket.url("empty/"), shard.manifest_url(staging), shard_size=5, storage_options=options

@@ -89,9 +89,14 @@ def test_list_s3_gives_etags(s3_bucket):
         assert obj.size == len(name)
 
 
-def test_missing_prefix_is_an_empty_listing(tmp_path, s3_bucket):
-    assert objectstore.list_images(str(tmp_path / "nope")).images == []
-    assert objectstore.list_images(s3_bucket.url("nothing/here/"), s3_bucket.storage_options).images == []
+def test_missing_prefix_is_an_error_and_an_empty_folder_an_empty_listing(tmp_path, s3_bucket):
+    with pytest.raises(FileNotFoundError):
+        objectstore.list_images(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError):
+        objectstore.list_images(s3_bucket.url("nothing/here/"), s3_bucket.storage_options)
+    assert objectstore.list_images(str(tmp_path)).images == []
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/empty/", b"")  # a folder marker
+    assert objectstore.list_images(s3_bucket.url("empty/"), s3_bucket.storage_options).images == []
 
 
 # Atomic writes ----------------------------------------------------------------------------------------
