@@ -319,6 +319,7 @@ def test_manifest_roundtrip_and_shards(tmp_path):
 
 def test_empty_prefix_gives_no_shards(tmp_path):
     url = str(tmp_path / "manifest.parquet")
+    (tmp_path / "empty").mkdir()
     assert shard.build_manifest(str(tmp_path / "empty"), url, shard_size=4) == []
     assert manifest.read_manifest(url)[1].n_images == 0
 

@@ -8,6 +8,7 @@ There is no hand-written S3 client here: s3fs does the talking.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -262,7 +263,12 @@ def read_bytes(
             finally:
                 response["Body"].close()
 
-        return sync(fs.loop, get)
+        try:
+            return sync(fs.loop, get)
+        except OSError as exc:  # 416: a range that starts at or past the end (S3 answers this for 0 bytes)
+            if extra and exc.errno == errno.EINVAL and "range" in str(exc).lower():
+                return b""
+            raise
     fs, path = url_to_fs(uri, storage_options)
     return fs.cat_file(path, start=start, end=end)
 
