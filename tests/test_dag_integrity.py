@@ -137,6 +137,8 @@ def test_resolve_dates_rejects(dt_param, dt_end) -> None:
 
 
 def test_render_source_prefix() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
     from wildocr.airflow.operators import render_source_prefix
 
     ctx = _context(None)
@@ -145,6 +147,13 @@ def test_render_source_prefix() -> None:
     assert render_source_prefix("/x/{{ ds[:4] }}/{{ ds[5:7] }}/", "2026-03-01", ctx) == "/x/2026/03/"
     with pytest.raises(Exception, match="logical_date"):  # undefined in a manual run: fail, don't guess
         render_source_prefix("s3://b/{{ logical_date.year }}/", "2026-03-01", ctx)
+    assert render_source_prefix("/x/{{ year }}/{{ month }}/{{ day }}/", "2026-03-01", ctx) == "/x/2026/03/01/"
+    # only what a prefix needs: no Variables, connections or macros, and no way around the sandbox
+    for leak in ("{{ var.value.secret }}", "{{ conn.x.password }}", "{{ macros.ds_add(ds, 1) }}"):
+        with pytest.raises(AirflowFailException, match=r"source prefix template: '.+' is undefined"):
+            render_source_prefix(f"s3://b/{leak}/", "2026-03-01", ctx)
+    with pytest.raises(AirflowFailException, match="source prefix template"):
+        render_source_prefix("{{ ds.__class__.__mro__ }}", "2026-03-01", ctx)
 
 
 def test_embedded_default_beside_airflow_home(monkeypatch, tmp_path: Path) -> None:
