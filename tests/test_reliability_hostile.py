@@ -245,6 +245,12 @@ def test_wildocr_ocr_reads_links_and_writes_valid_json_for_every_object(tree, tm
         else:
             assert "error" not in line and (line["width"], line["height"]) == case.size
     assert not tree.marker.exists()
+    # the same name given on the command line (argv holds the raw bytes) and a broken link as a file
+    bad_name = os.fsdecode(os.fsencode(tree.source / "names") + b"/caf\xe9.jpg")
+    out1 = tmp_path / "one.jsonl"
+    _wildocr("ocr", bad_name, str(tree.source / "links" / "broken.jpg"), "--out", str(out1))
+    errors = [json.loads(line)["error"] for line in out1.read_text(encoding="utf-8").splitlines()]
+    assert errors[0].startswith("file name is not valid UTF-8") and errors[1].startswith("read failed: ")
     # a folder made only of links is read too (it used to say "No images found")
     links_only = tmp_path / "links-only"
     links_only.mkdir()
@@ -536,3 +542,9 @@ def ocr_engine():
     from wildocr.engine import EngineConfig, OCREngine
 
     return OCREngine(EngineConfig(device="cpu"))
+
+
+def test_logged_urls_lose_their_password():
+    assert objectstore.redact("sftp://bob:pa55@host/photos/") == "sftp://bob:***@host/photos/"
+    assert objectstore.redact("s3://bucket/x?versionId=abc.jpg") == "s3://bucket/x?versionId=abc.jpg"
+    assert objectstore.redact("/plain/path/") == "/plain/path/"
