@@ -6,16 +6,18 @@ thread pool keeps at most `prefetch` objects fetched or decoded ahead of the con
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from wildocr.engine.imageio import ImageDecodeError, decode_image
+from wildocr.engine.exif import PhotoMetadata
+from wildocr.engine.imageio import ImageDecodeError, decode_photo
 from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
@@ -25,25 +27,40 @@ OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
 
 @dataclass(slots=True)
 class Loaded:
-    """One manifest object after fetch + decode: the pixels, or the reason there are none."""
+    """One manifest object after fetch + decode: the pixels, or the reason there are none.
+
+    `sha256` is the hash of the bytes read (None when they could not be read); `metadata` the photo's
+    EXIF (None when it did not decode). `skipped`: the hash was in `skip_sha256`, so it was not decoded.
+    """
 
     obj: ObjectInfo
     image: np.ndarray | None
     error: str | None
     decode_seconds: float = 0.0
+    sha256: str | None = None
+    metadata: PhotoMetadata | None = None
+    skipped: bool = False
 
 
-def load_image(obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int) -> Loaded:
+def load_image(
+    obj: ObjectInfo,
+    storage_options: StorageOptions,
+    max_pixels: int,
+    skip_sha256: Container[str] | None = None,
+) -> Loaded:
     try:
         data = objectstore.read_bytes(obj.uri, storage_options)
     except OBJECT_READ_ERRORS as exc:
         return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
+    sha256 = hashlib.sha256(data).hexdigest()
+    if skip_sha256 is not None and sha256 in skip_sha256:
+        return Loaded(obj, None, None, sha256=sha256, skipped=True)
     begin = time.perf_counter()
     try:
-        image = decode_image(data, max_pixels=max_pixels)
+        photo = decode_photo(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        return Loaded(obj, None, str(exc))
-    return Loaded(obj, image, None, time.perf_counter() - begin)
+        return Loaded(obj, None, str(exc), sha256=sha256)
+    return Loaded(obj, photo.pixels, None, time.perf_counter() - begin, sha256, photo.metadata)
 
 
 def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int) -> Iterator[Any]:
@@ -66,9 +83,17 @@ def prefetched(items: Iterable[Any], fn: Callable[[Any], Any], *, prefetch: int)
 
 
 def iter_loaded(
-    objects: Sequence[ObjectInfo], storage_options: StorageOptions, *, prefetch: int, max_pixels: int
+    objects: Sequence[ObjectInfo],
+    storage_options: StorageOptions,
+    *,
+    prefetch: int,
+    max_pixels: int,
+    skip_sha256: Container[str] | None = None,
 ) -> Iterator[Loaded]:
-    return prefetched(objects, lambda o: load_image(o, storage_options, max_pixels), prefetch=prefetch)
+    """`load_image` over the objects, in order; bytes that hash into `skip_sha256` are not decoded."""
+    return prefetched(
+        objects, lambda o: load_image(o, storage_options, max_pixels, skip_sha256), prefetch=prefetch
+    )
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
