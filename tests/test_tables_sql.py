@@ -91,6 +91,7 @@ def test_duckdb_views_type_the_columns_like_the_schemas(output_root):
         pa.float64(): "DOUBLE",
         pa.float32(): "FLOAT",
         pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+        pa.bool_(): "BOOLEAN",
     }
     for name, schema in tables.OUTPUT_SCHEMAS.items():
         described = {row[0]: row[1] for row in con.sql(f"DESCRIBE {name}").fetchall()}
@@ -107,6 +108,7 @@ DIALECTS = {
         "double": "double",
         "float": "float",
         "timestamp[us, tz=UTC]": "timestamp",
+        "bool": "boolean",
     },
     "trino_tables.sql": {
         "string": "varchar",
@@ -115,6 +117,7 @@ DIALECTS = {
         "double": "double",
         "float": "real",
         "timestamp[us, tz=UTC]": "timestamp",
+        "bool": "boolean",
     },
     "spark_tables.sql": {
         "string": "string",
@@ -123,6 +126,7 @@ DIALECTS = {
         "double": "double",
         "float": "float",
         "timestamp[us, tz=UTC]": "timestamp",
+        "bool": "boolean",
     },
 }
 
