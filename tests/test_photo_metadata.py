@@ -123,8 +123,16 @@ def raw_exif(ifd0: dict, exif_ifd: dict | None = None, gps: dict | None = None) 
         ),
         PhotoExif(make="  GoPro\0", model="HERO12", orientation=3),
         PhotoExif(gps=(40.6892, -74.0445, None), orientation=5),
+        PhotoExif(make="X", gps=(-22.95, -43.21, 10.0)),  # 22°56'60": minutes must not round up to 60
     ],
-    ids=["offset-gps-camera", "negative-offset-turned", "local-time-south-west", "camera-only", "gps-no-alt"],
+    ids=[
+        "offset-gps-camera",
+        "negative-offset-turned",
+        "local-time-south-west",
+        "camera-only",
+        "gps-no-alt",
+        "gps-near-whole-minutes",
+    ],
 )
 def test_metadata_of_generated_photos(meta, fmt):
     data, upright = photo_bytes(meta, fmt)
@@ -238,6 +246,19 @@ def test_hostile_exif_gives_nulls_and_warnings_never_an_error(name, fmt):
     assert photo.metadata.warnings, "a dropped field must say why"
     text = photo.metadata.warning_text
     assert text is not None and len(text) <= exif_mod.MAX_WARNING_CHARS
+
+
+def test_sixty_seconds_of_arc_are_accepted():
+    """Writers that round 59.99995" up write 60": the position is still right."""
+    gps = {
+        1: ascii_("S"),
+        2: rational((22, 1), (56, 1), (60, 1)),
+        3: ascii_("W"),
+        4: rational((43, 1), (12, 1), (36, 1)),
+    }
+    meta = decode_photo(photo_bytes(raw_exif({}, None, gps), "JPEG")[0]).metadata
+    assert (meta.gps_latitude, meta.gps_longitude) == (pytest.approx(-22.95), pytest.approx(-43.21))
+    assert meta.warnings == []
 
 
 @pytest.mark.parametrize(
@@ -501,3 +522,61 @@ def test_old_partitions_read_with_new_ones_in_duckdb(day_one, tmp_path):
         f"SELECT * FROM read_parquet('{lake}/images/*/*.parquet', hive_partitioning = true) LIMIT 0"
     ).columns
     assert "sha256" not in plain
+
+
+def test_staged_path_gives_the_fused_rows_for_metadata_and_skips(day_one, tmp_path):
+    """The Airflow task chain (detect -> crop -> recognize -> publish) writes the same new columns as the
+    fused path, on a content-incremental manifest with a skipped copy and a turned photo with GPS."""
+    from wildocr.engine import EngineConfig, OCREngine
+    from wildocr.pipeline import shard
+    from wildocr.storage import manifest
+
+    _, src, root, _, _ = day_one
+    day = "2026-11-26"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(src / "a_sample_0001.jpg", photos / "copy.jpg")
+    shutil.copy(src / "a_sample_0000.jpg", photos / "new.jpg")
+    turned = PhotoExif(taken_at=dt.datetime(2026, 11, 26, 8, 0), gps=(-22.95, -43.21, 10.0), orientation=6)
+    (photos / "turned.jpg").write_bytes(photo_bytes(turned, "JPEG", (320, 200))[0])
+    # new.jpg must not be skipped: make its bytes differ from the day-1 copy, pixels and EXIF unchanged
+    (photos / "new.jpg").write_bytes((photos / "new.jpg").read_bytes() + b"\0")
+    manifest_url = str(tmp_path / "manifest.parquet")
+    assert shard.build_manifest(
+        str(photos), manifest_url, shard_size=10, dt=day, skip_seen_root=str(root)
+    ) == [0]
+    assert manifest.read_manifest(manifest_url)[1].seen_url.endswith("manifest.seen.parquet")
+    engine = OCREngine(EngineConfig(device="cpu"))
+    fused_root, staged_root = str(tmp_path / "fused"), str(tmp_path / "staged")
+    shard.process_shard(manifest_url, 0, output_root=fused_root, dt=day, run_id="r", engine=engine)
+    staging = shard.staging_root(staged_root, day, "r")
+    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    shard.recognize_shard(0, staging_root=staging, engine=engine)
+    shard.publish_shard(manifest_url, 0, staging_root=staging, output_root=staged_root, dt=day, run_id="r")
+    shard.remove_staging(staging)
+
+    def stable(out: str, table: str) -> list[dict]:
+        rows = pq.read_table(Path(out) / table / f"dt={day}").to_pylist()
+        for row in rows:
+            for key in ("processed_at", "det_seconds", "rec_seconds", "run_id"):
+                row.pop(key, None)
+        return sorted(rows, key=lambda r: (r["image_uri"], r.get("word_index", 0)))
+
+    for table in ("images", "words"):
+        assert stable(staged_root, table) == stable(fused_root, table), table
+    rows = {Path(r["image_uri"]).name: r for r in stable(staged_root, "images")}
+    assert rows["copy.jpg"]["status"] == "skipped" and rows["copy.jpg"]["duplicate_of"].endswith(
+        "a_sample_0001.jpg"
+    )
+    assert rows["new.jpg"]["status"] == "ok" and rows["new.jpg"]["n_words"] > 0
+    assert rows["new.jpg"]["camera_make"] == "Canon"
+    assert rows["turned.jpg"]["orientation"] == 6 and (
+        rows["turned.jpg"]["width"],
+        rows["turned.jpg"]["height"],
+    ) == (
+        320,
+        200,
+    )
+    assert rows["turned.jpg"]["gps_latitude"] == pytest.approx(-22.95, abs=1e-6)
+    assert rows["turned.jpg"]["taken_at"] == dt.datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

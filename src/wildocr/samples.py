@@ -662,10 +662,10 @@ class PhotoExif:
 
 def _dms(value: float, rational: Any) -> tuple[Any, Any, Any]:
     """Degrees, minutes and seconds as EXIF rationals (seconds to 1/10000, like phones write them)."""
-    degrees = int(value)
-    minutes = int((value - degrees) * 60)
-    seconds = (value - degrees - minutes / 60) * 3600
-    return rational(degrees, 1), rational(minutes, 1), rational(round(seconds * 10_000), 10_000)
+    total = round(value * 3600 * 10_000)  # in 1/10000 s of arc: no float minute ever rounds up to 60
+    degrees, rest = divmod(total, 3600 * 10_000)
+    minutes, seconds = divmod(rest, 60 * 10_000)
+    return rational(degrees, 1), rational(minutes, 1), rational(seconds, 10_000)
 
 
 _CAMERAS = (("Canon", "Canon EOS R5"), ("Apple", "iPhone 15 Pro"), ("Google", "Pixel 8"), ("GoPro", "HERO12"))

@@ -13,7 +13,7 @@ Fields (the `images` columns of the same names):
   `taken_at_offset_minutes` is the offset (None when unknown).
 - `gps_latitude`, `gps_longitude` (signed decimal degrees, WGS 84; south and west negative),
   `gps_altitude` (metres, negative below sea level). Dropped: a void fix (GPSStatus V), a missing
-  hemisphere reference, minutes or seconds out of 0..60, |lat| > 90, |lon| > 180, altitude outside
+  hemisphere reference, minutes >= 60 or seconds > 60, |lat| > 90, |lon| > 180, altitude outside
   -12 km..100 km, and exactly 0/0 (what many phones write without a fix).
 - `camera_make`, `camera_model`: printable text of at most 64 characters, trimmed.
 - `orientation`: the EXIF Orientation (1..8) that decoding applied (None: no usable tag, pixels as stored).
@@ -225,7 +225,7 @@ def _coordinate(
         meta.warnings.append(f"GPS {name} {_show(raw)} is not degrees/minutes/seconds: dropped")
         return None
     degrees, minutes, seconds = (*values, 0.0, 0.0)[:3]
-    if minutes >= 60 or seconds >= 60:
+    if minutes >= 60 or seconds > 60:  # 60 s happens: writers that round 59.99995 up
         meta.warnings.append(f"GPS {name} {_show(raw)} has minutes or seconds over 60: dropped")
         return None
     value = degrees + minutes / 60.0 + seconds / 3600.0

@@ -98,7 +98,7 @@ def seen_content(output_root: str, *, before_dt: str, storage_options: StorageOp
         if len(rel) != 2 or not rel[0].startswith("dt=") or tables.parse_part_name(rel[1]) is None:
             continue
         dt = rel[0][3:]
-        if not tables._DT_RE.match(dt) or dt >= before_dt:
+        if not _is_dt(dt) or dt >= before_dt:  # YYYY-MM-DD strings sort as dates
             continue
         table = tables.read_columns(
             objectstore.read_bytes(url, storage_options), ["image_uri", "sha256", "status"]
@@ -123,6 +123,14 @@ def seen_content(output_root: str, *, before_dt: str, storage_options: StorageOp
     hashes = table["sha256"].to_pylist()
     first = [i for i, h in enumerate(hashes) if i == 0 or hashes[i - 1] != h]
     return table.take(first).cast(tables.SEEN)
+
+
+def _is_dt(text: str) -> bool:
+    try:
+        tables.validate_dt(text)
+    except ValueError:
+        return False
+    return True
 
 
 def seen_url_for(manifest_url: str) -> str:
