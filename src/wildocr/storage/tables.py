@@ -6,9 +6,9 @@ DuckDB, Spark, Athena and Trino all read the partition column without a name cla
     ROOT/images/dt=YYYY-MM-DD/part-SSSSS.parquet    one row per source image (ok or error)
     ROOT/words/dt=YYYY-MM-DD/part-SSSSS.parquet     one row per recognised word
 
-Types are chosen so that every engine reads them: signed ints only, float32/float64, strings,
+Types are chosen so that every engine reads them: signed ints only, float32/float64, booleans, strings,
 timestamp[us, tz=UTC] (Parquet INT64 TIMESTAMP_MICROS, isAdjustedToUTC), flat columns (no nested types in
-the output tables), no pandas metadata. The staging formats (manifest, detections, crops, readings) are
+the output tables), no pandas metadata. The staging formats (manifest, seen, detections, crops, readings) are
 internal to a run and may use nested types.
 """
 
