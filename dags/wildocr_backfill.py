@@ -55,6 +55,12 @@ with DAG(
         "skip_done": Param(
             False, type="boolean", description="Skip images already `ok` in other partitions."
         ),
+        "skip_seen_content": Param(
+            False,
+            type="boolean",
+            description="Skip OCR of photos whose bytes (SHA-256) were read ok on an earlier date: their "
+            "images row says status skipped and duplicate_of names the copy read before.",
+        ),
     },
     tags=["wildocr", "ocr", "backfill"],
     doc_md=__doc__,
@@ -67,4 +73,5 @@ with DAG(
         shard_size="{{ params.shard_size }}",
         mode="{{ params.mode }}",
         skip_done="{{ params.skip_done }}",
+        skip_seen_content="{{ params.skip_seen_content }}",
     )

@@ -51,6 +51,12 @@ with DAG(
         "mode": Param(
             "staged", enum=list(settings.MODES), description="staged: 4 tasks per shard; fused: 1."
         ),
+        "skip_seen_content": Param(
+            False,
+            type="boolean",
+            description="Skip OCR of photos whose bytes (SHA-256) were read ok on an earlier date: their "
+            "images row says status skipped and duplicate_of names the copy read before.",
+        ),
     },
     tags=["wildocr", "ocr"],
     doc_md=__doc__,
@@ -61,4 +67,5 @@ with DAG(
         dt="{{ params.dt }}",
         shard_size="{{ params.shard_size }}",
         mode="{{ params.mode }}",
+        skip_seen_content="{{ params.skip_seen_content }}",
     )

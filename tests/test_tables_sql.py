@@ -12,6 +12,7 @@ import pytest
 
 from include.sample_data import generate
 from wildocr.pipeline import shard
+from wildocr.samples import sample_exif
 from wildocr.storage import tables
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
@@ -20,16 +21,25 @@ DAYS = ("2026-11-23", "2026-11-24")
 
 @pytest.fixture(scope="module")
 def output_root(tmp_path_factory) -> str:
-    """Three generated photos and one broken file, OCRed into two daily partitions (one shard each)."""
+    """Generated photos with EXIF (Canon + GPS, Apple turned 90°, a PNG without), a re-upload of the first,
+    a photo with a bad Orientation and one broken file, OCRed into two daily partitions (one shard each).
+    """
+    from PIL import Image
+
     from wildocr.engine import EngineConfig, OCREngine
 
     base = tmp_path_factory.mktemp("sql")
     src = base / "src"
-    generate(str(src), count=3, seed=21)
+    generate(str(src), count=3, seed=21, exif=True)
+    (src / "sample_0000_copy.jpg").write_bytes((src / "sample_0000.jpg").read_bytes())
     (src / "zz_broken.jpg").write_bytes(b"not a photo")
+    odd = Image.new("RGB", (160, 90), "white")
+    exif = Image.Exif()
+    exif[0x0112] = 9  # not an orientation
+    odd.save(src / "zz_odd_exif.jpg", exif=exif)
     root = str(base / "ocr")
     manifest_url = str(base / "manifest.parquet")
-    assert shard.build_manifest(str(src), manifest_url, shard_size=2) == [0, 1]
+    assert shard.build_manifest(str(src), manifest_url, shard_size=3) == [0, 1]
     engine = OCREngine(EngineConfig(device="cpu"))
     for number, day in enumerate(DAYS):
         shard.process_shard(manifest_url, number, output_root=root, dt=day, run_id="sql-test", engine=engine)
@@ -71,15 +81,46 @@ def test_every_duckdb_example_runs_on_real_output(output_root):
 
     summary = results["daily_summary"]
     assert [str(r["dt"]) for r in summary] == list(DAYS)
-    assert sum(r["images"] for r in summary) == 4 and sum(r["errors"] for r in summary) == 1
+    assert sum(r["images"] for r in summary) == 6 and sum(r["errors"] for r in summary) == 1
     assert results["errors"][0]["image_uri"].endswith("zz_broken.jpg")
-    assert len(results["image_text"]) == 3 and len(results["latest_row_per_image"]) == 4
+    with_words = con.sql("SELECT count(*) FROM images WHERE n_words > 0").fetchall()[0][0]
+    assert len(results["image_text"]) == with_words >= 4 and len(results["latest_row_per_image"]) == 6
     total_words = con.sql("SELECT count(*) FROM words").fetchall()[0][0]
     assert sum(r["words"] for r in summary) == total_words > 0
 
     # search_text finds the word top_words reports, in as many places as it occurs
     assert len(results["search_text"]) == results["top_words"][0]["occurrences"]
     assert {r["text"].lower() for r in results["search_text"]} == {results["top_words"][0]["word"]}
+
+    # photo metadata, hashes and scripts
+    near = results["words_near_point"]  # default point: 10 m from sample_0000's GPS position
+    assert {r["image_uri"].rsplit("/", 1)[-1] for r in near} == {"sample_0000.jpg", "sample_0000_copy.jpg"}
+    assert all(r["metres"] < 50 for r in near) and len(near) == 2 * image_words(con, "sample_0000.jpg")
+    cameras = {(r["camera_make"], r["camera_model"]): r["photos"] for r in results["words_per_camera"]}
+    assert cameras[("Canon", "Canon EOS R5")] == 2 and cameras[("Apple", "iPhone 15 Pro")] == 1
+    assert cameras[(None, None)] == 2  # the PNG and the odd JPEG
+    hours = {r["local_hour"]: r["photos"] for r in results["photos_per_local_hour"]}
+    assert hours == count_by(sample_exif(21, i).taken_at.hour for i in (0, 0, 1))
+    assert sum(r["without_utc_offset"] for r in results["photos_per_local_hour"]) == 2  # sample 0 twice
+    assert {r["orientation"]: r["photos"] for r in results["turned_photos"]} == {None: 2, 1: 2, 6: 1}
+    day1 = results["duplicates_per_day"][0]
+    assert (day1["photos"], day1["distinct_contents"], day1["duplicates"]) == (3, 2, 1)
+    assert [(r["copies"], r["days"]) for r in results["seen_before"]] == [(2, 1)]
+    scripts = {r["script"]: r["words"] for r in results["words_per_script"]}
+    assert sum(scripts.values()) == total_words and scripts["Latin"] > total_words / 2
+    assert [r["image_uri"].rsplit("/", 1)[-1] for r in results["metadata_warnings"]] == ["zz_odd_exif.jpg"]
+    assert "orientation 9" in results["metadata_warnings"][0]["metadata_warnings"]
+
+
+def image_words(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    return con.sql(f"SELECT n_words FROM images WHERE image_uri LIKE '%/{name}'").fetchall()[0][0]
+
+
+def count_by(values) -> dict:
+    out: dict = {}
+    for value in values:
+        out[value] = out.get(value, 0) + 1
+    return out
 
 
 def test_duckdb_views_type_the_columns_like_the_schemas(output_root):
@@ -91,6 +132,7 @@ def test_duckdb_views_type_the_columns_like_the_schemas(output_root):
         pa.float64(): "DOUBLE",
         pa.float32(): "FLOAT",
         pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE",
+        pa.bool_(): "BOOLEAN",
     }
     for name, schema in tables.OUTPUT_SCHEMAS.items():
         described = {row[0]: row[1] for row in con.sql(f"DESCRIBE {name}").fetchall()}
@@ -107,6 +149,7 @@ DIALECTS = {
         "double": "double",
         "float": "float",
         "timestamp[us, tz=UTC]": "timestamp",
+        "bool": "boolean",
     },
     "trino_tables.sql": {
         "string": "varchar",
@@ -115,6 +158,7 @@ DIALECTS = {
         "double": "double",
         "float": "real",
         "timestamp[us, tz=UTC]": "timestamp",
+        "bool": "boolean",
     },
     "spark_tables.sql": {
         "string": "string",
@@ -123,6 +167,7 @@ DIALECTS = {
         "double": "double",
         "float": "float",
         "timestamp[us, tz=UTC]": "timestamp",
+        "bool": "boolean",
     },
 }
 

@@ -26,7 +26,19 @@ CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.images (
     cls_sha256 string,
     run_id string,
     processed_at timestamp,
-    shard int
+    shard int,
+    sha256 string,
+    duplicate_of string,
+    taken_at timestamp,
+    taken_at_is_local boolean,
+    taken_at_offset_minutes int,
+    gps_latitude double,
+    gps_longitude double,
+    gps_altitude double,
+    camera_make string,
+    camera_model string,
+    orientation int,
+    metadata_warnings string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET
@@ -60,7 +72,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.words (
     y_min float,
     x_max float,
     y_max float,
-    shard int
+    shard int,
+    script string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

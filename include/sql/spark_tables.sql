@@ -27,6 +27,18 @@ CREATE TABLE IF NOT EXISTS wildocr.images (
     run_id STRING,
     processed_at TIMESTAMP,
     shard INT,
+    sha256 STRING,
+    duplicate_of STRING,
+    taken_at TIMESTAMP,
+    taken_at_is_local BOOLEAN,
+    taken_at_offset_minutes INT,
+    gps_latitude DOUBLE,
+    gps_longitude DOUBLE,
+    gps_altitude DOUBLE,
+    camera_make STRING,
+    camera_model STRING,
+    orientation INT,
+    metadata_warnings STRING,
     dt STRING
 )
 USING PARQUET
@@ -53,6 +65,7 @@ CREATE TABLE IF NOT EXISTS wildocr.words (
     x_max FLOAT,
     y_max FLOAT,
     shard INT,
+    script STRING,
     dt STRING
 )
 USING PARQUET

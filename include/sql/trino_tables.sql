@@ -26,6 +26,18 @@ CREATE TABLE IF NOT EXISTS hive.wildocr.images (
     run_id varchar,
     processed_at timestamp,
     shard integer,
+    sha256 varchar,
+    duplicate_of varchar,
+    taken_at timestamp,
+    taken_at_is_local boolean,
+    taken_at_offset_minutes integer,
+    gps_latitude double,
+    gps_longitude double,
+    gps_altitude double,
+    camera_make varchar,
+    camera_model varchar,
+    orientation integer,
+    metadata_warnings varchar,
     dt varchar
 )
 WITH (
@@ -54,6 +66,7 @@ CREATE TABLE IF NOT EXISTS hive.wildocr.words (
     x_max real,
     y_max real,
     shard integer,
+    script varchar,
     dt varchar
 )
 WITH (

@@ -4,16 +4,24 @@ The point is pixels that behave like real photos (textured backgrounds, signs, t
 noise, JPEG artefacts) while every word's polygon stays exact: each text line is drawn on its own layer,
 and the word corners go through the same rotation and perspective matrices as the pixels.
 
-    python include/sample_data.py OUT_DIR_OR_URL --count N --seed S [--hard] [--storage-options JSON]
+    python include/sample_data.py OUT_DIR_OR_URL --count N --seed S [--hard] [--exif] [--script Greek]
+                                  [--storage-options JSON]
 
 Writes `sample_0000.jpg|png ...` and `ground_truth.jsonl` under OUT through fsspec, so local folders,
 `memory://` and `s3://` all work. Image `i` depends only on (seed, i, hard): a larger `--count` extends a
-smaller one. Fonts come from matplotlib's wheel (DejaVu); none are shipped in the repo.
+smaller one. Fonts come from matplotlib's wheel (DejaVu: Latin, Greek and Cyrillic); none are shipped
+in the repo. `--script` picks the word list (Latin, Greek or Cyrillic signs).
+
+With `--exif` (`generate(..., exif=True)`) the JPEGs carry camera metadata (`PhotoExif`: capture time with
+or without a UTC offset, GPS position and altitude, make and model, an Orientation with the pixels stored
+turned accordingly), and each ground-truth line gets an `exif` object with the values a reader must find
+(`taken_at` in ISO 8601, UTC when the offset is known). Every fourth JPEG has none.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import io
 import json
 import os
@@ -52,6 +60,19 @@ _WORD_LIST = """
     Garage Motors Travel Studio Dragon Golden Green Harbour Central Supermarket Bookshop Hostel
 """
 WORDS: tuple[str, ...] = tuple(_WORD_LIST.split())
+# Street words in the other scripts DejaVu covers. Greek without accents (the recogniser's charset has the
+# plain letters only).
+_GREEK_LIST = """
+    ΚΑΦΕΣ ΦΑΡΜΑΚΕΙΟ ΑΡΤΟΠΟΙΕΙΟ ΕΞΟΔΟΣ ΣΤΑΣΗ ΤΑΒΕΡΝΑ ΨΑΡΙΑ ΛΟΥΛΟΥΔΙΑ ΓΛΥΚΑ ΠΛΑΤΕΙΑ ΟΔΟΣ ΘΑΛΑΣΣΑ
+    ΞΕΝΟΔΟΧΕΙΟ ΒΙΒΛΙΑ ΠΑΙΧΝΙΔΙΑ ΦΡΟΥΤΑ ΛΑΧΑΝΙΚΑ ΣΧΟΛΕΙΟ ΓΙΑΤΡΟΣ ΤΡΑΠΕΖΑ ΑΓΟΡΑ ΚΡΑΣΙ ΜΕΛΙ ΨΩΜΙ
+"""
+_CYRILLIC_LIST = """
+    АПТЕКА ХЛЕБ КАФЕ ВЫХОД МАГАЗИН ПРОДУКТЫ ЦВЕТЫ РЫНОК ГОСТИНИЦА КНИГИ ИГРУШКИ ФРУКТЫ ОВОЩИ ШКОЛА
+    БАНК ПОЧТА ВОКЗАЛ ПЛОЩАДЬ УЛИЦА МУЗЕЙ ЧАЙ СОК ЯБЛОКИ ЖУРНАЛЫ
+"""
+GREEK_WORDS: tuple[str, ...] = tuple(_GREEK_LIST.split())
+CYRILLIC_WORDS: tuple[str, ...] = tuple(_CYRILLIC_LIST.split())
+VOCABULARIES: dict[str, tuple[str, ...]] = {"Latin": WORDS, "Greek": GREEK_WORDS, "Cyrillic": CYRILLIC_WORDS}
 SIGN_COLOURS = (
     (200, 30, 35),
     (25, 60, 160),
@@ -151,9 +172,9 @@ def _number(rng: np.random.Generator) -> str:
     return f"{rng.integers(6, 10):02d}:{rng.choice(['00', '30', '45'])}"
 
 
-def _line_words(rng: np.random.Generator) -> list[str]:
+def _line_words(rng: np.random.Generator, vocabulary: tuple[str, ...] = WORDS) -> list[str]:
     n = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.35, 0.2, 0.15]))
-    words = [_number(rng) if rng.random() < 0.15 else str(rng.choice(WORDS)) for _ in range(n)]
+    words = [_number(rng) if rng.random() < 0.15 else str(rng.choice(vocabulary)) for _ in range(n)]
     style = rng.random()
     if style < 0.4:
         words = [w.upper() for w in words]
@@ -396,6 +417,7 @@ def _place_lines(
     ink: np.ndarray,
     hom: np.ndarray,
     mode: Mode,
+    vocabulary: tuple[str, ...] = WORDS,
 ) -> list[tuple[np.ndarray, str]]:
     """Draw lines at free spots (no overlap, inside the final frame); returns canvas-space word boxes."""
     h, w = ink.shape
@@ -406,7 +428,7 @@ def _place_lines(
     for _ in range(n_lines * 4):
         if drawn == n_lines:
             break
-        words = _line_words(rng)
+        words = _line_words(rng, vocabulary)
         with_plate = rng.random() < 0.55
         line = _render_line(rng, words, mode, with_plate)
         if line is None:
@@ -494,15 +516,23 @@ def _draw_line(
 # ---------------------------------------------------------------- one image
 
 
-def render_sample(seed: int, index: int, hard: bool = False, clean: bool = False) -> Sample:
-    """Render image `index` of a seed's set. `clean` skips blur, noise and lighting (tests check ink)."""
+def render_sample(
+    seed: int, index: int, hard: bool = False, clean: bool = False, script: str = "Latin"
+) -> Sample:
+    """Render image `index` of a seed's set. `clean` skips blur, noise and lighting (tests check ink).
+
+    `script` picks the word list (`VOCABULARIES`); other scripts draw different images than Latin.
+    """
     mode = HARD if hard else NORMAL
-    rng = np.random.default_rng([seed, index, int(hard)])
+    if script not in VOCABULARIES:
+        raise ValueError(f"script must be one of {sorted(VOCABULARIES)}, got {script!r}")
+    salt = [] if script == "Latin" else [sorted(VOCABULARIES).index(script) + 1]
+    rng = np.random.default_rng([seed, index, int(hard), *salt])
     w, h = CANVAS_SIZES[rng.integers(len(CANVAS_SIZES))]
     canvas, clutter = _background(rng, w, h, mode)
     ink = np.zeros((h, w), np.float32)
     hom = _perspective(rng, w, h, mode.perspective)
-    placed = _place_lines(rng, canvas, clutter, ink, hom, mode)
+    placed = _place_lines(rng, canvas, clutter, ink, hom, mode, VOCABULARIES[script])
 
     if not clean:  # uneven light: a smooth multiplicative field over the whole scene
         canvas *= 1 + mode.lighting * _smooth_noise(rng, w, h, rng.uniform(200, 500))[..., None]
@@ -520,15 +550,148 @@ def render_sample(seed: int, index: int, hard: bool = False, clean: bool = False
     return Sample(rgb=rgb, words=words, ink=ink)
 
 
-def encode(sample: Sample, fmt: str, rng: np.random.Generator, mode: Mode) -> bytes:
-    """JPEG (with a per-image quality, the main source of artefacts) or lossless PNG bytes."""
+def encode(
+    sample: Sample, fmt: str, rng: np.random.Generator, mode: Mode, exif: PhotoExif | None = None
+) -> bytes:
+    """JPEG (with a per-image quality, the main source of artefacts) or lossless PNG bytes.
+
+    With `exif`, the pixels are stored turned so that applying its Orientation shows `sample.rgb` again.
+    """
     buf = io.BytesIO()
     image = Image.fromarray(sample.rgb, "RGB")
+    extra: dict[str, Any] = {}
+    if exif is not None:
+        image = stored_for_orientation(image, exif.orientation)
+        extra["exif"] = exif.to_exif()
     if fmt == "jpg":
-        image.save(buf, format="JPEG", quality=int(rng.integers(*mode.jpeg_quality)))
+        image.save(buf, format="JPEG", quality=int(rng.integers(*mode.jpeg_quality)), **extra)
     else:
-        image.save(buf, format="PNG")
+        image.save(buf, format="PNG", **extra)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- camera metadata (EXIF)
+
+# Pillow's transposition for each Orientation (what a reader applies) and its inverse (what we store).
+_SHOW = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_UNDO = {**_SHOW, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+def stored_for_orientation(upright: Image.Image, orientation: int | None) -> Image.Image:
+    """The pixels a camera stores for an upright view and an EXIF Orientation (1 or None: as is)."""
+    if orientation in (None, 1):
+        return upright
+    return upright.transpose(_UNDO[orientation])
+
+
+@dataclass(frozen=True)
+class PhotoExif:
+    """Camera metadata for a sample photo, written with Pillow's EXIF writer (`to_exif`)."""
+
+    taken_at: _dt.datetime | None = None  # the camera's wall clock (naive)
+    utc_offset: str | None = None  # "+01:00"; None: OffsetTimeOriginal absent
+    subsec: str | None = None  # "25" = .25 s
+    gps: tuple[float, float, float | None] | None = None  # lat, lon (signed degrees), altitude (m)
+    make: str | None = None
+    model: str | None = None
+    orientation: int | None = None
+
+    def to_exif(self) -> Image.Exif:
+        from PIL.TiffImagePlugin import IFDRational
+
+        exif = Image.Exif()
+        if self.make is not None:
+            exif[0x010F] = self.make
+        if self.model is not None:
+            exif[0x0110] = self.model
+        if self.orientation is not None:
+            exif[0x0112] = self.orientation
+        if self.taken_at is not None:
+            sub = exif.get_ifd(0x8769)
+            sub[0x9003] = self.taken_at.strftime("%Y:%m:%d %H:%M:%S")  # DateTimeOriginal
+            if self.utc_offset is not None:
+                sub[0x9011] = self.utc_offset  # OffsetTimeOriginal
+            if self.subsec is not None:
+                sub[0x9291] = self.subsec  # SubSecTimeOriginal
+        if self.gps is not None:
+            lat, lon, alt = self.gps
+            gps = exif.get_ifd(0x8825)
+            gps[0] = b"\x02\x03\x00\x00"  # GPSVersionID 2.3
+            gps[1], gps[2] = ("N" if lat >= 0 else "S"), _dms(abs(lat), IFDRational)
+            gps[3], gps[4] = ("E" if lon >= 0 else "W"), _dms(abs(lon), IFDRational)
+            if alt is not None:
+                gps[5] = b"\x01" if alt < 0 else b"\x00"
+                gps[6] = IFDRational(round(abs(alt) * 100), 100)
+        return exif
+
+    def expected(self) -> dict[str, Any]:
+        """The `images` column values a correct reader finds in this metadata (ground truth)."""
+        out: dict[str, Any] = {
+            "taken_at": None,
+            "taken_at_is_local": None,
+            "taken_at_offset_minutes": None,
+            "gps_latitude": None,
+            "gps_longitude": None,
+            "gps_altitude": None,
+            "camera_make": self.make,
+            "camera_model": self.model,
+            "orientation": self.orientation,
+        }
+        if self.taken_at is not None:
+            stamp = self.taken_at + _dt.timedelta(seconds=float(f"0.{self.subsec}") if self.subsec else 0)
+            if self.utc_offset is None:
+                out.update(taken_at=stamp.replace(tzinfo=_dt.UTC).isoformat(), taken_at_is_local=True)
+            else:
+                sign = -1 if self.utc_offset.startswith("-") else 1
+                hours, minutes = self.utc_offset[1:].split(":")
+                offset = sign * (int(hours) * 60 + int(minutes))
+                utc = (stamp - _dt.timedelta(minutes=offset)).replace(tzinfo=_dt.UTC)
+                out.update(taken_at=utc.isoformat(), taken_at_is_local=False, taken_at_offset_minutes=offset)
+        if self.gps is not None:
+            out.update(gps_latitude=self.gps[0], gps_longitude=self.gps[1], gps_altitude=self.gps[2])
+        return out
+
+
+def _dms(value: float, rational: Any) -> tuple[Any, Any, Any]:
+    """Degrees, minutes and seconds as EXIF rationals (seconds to 1/10000, like phones write them)."""
+    total = round(value * 3600 * 10_000)  # in 1/10000 s of arc: no float minute ever rounds up to 60
+    degrees, rest = divmod(total, 3600 * 10_000)
+    minutes, seconds = divmod(rest, 60 * 10_000)
+    return rational(degrees, 1), rational(minutes, 1), rational(seconds, 10_000)
+
+
+_CAMERAS = (("Canon", "Canon EOS R5"), ("Apple", "iPhone 15 Pro"), ("Google", "Pixel 8"), ("GoPro", "HERO12"))
+_PLACES = ((48.858222, 2.294500, 35.2), (-33.856800, 151.215300, 4.0), (40.689200, -74.044500, -2.5))
+
+
+def sample_exif(seed: int, index: int) -> PhotoExif | None:
+    """Deterministic camera metadata for photo `index`: every fourth has none; the others cycle through
+    capture time with and without a UTC offset, GPS on both hemispheres and altitudes below sea level,
+    four cameras and the upright and turned orientations."""
+    if index % 4 == 3:
+        return None
+    rng = np.random.default_rng([seed, index, 7])
+    taken = _dt.datetime(2026, 11, 24, 6, 0, 0) + _dt.timedelta(seconds=int(rng.integers(0, 16 * 3600)))
+    offset = (None, "+01:00", "-05:30", "+09:00")[index % 4] if index % 5 else None
+    make, model = _CAMERAS[index % len(_CAMERAS)]
+    place = _PLACES[index % len(_PLACES)] if index % 2 == 0 else None
+    return PhotoExif(
+        taken_at=taken,
+        utc_offset=offset,
+        subsec=("5", "25", None)[index % 3],
+        gps=place,
+        make=make,
+        model=model,
+        orientation=(1, 6, 3, 8, 1)[index % 5],
+    )
 
 
 # ---------------------------------------------------------------- writing
@@ -540,8 +703,14 @@ def generate(
     seed: int = 0,
     hard: bool = False,
     storage_options: dict[str, Any] | None = None,
+    exif: bool = False,
+    script: str = "Latin",
 ) -> list[dict[str, Any]]:
-    """Write `count` images and `ground_truth.jsonl` under `out_url` (any fsspec URL); return the GT lines."""
+    """Write `count` images and `ground_truth.jsonl` under `out_url` (any fsspec URL); return the GT lines.
+
+    `exif`: JPEGs carry `sample_exif(seed, i)` and their GT line its `expected()` values under "exif"
+    (photos written without metadata get {} there). `script`: the words' writing system (`VOCABULARIES`).
+    """
     import fsspec  # only writing needs storage; rendering (also used for int8 calibration) does not
 
     if count < 0:
@@ -552,13 +721,18 @@ def generate(
         fs.makedirs(root, exist_ok=True)
     lines = []
     for i in range(count):
-        sample = render_sample(seed, i, hard=hard)
+        sample = render_sample(seed, i, hard=hard, script=script)
         fmt = "png" if i % 3 == 2 else "jpg"
         name = f"sample_{i:04d}.{fmt}"
-        data = encode(sample, fmt, np.random.default_rng([seed, i, int(hard), 1]), HARD if hard else NORMAL)
+        meta = sample_exif(seed, i) if exif and fmt == "jpg" else None
+        rng = np.random.default_rng([seed, i, int(hard), 1])
+        data = encode(sample, fmt, rng, HARD if hard else NORMAL, meta)
         with fs.open(f"{root.rstrip('/')}/{name}", "wb") as f:
             f.write(data)
-        lines.append({"image": name, "words": sample.words})
+        line: dict[str, Any] = {"image": name, "words": sample.words}
+        if exif:
+            line["exif"] = meta.expected() if meta is not None else {}
+        lines.append(line)
     text = "".join(json.dumps(line) + "\n" for line in lines)
     with fs.open(f"{root.rstrip('/')}/{GROUND_TRUTH_NAME}", "wb") as f:
         f.write(text.encode("utf-8"))
@@ -571,12 +745,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hard", action="store_true", help="small, tilted, blurred, low-contrast text")
+    parser.add_argument("--exif", action="store_true", help="JPEGs carry camera metadata (time, GPS, camera)")
+    parser.add_argument("--script", default="Latin", choices=sorted(VOCABULARIES), help="script of the words")
     parser.add_argument("--storage-options", default=None, help="JSON object passed to fsspec")
     args = parser.parse_args(argv)
     options = json.loads(args.storage_options) if args.storage_options else None
     if options is not None and not isinstance(options, dict):
         parser.error("--storage-options must be a JSON object")
-    lines = generate(args.out, count=args.count, seed=args.seed, hard=args.hard, storage_options=options)
+    lines = generate(
+        args.out,
+        count=args.count,
+        seed=args.seed,
+        hard=args.hard,
+        storage_options=options,
+        exif=args.exif,
+        script=args.script,
+    )
     n_words = sum(len(line["words"]) for line in lines)
     print(f"wrote {len(lines)} images ({n_words} words) and {GROUND_TRUTH_NAME} to {args.out}")
     return 0

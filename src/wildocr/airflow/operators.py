@@ -191,6 +191,7 @@ class ManifestOperator(BaseOperator):
         "shard_size",
         "mode",
         "skip_done",
+        "skip_seen_content",
     )
     ui_color = "#e8f0fe"
 
@@ -204,6 +205,7 @@ class ManifestOperator(BaseOperator):
         shard_size: int | str = settings.DEFAULT_SHARD_SIZE,
         mode: str = "staged",
         skip_done: bool | str = False,
+        skip_seen_content: bool | str = False,
         conn_id: str | None = settings.CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -215,6 +217,7 @@ class ManifestOperator(BaseOperator):
         self.shard_size = shard_size
         self.mode = mode
         self.skip_done = skip_done
+        self.skip_seen_content = skip_seen_content
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
@@ -226,6 +229,7 @@ class ManifestOperator(BaseOperator):
         mode = self._mode()
         shard_size = self._shard_size()
         skip_done = str(self.skip_done).strip().lower() in ("true", "1", "yes")
+        skip_seen = str(self.skip_seen_content).strip().lower() in ("true", "1", "yes")
         template = (
             self._first_set(self.source_prefix, Variable.get(settings.VAR_SOURCE_PREFIX, default=None))
             or settings.default_source_prefix()
@@ -257,6 +261,7 @@ class ManifestOperator(BaseOperator):
                         storage_options=options,
                         skip_done_root=output_root if skip_done else None,
                         dt=dt,
+                        skip_seen_root=output_root if skip_seen else None,
                     )
                     self.log.info(
                         "dt=%s: %s -> %d shard(s) of <= %d images", dt, redact(prefix), len(out[dt]), size
@@ -477,6 +482,7 @@ class FinalizeOperator(BaseOperator):
                 # partition mirrors the listing, so files of an earlier run of this dt go.
                 removed = pipeline.remove_stale_parts(output_root, dt, 0, storage_options=options)
                 self.log.warning("dt=%s: no images in the source; %d old part file(s) removed", dt, removed)
+            pipeline.finalize_partition(output_root, dt, staging_root=staging, storage_options=options)
             pipeline.remove_staging(staging, storage_options=options)
             self.log.info("dt=%s: %d shard(s) published; removed %s", dt, len(run["shards"][dt]), staging)
         dts = sorted(run["staging"])

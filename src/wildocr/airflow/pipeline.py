@@ -41,6 +41,7 @@ def ocr_tasks(
     shard_size: int | str = settings.DEFAULT_SHARD_SIZE,
     mode: str = "staged",
     skip_done: bool | str = False,
+    skip_seen_content: bool | str = False,
     conn_id: str | None = settings.CONN_ID,
     engine_options: Mapping[str, Any] | None = None,
 ) -> tuple[ManifestOperator, FinalizeOperator]:
@@ -54,6 +55,7 @@ def ocr_tasks(
         shard_size=shard_size,
         mode=mode,
         skip_done=skip_done,
+        skip_seen_content=skip_seen_content,
         conn_id=conn_id,
     )
     step = {"conn_id": conn_id, "engine_options": engine_options}

@@ -8,11 +8,14 @@ a program or opens another file.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from wildocr.engine import exif as exif_tags
 
 DEFAULT_MAX_PIXELS = 80_000_000  # ~9000x9000; anything larger is refused before it is decoded
 # The only Pillow plugins that see untrusted bytes: pure in-process raster decoders. (Pillow opens JPEGs
@@ -21,17 +24,41 @@ RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
 # libjpeg warnings that mean the pixels are not all there (Pillow decodes on past them in silence).
 _CORRUPT_JPEG = ("Corrupt JPEG data", "Premature end of JPEG file")
 _BENIGN_JPEG = ("bad ICC marker",)  # metadata only: the pixels are intact
+# Pillow's `ImageOps.exif_transpose` table: what each EXIF Orientation asks for to show the photo upright.
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image wildocr can read; the message says why, for the `error` column."""
 
 
+@dataclass(slots=True)
+class DecodedPhoto:
+    """Upright pixels and the photo's own metadata (`metadata.orientation` is what was applied)."""
+
+    pixels: np.ndarray
+    metadata: exif_tags.PhotoMetadata
+
+
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode image bytes to a BGR uint8 array, upright as people see it (EXIF orientation applied).
+    """Decode image bytes to a BGR uint8 array, upright as people see it (EXIF orientation applied)."""
+    return decode_photo(data, max_pixels=max_pixels).pixels
+
+
+def decode_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPhoto:
+    """`decode_image` plus the EXIF metadata, read from the very tags the orientation was taken from.
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
-    Only the first frame of an animation or a multi-page file is read.
+    Only the first frame of an animation or a multi-page file is read. Broken or hostile EXIF never
+    makes an error: the pixels are used as stored and the metadata says why (`exif.read_metadata`).
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
@@ -50,16 +77,26 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     fmt = image.format
     try:
         image.seek(0)  # first frame of animations
-        image = ImageOps.exif_transpose(image)
-        image.load()
+        image.load()  # before the EXIF: a PNG may keep it after the pixels
     except Exception as exc:
         raise ImageDecodeError(f"truncated or corrupt {fmt or 'image'} data: {exc}") from None
     if fmt in ("JPEG", "MPO"):
         check_jpeg_data(data)  # what Pillow decoded past in silence
+    # Not ImageOps.exif_transpose: it re-serialises the EXIF, which raises on hostile tags.
+    exif, exif_problem = exif_tags.load_exif(image)
+    orientation, orientation_problem = exif_tags.read_orientation(exif)
     try:
-        return _to_bgr(image)
+        if orientation in _TRANSPOSE:
+            image = image.transpose(_TRANSPOSE[orientation])
+    except Exception as exc:
+        raise ImageDecodeError(f"truncated or corrupt {fmt or 'image'} data: {exc}") from None
+    try:
+        pixels = _to_bgr(image)
     except Exception as exc:  # an exotic mode Pillow opens but cannot convert
         raise ImageDecodeError(f"unsupported pixel format {image.mode!r}: {exc}") from None
+    metadata = exif_tags.read_metadata(exif, orientation=orientation)
+    metadata.warnings[:0] = [w for w in (exif_problem, orientation_problem) if w]
+    return DecodedPhoto(pixels, metadata)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:

@@ -1,8 +1,10 @@
 """`wildocr shard ...` and `wildocr run ...`: the storage layer from a shell, without Airflow.
 
-    wildocr shard plan PREFIX --manifest URL --shard-size N [--skip-done ROOT --dt YYYY-MM-DD]
+    wildocr shard plan PREFIX --manifest URL --shard-size N [--skip-done ROOT] [--skip-seen ROOT] [--dt D]
     wildocr shard process MANIFEST --shard K --output ROOT --dt YYYY-MM-DD [--run-id ID]
-    wildocr run PREFIX --output ROOT --dt YYYY-MM-DD [--shard-size N] [--incremental] [--run-id ID]
+    wildocr shard finalize ROOT --dt YYYY-MM-DD   (after every shard: mark duplicates across shards)
+    wildocr run PREFIX --output ROOT --dt YYYY-MM-DD [--shard-size N] [--incremental]
+                [--skip-seen-content] [--run-id ID]
     wildocr shard unlock ROOT --dt YYYY-MM-DD     (remove the dt's lease of a run that is surely dead)
 
 `register(subparsers)` adds these to the main `wildocr` parser; `python -m wildocr.pipeline.cli` runs them
@@ -85,6 +87,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         storage_options=options,
         skip_done_root=args.skip_done,
         dt=args.dt,
+        skip_seen_root=args.skip_seen,
     )
     info = manifest.read_manifest(args.manifest, options)[1]
     _print({"manifest": args.manifest, "shards": shards, **info.to_json()})
@@ -129,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             storage_options=options,
             skip_done_root=args.output if args.incremental else None,
             dt=args.dt,
+            skip_seen_root=args.output if args.skip_seen_content else None,
         )
         for number in shards:
             summaries.append(
@@ -146,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         if not shards:  # the partition mirrors the listing: files of an earlier run of this dt go
             shard.remove_stale_parts(args.output, args.dt, 0, options)
+        shard.finalize_partition(args.output, args.dt, staging_root=staging, storage_options=options)
         info = manifest.read_manifest(manifest_url, options)[1]
     finally:  # only this run's staging and lease: another run's lease is never released here
         if args.keep_staging:
@@ -153,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             lease.release(args.output, args.dt, owner, options)
         else:
             shard.remove_staging(staging, options)
-    totals = {k: sum(s[k] for s in summaries) for k in ("images", "ok", "errors", "words")}
+    totals = {k: sum(s[k] for s in summaries) for k in ("images", "ok", "errors", "skipped", "words")}
     _print(
         {
             "run_id": args.run_id,
@@ -165,6 +170,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
     )
     return 0 if totals["errors"] == 0 or not args.fail_on_error else 1
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    """Mark duplicates across the shards of a partition (what `run` and the DAGs do after every shard)."""
+    options = _storage_options(args.storage_options)
+    rewritten = shard.finalize_partition(args.output, args.dt, storage_options=options)
+    _print({"output": args.output, "dt": args.dt, "images_files_rewritten": rewritten})
+    return 0
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
@@ -187,7 +200,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_plan.add_argument("--manifest", required=True, help="manifest URL to write")
     p_plan.add_argument("--shard-size", type=_positive, default=64)
     p_plan.add_argument("--skip-done", metavar="ROOT", help="skip images already ok in ROOT's images table")
-    p_plan.add_argument("--dt", type=_dt, help="the partition the run writes (required with --skip-done)")
+    p_plan.add_argument(
+        "--skip-seen",
+        metavar="ROOT",
+        help="skip OCR of objects whose bytes (SHA-256) were read ok in ROOT on a date before --dt",
+    )
+    p_plan.add_argument(
+        "--dt", type=_dt, help="the partition the run writes (required with --skip-done / --skip-seen)"
+    )
     _add_common(p_plan)
     p_plan.set_defaults(func=cmd_plan)
 
@@ -201,6 +221,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(p_proc)
     _add_engine(p_proc)
     p_proc.set_defaults(func=cmd_process)
+
+    p_final = actions.add_parser(
+        "finalize", help="after every shard of ROOT's dt: mark duplicates (same bytes) across shards"
+    )
+    p_final.add_argument("output", metavar="ROOT", help="output root of the tables")
+    p_final.add_argument("--dt", type=_dt, required=True)
+    _add_common(p_final)
+    p_final.set_defaults(func=cmd_finalize)
 
     p_unlock = actions.add_parser(
         "unlock", help="remove the lease of ROOT's dt partition (its run must be dead); prints what it said"
@@ -219,6 +247,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_run.add_argument("--shard-size", type=_positive, default=64)
     p_run.add_argument(
         "--incremental", action="store_true", help="skip images already ok in other partitions"
+    )
+    p_run.add_argument(
+        "--skip-seen-content",
+        action="store_true",
+        help="skip OCR of objects whose bytes (SHA-256) were read ok on an earlier date (rows: skipped)",
     )
     p_run.add_argument("--run-id", default=default_run_id)
     p_run.add_argument("--keep-staging", action="store_true", help="keep ROOT/_staging/<dt>/<run>/manifest")

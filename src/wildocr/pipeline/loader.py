@@ -11,16 +11,18 @@ object costs a listing entry or a few hundred KiB, never its whole size in memor
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from wildocr.engine.imageio import ImageDecodeError, check_header, decode_image
+from wildocr.engine.exif import PhotoMetadata
+from wildocr.engine.imageio import ImageDecodeError, check_header, decode_photo
 from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
@@ -35,16 +37,27 @@ HEADER_BYTES = 256 * 2**10  # enough for the header of every allowed format with
 
 @dataclass(slots=True)
 class Loaded:
-    """One manifest object after fetch + decode: the pixels, or the reason there are none."""
+    """One manifest object after fetch + decode: the pixels, or the reason there are none.
+
+    `sha256` is the hash of the bytes read (None when they could not be read); `metadata` the photo's
+    EXIF (None when it did not decode). `skipped`: the hash was in `skip_sha256`, so it was not decoded.
+    """
 
     obj: ObjectInfo
     image: np.ndarray | None
     error: str | None
     decode_seconds: float = 0.0
+    sha256: str | None = None
+    metadata: PhotoMetadata | None = None
+    skipped: bool = False
 
 
 def load_image(
-    obj: ObjectInfo, storage_options: StorageOptions, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
+    obj: ObjectInfo,
+    storage_options: StorageOptions,
+    max_pixels: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    skip_sha256: Container[str] | None = None,
 ) -> Loaded:
     if obj.error is not None:
         return Loaded(obj, None, obj.error)
@@ -63,12 +76,15 @@ def load_image(
         return Loaded(obj, None, str(exc))
     if len(data) > max_bytes:
         return Loaded(obj, None, f"refused: more than the limit of {max_bytes} bytes (grew since listed)")
+    sha256 = hashlib.sha256(data).hexdigest()
+    if skip_sha256 is not None and sha256 in skip_sha256:
+        return Loaded(obj, None, None, sha256=sha256, skipped=True)
     begin = time.perf_counter()
     try:
-        image = decode_image(data, max_pixels=max_pixels)
+        photo = decode_photo(data, max_pixels=max_pixels)
     except ImageDecodeError as exc:
-        return Loaded(obj, None, str(exc))
-    return Loaded(obj, image, None, time.perf_counter() - begin)
+        return Loaded(obj, None, str(exc), sha256=sha256)
+    return Loaded(obj, photo.pixels, None, time.perf_counter() - begin, sha256, photo.metadata)
 
 
 def _too_big(size: int, max_bytes: int) -> str:
@@ -101,9 +117,13 @@ def iter_loaded(
     prefetch: int,
     max_pixels: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    skip_sha256: Container[str] | None = None,
 ) -> Iterator[Loaded]:
+    """`load_image` over the objects, in order; bytes that hash into `skip_sha256` are not decoded."""
     return prefetched(
-        objects, lambda o: load_image(o, storage_options, max_pixels, max_bytes), prefetch=prefetch
+        objects,
+        lambda o: load_image(o, storage_options, max_pixels, max_bytes, skip_sha256),
+        prefetch=prefetch,
     )
 
 

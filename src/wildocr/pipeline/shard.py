@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 
 from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
 from wildocr.engine.types import Detection, ImageResult, Reading, Word
-from wildocr.pipeline.loader import chunked, iter_loaded
+from wildocr.pipeline import duplicates
+from wildocr.pipeline.loader import Loaded, chunked, iter_loaded
 from wildocr.storage import lease, manifest, objectstore, tables
 from wildocr.storage.lease import PartitionBusyError as PartitionBusyError  # for callers of this module
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
@@ -104,11 +105,14 @@ def build_manifest(
     storage_options: StorageOptions = None,
     skip_done_root: str | None = None,
     dt: str | None = None,
+    skip_seen_root: str | None = None,
 ) -> list[int]:
     """List the prefix, write the run's manifest, return its shard numbers (0..n-1).
 
     Incremental runs (`skip_done_root`) also need `dt`, the partition this run writes: rows already in
     that partition do not count as done, because the run replaces that partition's files.
+    Content-incremental runs (`skip_seen_root`, also with `dt`): shard tasks skip OCR for objects whose
+    bytes were read `ok` on a date before `dt` (`manifest.seen_content`).
 
     A manifest laid out as a run's (`manifest_url(staging_root(ROOT, dt, run_id))`) first takes the lease
     of ROOT's dt partition (PartitionBusyError when another run holds it, before anything is written), then
@@ -134,6 +138,7 @@ def build_manifest(
             storage_options=storage_options,
             skip_done_root=skip_done_root,
             dt=dt,
+            skip_seen_root=skip_seen_root,
         )
     except BaseException:
         if taken:
@@ -302,6 +307,7 @@ def _summary(
         "images": images.num_rows,
         "ok": status.count(tables.STATUS_OK),
         "errors": status.count(tables.STATUS_ERROR),
+        "skipped": status.count(tables.STATUS_SKIPPED),
         "words": words.num_rows,
         "det_seconds": round(float(sum(images["det_seconds"].to_pylist())), 3),
         "rec_seconds": round(float(sum(images["rec_seconds"].to_pylist())), 3),
@@ -337,10 +343,13 @@ def process_shard(
     owner = objectstore.canonical(manifest_url, storage_options)
     _fence(output_root, dt, owner, storage_options)  # a run without the lease stops before reading
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
+    seen = manifest.read_seen(info, storage_options)
     model_info = dict(engine.model_info)
     image_rows: list[dict] = []
     word_rows: list[dict] = []
-    loaded = iter_loaded(objects, storage_options, prefetch=prefetch, max_pixels=max_pixels)
+    loaded = iter_loaded(
+        objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, skip_sha256=seen or None
+    )
     done = 0
     for chunk in chunked(loaded, chunk_size):
         good = [item for item in chunk if item.image is not None]
@@ -353,11 +362,12 @@ def process_shard(
                 result, error = None, result
             elif result is not None:
                 error = over_time(item.decode_seconds + result.det_seconds, max_seconds_per_image)
-            image_rows.append(_image_row(item.obj, result, error, model_info, run_id, shard))
+            image_rows.append(_image_row(item, result, error, model_info, run_id, shard, seen))
             if result is not None and result.ok and error is None:
                 word_rows.extend(tables.word_rows(item.obj.uri, result.words, shard))
         done += len(chunk)
         log.info("shard %d: %d/%d images read", shard, done, len(objects))
+    duplicates.mark_rows(image_rows)
     images = tables.to_table(tables.IMAGES, image_rows)
     words = tables.to_table(tables.WORDS, word_rows)
     return _write_shard(
@@ -366,14 +376,19 @@ def process_shard(
 
 
 def _image_row(
-    obj: ObjectInfo,
+    item: Loaded,
     result: ImageResult | None,
     error: str | None,
     model_info: dict[str, str],
     run_id: str,
     shard: int,
+    seen: dict[str, str],
 ) -> dict:
     """The `images` row of one object: `error` (decoding, time limit) wins over the engine's result."""
+    obj = item.obj
+    content = {"sha256": item.sha256, "photo": tables.photo_values(item.metadata)}
+    if item.skipped:  # bytes read on an earlier date: not decoded, not OCRed
+        content.update(skipped=True, duplicate_of=seen[item.sha256])
     if result is None:
         return tables.image_row(
             image_uri=obj.uri,
@@ -384,6 +399,7 @@ def _image_row(
             processed_at=tables.utc_now(),
             model_info=model_info,
             error=error,
+            **content,
         )
     return tables.image_row(
         image_uri=obj.uri,
@@ -399,6 +415,7 @@ def _image_row(
         n_words=len(result.words) if result.ok and error is None else 0,
         det_seconds=result.det_seconds,
         rec_seconds=result.rec_seconds,
+        **content,
     )
 
 
@@ -448,9 +465,13 @@ def detect_shard(
     its error here and no boxes, so it costs no crop or recognition time later.
     """
     _fence_staging(staging_root, storage_options)
-    objects, _ = manifest.shard_objects(manifest_url, shard, storage_options)
+    objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
+    seen = manifest.read_seen(info, storage_options)
     rows = []
-    for item in iter_loaded(objects, storage_options, prefetch=prefetch, max_pixels=max_pixels):
+    loaded = iter_loaded(
+        objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, skip_sha256=seen or None
+    )
+    for item in loaded:
         row = {
             "image_uri": item.obj.uri,
             "etag": item.obj.etag,
@@ -459,6 +480,9 @@ def detect_shard(
             "height": None,
             "error": item.error,
             "det_seconds": 0.0,
+            "sha256": item.sha256,
+            "duplicate_of": seen[item.sha256] if item.skipped else None,
+            **tables.photo_values(item.metadata),
             "quads": [],
             "scores": [],
         }
@@ -666,6 +690,7 @@ def publish_shard(
     for row in detections.to_pylist():
         uri = row["image_uri"]
         error = row["error"] or crop_errors.get(uri)
+        skipped = row["duplicate_of"] is not None  # detect_shard sets it only for skipped objects
         image_rows.append(
             tables.image_row(
                 image_uri=uri,
@@ -681,13 +706,36 @@ def publish_shard(
                 n_words=0 if error else n_words.get(uri, 0),
                 det_seconds=row["det_seconds"],
                 rec_seconds=rec_seconds.get(uri, 0.0),
+                sha256=row["sha256"],
+                duplicate_of=row["duplicate_of"],
+                skipped=skipped and error is None,
+                photo={name: row[name] for name in tables.PHOTO_COLUMNS},
             )
         )
+    duplicates.mark_rows(image_rows)
     images = tables.to_table(tables.IMAGES, image_rows)
     words = words.replace_schema_metadata(tables.WORDS.metadata)
     return _write_shard(
         output_root, dt, shard, images, words, info.n_shards, storage_options, owner, start, "published"
     )
+
+
+def finalize_partition(
+    output_root: str, dt: str, *, staging_root: str | None = None, storage_options: StorageOptions = None
+) -> int:
+    """Once every shard of a run's dt is written: mark duplicates across its shards (`duplicates`).
+
+    Call it before `remove_staging` with the run's `staging_root`: the rewrites are then fenced by the
+    run's lease of the partition. Returns the number of `images` files rewritten.
+    """
+    tables.validate_dt(dt)
+    fence = None
+    if staging_root is not None:
+
+        def fence() -> None:
+            _fence_staging(staging_root, storage_options)
+
+    return duplicates.mark_partition(output_root, dt, storage_options=storage_options, fence=fence)
 
 
 def remove_staging(staging_root: str, storage_options: StorageOptions = None) -> None:

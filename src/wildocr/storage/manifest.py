@@ -3,6 +3,11 @@
 The rule: images sorted by URI, shard = position // shard_size. The manifest is written once per run and
 every shard task reads its rows from it, so a retried shard processes exactly the same objects even if the
 prefix changed in between.
+
+Two kinds of incremental runs: by ETag (`skip_done_root`: objects already `ok` are left out of the
+manifest) and by content (`skip_seen_root`: the SHA-256 of every photo read `ok` on an earlier date is
+frozen beside the manifest, `<manifest>.seen.parquet`, and shard tasks skip OCR for objects whose bytes
+hash to one of them; only the shard can tell, since a listing has no content hashes).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class ManifestInfo:
     skipped_other: int  # objects under the prefix that are not images by extension
     skipped_done: int  # images already `ok` at the output root with the same ETag (incremental runs)
     unreadable_folders: int = 0  # sub-folders that could not be listed (named in the log)
+    seen_url: str | None = None  # content-incremental runs: the SHA-256s read on earlier dates
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -63,7 +69,8 @@ def assign_shards(objects: list[ObjectInfo], shard_size: int) -> pa.Table:
 def done_keys(
     output_root: str, *, exclude_dt: str, storage_options: StorageOptions = None
 ) -> set[tuple[str, str]]:
-    """(URI, ETag) pairs with an `ok` row in the `images` table, outside the partition `exclude_dt`.
+    """(URI, ETag) pairs with an `ok` (or `skipped`: same bytes read earlier) row in `images`, outside
+    the partition `exclude_dt`.
 
     The partition being (re)written is excluded on purpose: its files are replaced shard by shard, so an
     object skipped because of a row there would lose that row when its old shard file is replaced.
@@ -79,9 +86,74 @@ def done_keys(
             continue
         data = objectstore.read_bytes(url, storage_options)
         table = tables.read_parquet_bytes(data).select(["image_uri", "etag", "status"])
-        ok = table.filter(pc.equal(table["status"], tables.STATUS_OK))
+        ok = table.filter(pc.is_in(table["status"], pa.array([tables.STATUS_OK, tables.STATUS_SKIPPED])))
         done.update(zip(ok["image_uri"].to_pylist(), ok["etag"].to_pylist(), strict=True))
     return done
+
+
+def seen_content(output_root: str, *, before_dt: str, storage_options: StorageOptions = None) -> pa.Table:
+    """(sha256, image_uri, dt) of the first `ok` copy (by dt, URI) of each content read before `before_dt`.
+
+    Only dates strictly earlier than the partition being written count, so rerunning an old day never
+    skips photos because a later day read them. Files written before `images.sha256` existed are passed
+    over (their photos are read again).
+    """
+    tables.validate_dt(before_dt)
+    prefix = objectstore.canonical(objectstore.join(output_root, "images"), storage_options)
+    parts: list[pa.Table] = []
+    for url in objectstore.list_files(prefix, storage_options):
+        rel = url[len(prefix) :].strip("/").split("/")
+        if len(rel) != 2 or not rel[0].startswith("dt=") or tables.parse_part_name(rel[1]) is None:
+            continue
+        dt = rel[0][3:]
+        if not _is_dt(dt) or dt >= before_dt:  # YYYY-MM-DD strings sort as dates
+            continue
+        table = tables.read_columns(
+            objectstore.read_bytes(url, storage_options), ["image_uri", "sha256", "status"]
+        )
+        if table is None:
+            continue
+        ok = table.filter(pc.and_(pc.equal(table["status"], tables.STATUS_OK), pc.is_valid(table["sha256"])))
+        parts.append(
+            pa.table(
+                {
+                    "sha256": ok["sha256"].cast(pa.string()),
+                    "image_uri": ok["image_uri"].cast(pa.string()),
+                    "dt": pa.array([dt] * ok.num_rows, pa.string()),
+                }
+            )
+        )
+    if not parts:
+        return tables.SEEN.empty_table()
+    table = pa.concat_tables(parts).sort_by(
+        [("sha256", "ascending"), ("dt", "ascending"), ("image_uri", "ascending")]
+    )
+    hashes = table["sha256"].to_pylist()
+    first = [i for i, h in enumerate(hashes) if i == 0 or hashes[i - 1] != h]
+    return table.take(first).cast(tables.SEEN)
+
+
+def _is_dt(text: str) -> bool:
+    try:
+        tables.validate_dt(text)
+    except ValueError:
+        return False
+    return True
+
+
+def seen_url_for(manifest_url: str) -> str:
+    """`<manifest without .parquet>.seen.parquet`: the content-incremental file lives beside its manifest."""
+    base = manifest_url[: -len(".parquet")] if manifest_url.endswith(".parquet") else manifest_url
+    return f"{base}.seen.parquet"
+
+
+def read_seen(info: ManifestInfo, storage_options: StorageOptions = None) -> dict[str, str]:
+    """SHA-256 -> URI of its first copy, for a content-incremental manifest; {} for any other."""
+    if info.seen_url is None:
+        return {}
+    data = objectstore.read_bytes(info.seen_url, storage_options)
+    table = tables.read_parquet_bytes(data, tables.SEEN)
+    return dict(zip(table["sha256"].to_pylist(), table["image_uri"].to_pylist(), strict=True))
 
 
 def write_manifest(
@@ -92,8 +164,13 @@ def write_manifest(
     storage_options: StorageOptions = None,
     skip_done_root: str | None = None,
     dt: str | None = None,
+    skip_seen_root: str | None = None,
 ) -> ManifestInfo:
-    """List `source_prefix`, drop already-done images (incremental), shard, write the manifest atomically."""
+    """List `source_prefix`, drop already-done images (incremental), shard, write the manifest atomically.
+
+    `skip_seen_root` (content-incremental, needs `dt`): also freeze the hashes read before `dt` in
+    `seen_url_for(manifest_url)`, written before the manifest that names it.
+    """
     listing = objectstore.list_images(source_prefix, storage_options)
     images = listing.images
     skipped_done = 0
@@ -104,6 +181,16 @@ def write_manifest(
         kept = [o for o in images if (o.uri, o.etag) not in done]
         skipped_done = len(images) - len(kept)
         images = kept
+    seen_url = None
+    if skip_seen_root is not None:
+        if dt is None:
+            raise ValueError(
+                "a content-incremental manifest (skip_seen_root) needs the dt partition it will write"
+            )
+        seen = seen_content(skip_seen_root, before_dt=dt, storage_options=storage_options)
+        seen_url = seen_url_for(manifest_url)
+        objectstore.write_bytes_atomic(seen_url, tables.parquet_bytes(seen), storage_options)
+        log.info("content-incremental: %d contents read before dt=%s, in %s", seen.num_rows, dt, seen_url)
     table = assign_shards(images, shard_size)
     n_shards = -(-len(images) // shard_size)
     info = ManifestInfo(
@@ -114,6 +201,7 @@ def write_manifest(
         skipped_other=listing.skipped,
         skipped_done=skipped_done,
         unreadable_folders=len(listing.unreadable),
+        seen_url=seen_url,
     )
     data = tables.parquet_bytes(table, extra_metadata={_META_KEY: json.dumps(info.to_json(), sort_keys=True)})
     objectstore.write_bytes_atomic(manifest_url, data, storage_options)

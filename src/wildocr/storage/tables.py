@@ -6,9 +6,9 @@ DuckDB, Spark, Athena and Trino all read the partition column without a name cla
     ROOT/images/dt=YYYY-MM-DD/part-SSSSS.parquet    one row per source image (ok or error)
     ROOT/words/dt=YYYY-MM-DD/part-SSSSS.parquet     one row per recognised word
 
-Types are chosen so that every engine reads them: signed ints only, float32/float64, strings,
+Types are chosen so that every engine reads them: signed ints only, float32/float64, booleans, strings,
 timestamp[us, tz=UTC] (Parquet INT64 TIMESTAMP_MICROS, isAdjustedToUTC), flat columns (no nested types in
-the output tables), no pandas metadata. The staging formats (manifest, detections, crops, readings) are
+the output tables), no pandas metadata. The staging formats (manifest, seen, detections, crops, readings) are
 internal to a run and may use nested types.
 """
 
@@ -23,12 +23,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wildocr.engine.exif import PhotoMetadata
+from wildocr.engine.scripts import script_of
 from wildocr.engine.types import Word
 
-SCHEMA_VERSION = "1"
+# 2: images gained sha256, duplicate_of and the photo metadata columns, words gained script (all nullable,
+# appended at the end: files of version 1 read beside version 2 by column name, the new columns null).
+SCHEMA_VERSION = "2"
 TABLES = ("images", "words")
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+STATUS_SKIPPED = "skipped"  # same bytes already read on an earlier date (content-incremental runs)
 MODEL_KEYS = ("det_model", "det_sha256", "rec_model", "rec_sha256", "cls_model", "cls_sha256")
 ERROR_MAX_CHARS = 2000  # a traceback-sized message is not useful in a table cell
 
@@ -39,6 +44,22 @@ _BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
     return pa.schema(fields, metadata={"wildocr.table": name, "wildocr.schema_version": SCHEMA_VERSION})
+
+
+# What the photo says about itself (wildocr.engine.exif), in `images` and in the staged detections.
+PHOTO_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("taken_at", _UTC_US),  # UTC when the offset is known, else local wall clock (flagged)
+    pa.field("taken_at_is_local", pa.bool_()),
+    pa.field("taken_at_offset_minutes", pa.int32()),
+    pa.field("gps_latitude", pa.float64()),  # signed decimal degrees (WGS 84)
+    pa.field("gps_longitude", pa.float64()),
+    pa.field("gps_altitude", pa.float64()),  # metres, negative below sea level
+    pa.field("camera_make", pa.string()),
+    pa.field("camera_model", pa.string()),
+    pa.field("orientation", pa.int32()),  # EXIF Orientation applied when decoding (1..8)
+    pa.field("metadata_warnings", pa.string()),  # why a metadata field is null despite a tag
+)
+PHOTO_COLUMNS: tuple[str, ...] = tuple(f.name for f in PHOTO_FIELDS)
 
 
 IMAGES = _schema(
@@ -63,6 +84,10 @@ IMAGES = _schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("processed_at", _UTC_US, nullable=False),
         pa.field("shard", pa.int32(), nullable=False),
+        # schema version 2: nullable, appended
+        pa.field("sha256", pa.string()),  # of the object's bytes; null when they could not be read
+        pa.field("duplicate_of", pa.string()),  # the first copy of these bytes (see docs/tables.md)
+        *PHOTO_FIELDS,
     ],
 )
 
@@ -78,6 +103,7 @@ WORDS = _schema(
         *[pa.field(c, pa.float32(), nullable=False) for c in _POINT_COLUMNS],
         *[pa.field(c, pa.float32(), nullable=False) for c in _BOX_COLUMNS],
         pa.field("shard", pa.int32(), nullable=False),
+        pa.field("script", pa.string()),  # schema version 2: wildocr.engine.scripts.script_of(text)
     ],
 )
 
@@ -97,6 +123,16 @@ MANIFEST = _schema(
     ],
 )
 
+# The first copy of each content read on earlier dates (content-incremental runs, beside the manifest).
+SEEN = _schema(
+    "seen",
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("dt", pa.string(), nullable=False),
+    ],
+)
+
 DETECTIONS = _schema(
     "detections",
     [
@@ -107,6 +143,9 @@ DETECTIONS = _schema(
         pa.field("height", pa.int32()),
         pa.field("error", pa.string()),
         pa.field("det_seconds", pa.float64(), nullable=False),
+        pa.field("sha256", pa.string()),
+        pa.field("duplicate_of", pa.string()),  # set when skipped: bytes read on an earlier date
+        *PHOTO_FIELDS,
         # float64 so that a staged crop sees exactly the quad the fused path saw
         pa.field("quads", pa.list_(pa.list_(pa.float64(), 8)), nullable=False),
         pa.field("scores", pa.list_(pa.float64()), nullable=False),
@@ -138,9 +177,10 @@ READINGS = _schema(
 
 # Parquet settings per table: dictionary-encode only the columns that repeat.
 _DICTIONARY_COLUMNS: dict[str, list[str]] = {
-    "images": ["status", *MODEL_KEYS, "run_id", "error"],
-    "words": ["image_uri", "text"],
+    "images": ["status", *MODEL_KEYS, "run_id", "error", "camera_make", "camera_model"],
+    "words": ["image_uri", "text", "script"],
     "manifest": ["image_uri"],
+    "seen": [],
     "detections": [],
     "crops": ["image_uri"],
     "readings": ["image_uri"],
@@ -216,17 +256,28 @@ def image_row(
     n_words: int = 0,
     det_seconds: float = 0.0,
     rec_seconds: float = 0.0,
+    sha256: str | None = None,
+    duplicate_of: str | None = None,
+    skipped: bool = False,
+    photo: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One `images` row; status follows from `error` so the two can never disagree."""
+    """One `images` row; status follows from `error` (and `skipped`) so they can never disagree.
+
+    `photo` holds the PHOTO_COLUMNS values (`photo_values`); missing ones are null.
+    """
     if error is not None and len(error) > ERROR_MAX_CHARS:
         error = error[: ERROR_MAX_CHARS - 3] + "..."
+    if skipped and error is not None:
+        raise ValueError("a skipped image has no error")
+    status = STATUS_ERROR if error is not None else STATUS_SKIPPED if skipped else STATUS_OK
+    photo = photo or {}
     return {
         "image_uri": image_uri,
         "etag": etag,
         "size": int(size),
         "width": None if width is None else int(width),
         "height": None if height is None else int(height),
-        "status": STATUS_OK if error is None else STATUS_ERROR,
+        "status": status,
         "error": error,
         "n_words": int(n_words),
         "det_seconds": float(det_seconds),
@@ -235,7 +286,19 @@ def image_row(
         "run_id": run_id,
         "processed_at": processed_at,
         "shard": validate_shard(shard),
+        "sha256": sha256,
+        "duplicate_of": duplicate_of,
+        **{name: photo.get(name) for name in PHOTO_COLUMNS},
     }
+
+
+def photo_values(meta: PhotoMetadata | None) -> dict[str, Any]:
+    """The PHOTO_COLUMNS values of one photo's metadata (all null without metadata)."""
+    if meta is None:
+        return dict.fromkeys(PHOTO_COLUMNS)
+    values = {name: getattr(meta, name) for name in PHOTO_COLUMNS if name != "metadata_warnings"}
+    values["metadata_warnings"] = meta.warning_text
+    return values
 
 
 def word_rows(image_uri: str, words: Sequence[Word], shard: int) -> list[dict[str, Any]]:
@@ -256,6 +319,7 @@ def word_rows(image_uri: str, words: Sequence[Word], shard: int) -> list[dict[st
             row[f"y{i + 1}"] = float(y)
         row.update(zip(_BOX_COLUMNS, (float(v) for v in word.bbox), strict=True))
         row["shard"] = shard
+        row["script"] = script_of(word.text)
         rows.append(row)
     return rows
 
@@ -303,6 +367,14 @@ def read_parquet_bytes(data: bytes, schema: pa.Schema | None = None) -> pa.Table
     if schema is not None and not table.schema.equals(schema, check_metadata=False):
         raise ValueError(f"unexpected schema for {table_name(schema)}:\n{table.schema}\nexpected:\n{schema}")
     return table
+
+
+def read_columns(data: bytes, columns: Sequence[str]) -> pa.Table | None:
+    """Some columns of a Parquet file, or None when the file lacks one (written by an older version)."""
+    names = set(pq.read_schema(io.BytesIO(data)).names)
+    if not set(columns) <= names:
+        return None
+    return pq.read_table(io.BytesIO(data), columns=list(columns))
 
 
 def file_metadata(data: bytes) -> dict[str, str]:
