@@ -475,31 +475,35 @@ def test_seed_job_runs_the_sample_generator_into_minio(services: dict, env_examp
 
 def test_seed_job_script_writes_samples_to_s3(services: dict, env_example: dict, s3_server: Any) -> None:
     """Runs the seed container's actual script (quoting, `$$` escapes, the storage-options JSON) against a
-    local S3 endpoint standing in for MinIO."""
+    local S3 endpoint standing in for MinIO, for two dates: each date gets its own photos."""
     bucket = s3_server.create_bucket("wildocr-photos")
     key, secret = s3_server.storage_options["key"], s3_server.storage_options["secret"]
-    dotenv = env_example | {
-        "MINIO_ROOT_USER": key,
-        "MINIO_ROOT_PASSWORD": secret,
-        "WILDOCR_SEED_DATE": "2026-03-01",
-        "WILDOCR_SEED_COUNT": "2",
-    }
-    seed = services["wildocr-seed"]
-    script = service_script(seed, dotenv, {"http://minio:9000": s3_server.endpoint})
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=ROOT,
-        env=service_env(seed, dotenv),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
     fs = s3_server.fs
-    fs.invalidate_cache()
-    names = sorted(Path(p).name for p in fs.ls(f"{bucket}/incoming/2026-03-01/"))
-    assert "ground_truth.jsonl" in names
-    assert len([n for n in names if n.startswith("sample_")]) == 2, names
+    seed = services["wildocr-seed"]
+    photos = {}
+    for day in ("2026-03-01", "2026-03-02"):
+        dotenv = env_example | {
+            "MINIO_ROOT_USER": key,
+            "MINIO_ROOT_PASSWORD": secret,
+            "WILDOCR_SEED_DATE": day,
+            "WILDOCR_SEED_COUNT": "2",
+        }
+        script = service_script(seed, dotenv, {"http://minio:9000": s3_server.endpoint})
+        result = subprocess.run(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env=service_env(seed, dotenv),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        fs.invalidate_cache()
+        names = sorted(Path(p).name for p in fs.ls(f"{bucket}/incoming/{day}/"))
+        assert "ground_truth.jsonl" in names
+        assert len([n for n in names if n.startswith("sample_")]) == 2, names
+        photos[day] = fs.cat_file(f"{bucket}/incoming/{day}/sample_0000.jpg")
+    assert photos["2026-03-01"] != photos["2026-03-02"], "the seed job wrote the same photos for two dates"
 
 
 @pytest.mark.slow  # ~20 s: four Airflow CLI start-ups
