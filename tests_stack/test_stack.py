@@ -101,7 +101,8 @@ class Stack:
     dir: Path
     env: dict[str, str]
     procs: TaskProcesses
-    measurements: dict[str, Any] = field(default_factory=dict)
+    measurements: dict[str, Any] = field(default_factory=dict)  # printed and saved at the end
+    clean_rows: dict[str, list[tuple]] | None = None  # the first test's partition, for the kill test
 
     def sh(self, *args: str, timeout: float = 300) -> str:
         out = subprocess.run(
@@ -337,7 +338,7 @@ def test_nightly_run_runs_gpu_steps_on_the_gpu_worker_and_matches_truth(stack: S
         assert (queue, worker) == want, (task, queue, worker)
     assert {ti["pool"] for ti in stack.task_instances(run_id) if ti["task_id"] in GPU_STEPS} == {"gpu"}
     _assert_matches_truth(stack, DAY, truth)
-    stack.measurements["clean_rows"] = {t: _deterministic(stack.rows(t, DAY)) for t in ("images", "words")}
+    stack.clean_rows = {t: _deterministic(stack.rows(t, DAY)) for t in ("images", "words")}
     stack.wait_for_run(scheduled[0][0])  # yesterday's run: no photos, still a success
 
 
@@ -348,24 +349,23 @@ def test_backfill_of_three_dates_then_clearing_one_date(stack: Stack) -> None:
         "backfill", "create", "--dag-id", "wildocr_nightly",
         "--from-date", BACKFILL_DAYS[0], "--to-date", f"{BACKFILL_DAYS[-1]}T23:59:59",
     )  # fmt: skip
-    runs = []
+    runs: dict[str, str] = {}  # ds -> run id (the run id carries the run_after date, one day later)
     deadline = time.monotonic() + 60
     while len(runs) < 3:
         assert time.monotonic() < deadline, f"backfill created {runs}"
-        runs = [
-            r[0] for r in stack.sql("SELECT run_id FROM dag_run WHERE run_type = 'backfill' ORDER BY run_id")
-        ]
+        rows = stack.sql("SELECT logical_date, run_id FROM dag_run WHERE run_type = 'backfill'")
+        runs = {logical_date.date().isoformat(): run_id for logical_date, run_id in rows}
         time.sleep(1)
-    assert len(runs) == 3, runs
-    for run_id in runs:
+    assert sorted(runs) == list(BACKFILL_DAYS), runs
+    for run_id in runs.values():
         stack.wait_for_run(run_id)
     stack.measurements["backfill_three_days_s"] = round(time.monotonic() - started, 1)
     for day, truth in truths.items():
         _assert_matches_truth(stack, day, truth)
 
     # Clear one date: the scheduler runs it again and the partition holds the same rows.
-    day, run_id = BACKFILL_DAYS[1], runs[1]
-    assert day in run_id, (day, run_id)
+    day = BACKFILL_DAYS[1]
+    run_id = runs[day]
     before = {t: _deterministic(stack.rows(t, day)) for t in ("images", "words")}
     stack.airflow("tasks", "clear", "wildocr_nightly", "-s", day, "-e", f"{day}T23:59:59", "-y")
     deadline = time.monotonic() + 60
@@ -378,7 +378,7 @@ def test_backfill_of_three_dates_then_clearing_one_date(stack: Stack) -> None:
 
 
 def test_gpu_worker_killed_during_detection_recovers_to_the_clean_rows(stack: Stack) -> None:
-    clean = stack.measurements.get("clean_rows")
+    clean = stack.clean_rows
     if clean is None:
         pytest.skip("needs the clean run of test_nightly_run_... (run the whole module)")
     run_id = stack.trigger(DAY, shard_size=6)
@@ -434,6 +434,16 @@ def test_corrupt_objects_become_error_rows_and_the_run_succeeds(stack: Stack) ->
 
 def test_stack_processes_are_ours_and_alive(stack: Stack) -> None:
     """Every component still runs under the PID the script recorded (nothing crashed during the tests)."""
-    for name in ("postgres", "redis", "s3", "apiserver", "scheduler", "dag-processor", "triggerer", "worker"):
+    for name in (
+        "postgres",
+        "redis",
+        "s3",
+        "apiserver",
+        "scheduler",
+        "dag-processor",
+        "triggerer",
+        "worker",
+        "worker-gpu",
+    ):
         pid = int((stack.dir / "run" / f"{name}.pid").read_text())
         os.kill(pid, 0)  # raises ProcessLookupError if it is gone
