@@ -15,7 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from tests.test_deployment import COMPOSE, env_map, interpolate
+
 ROOT = Path(__file__).resolve().parents[1]
+
+# The compose services' host names, swapped for a closed port: nothing may be contacted.
+UNREACHABLE = {
+    "@postgres/": "@127.0.0.1:1/",
+    "@redis:6379/": "@127.0.0.1:1/",
+    "//airflow-apiserver:8080/": "//127.0.0.1:1/",
+    "//minio:9000": "//127.0.0.1:1",
+}
 
 LOAD_EVERY_COMPONENT = r"""
 from airflow.executors.executor_loader import ExecutorLoader
@@ -58,17 +70,15 @@ def test_pip_check_is_clean() -> None:
 
 
 def test_every_deployed_component_loads_with_the_compose_settings(tmp_path: Path) -> None:
-    dsn = "airflow:airflow-local@127.0.0.1:1/airflow"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path),
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{dsn}",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{dsn}",
-        "AIRFLOW__CELERY__BROKER_URL": "redis://:@127.0.0.1:1/0",
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
+    """The x-airflow-common environment of docker-compose.yaml (local defaults), hosts made unreachable."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    for key, value in env_map(compose["x-airflow-common"]).items():
+        value = interpolate(value)
+        for host, nowhere in UNREACHABLE.items():
+            value = value.replace(host, nowhere)
+        env[key] = value
+    env |= {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW_CONFIG": str(tmp_path / "airflow.cfg")}
     result = subprocess.run(
         [sys.executable, "-c", LOAD_EVERY_COMPONENT],
         capture_output=True,
