@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= cpu,airflow,dev
 
-.PHONY: setup demo ocr-demo test test-fast lint bench-accuracy bench-throughput clean
+.PHONY: setup demo ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ ocr-demo: setup  ## the engine alone: generated photos -> JSON lines + overlay P
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+test-stack: setup  ## the deployment for real: scripts/stack.sh up + Celery runs checked (needs postgresql, redis-server)
+	$(BIN)/python -m pytest tests_stack -s
 
 test-fast: setup  ## everything but the slow end-to-end and fault-injection tests
 	$(BIN)/python -m pytest -m "not slow"

@@ -340,6 +340,49 @@ def test_airflow_3_mandatory_settings(compose: dict, services: dict) -> None:
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
 
 
+RECOVERY_SETTINGS = {  # docs/deployment.md, "When a worker dies"
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
+    "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+    "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+}
+
+
+def stack_script_exports() -> dict[str, str]:
+    """`export NAME=value` lines of scripts/stack.sh's env.sh template (the native stack's settings)."""
+    text = (ROOT / "scripts" / "stack.sh").read_text()
+    return dict(re.findall(r"^export (AIRFLOW__[A-Z0-9_]+)=(\S*)$", text, flags=re.MULTILINE))
+
+
+def test_failure_recovery_settings_for_long_gpu_tasks(compose: dict) -> None:
+    env = env_map(compose["x-airflow-common"])
+    assert {k: env.get(k) for k in RECOVERY_SETTINGS} == RECOVERY_SETTINGS
+    assert int(RECOVERY_SETTINGS["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) < 300  # Airflow's
+    # The result backend names its driver: a bare postgresql:// means psycopg 3 to SQLAlchemy 2.1.
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
+
+
+def test_native_stack_script_uses_the_compose_settings(compose: dict) -> None:
+    """scripts/stack.sh (what `make test-stack` runs) sets what compose sets, apart from hosts and ports."""
+    compose_env = {k: interpolate(v) for k, v in env_map(compose["x-airflow-common"]).items()}
+    script = stack_script_exports()
+    per_host = {  # values that name a host, port or container path
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CELERY__RESULT_BACKEND",
+        "AIRFLOW__CELERY__BROKER_URL",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+    }
+    for key, value in compose_env.items():
+        if not key.startswith("AIRFLOW__") or key in per_host:
+            continue
+        assert key in script, f"stack.sh does not set {key}"
+        assert script[key].strip("'") == value, (key, script[key], value)
+    for key in per_host - {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"}:
+        scheme = compose_env[key].split("//")[0]
+        assert script[key].startswith(scheme), (key, script[key])
+
+
 def test_object_store_connection_and_variables(compose: dict, services: dict, env_example: dict) -> None:
     env = env_map(compose["x-airflow-common"])
     conn = json.loads(interpolate(env["AIRFLOW_CONN_WILDOCR_S3"], env_example))
@@ -475,31 +518,35 @@ def test_seed_job_runs_the_sample_generator_into_minio(services: dict, env_examp
 
 def test_seed_job_script_writes_samples_to_s3(services: dict, env_example: dict, s3_server: Any) -> None:
     """Runs the seed container's actual script (quoting, `$$` escapes, the storage-options JSON) against a
-    local S3 endpoint standing in for MinIO."""
+    local S3 endpoint standing in for MinIO, for two dates: each date gets its own photos."""
     bucket = s3_server.create_bucket("wildocr-photos")
     key, secret = s3_server.storage_options["key"], s3_server.storage_options["secret"]
-    dotenv = env_example | {
-        "MINIO_ROOT_USER": key,
-        "MINIO_ROOT_PASSWORD": secret,
-        "WILDOCR_SEED_DATE": "2026-03-01",
-        "WILDOCR_SEED_COUNT": "2",
-    }
-    seed = services["wildocr-seed"]
-    script = service_script(seed, dotenv, {"http://minio:9000": s3_server.endpoint})
-    result = subprocess.run(
-        ["bash", "-c", script],
-        cwd=ROOT,
-        env=service_env(seed, dotenv),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
     fs = s3_server.fs
-    fs.invalidate_cache()
-    names = sorted(Path(p).name for p in fs.ls(f"{bucket}/incoming/2026-03-01/"))
-    assert "ground_truth.jsonl" in names
-    assert len([n for n in names if n.startswith("sample_")]) == 2, names
+    seed = services["wildocr-seed"]
+    photos = {}
+    for day in ("2026-03-01", "2026-03-02"):
+        dotenv = env_example | {
+            "MINIO_ROOT_USER": key,
+            "MINIO_ROOT_PASSWORD": secret,
+            "WILDOCR_SEED_DATE": day,
+            "WILDOCR_SEED_COUNT": "2",
+        }
+        script = service_script(seed, dotenv, {"http://minio:9000": s3_server.endpoint})
+        result = subprocess.run(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env=service_env(seed, dotenv),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        fs.invalidate_cache()
+        names = sorted(Path(p).name for p in fs.ls(f"{bucket}/incoming/{day}/"))
+        assert "ground_truth.jsonl" in names
+        assert len([n for n in names if n.startswith("sample_")]) == 2, names
+        photos[day] = fs.cat_file(f"{bucket}/incoming/{day}/sample_0000.jpg")
+    assert photos["2026-03-01"] != photos["2026-03-02"], "the seed job wrote the same photos for two dates"
 
 
 @pytest.mark.slow  # ~20 s: four Airflow CLI start-ups
