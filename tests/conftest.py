@@ -33,9 +33,8 @@ os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 # OpenLineage (providers-openlineage reads this once per process): every event of every dag.test() run is
 # appended to one JSON-lines file that tests/test_lineage_partitions.py reads back. Emission in a thread,
 # not a fork of the test process.
-OPENLINEAGE_FILE = _TMP / "openlineage.jsonl"
 os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
-    {"type": "file", "log_file_path": str(OPENLINEAGE_FILE), "append": True}
+    {"type": "file", "log_file_path": str(_TMP / "openlineage.jsonl"), "append": True}
 )
 os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "wildocr-tests"
 os.environ["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] = "True"

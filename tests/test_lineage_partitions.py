@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,12 +25,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.sample_data import generate
-from tests.conftest import OPENLINEAGE_FILE
 from wildocr.storage import tables
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
+# the file transport's file, set up by tests/conftest.py (not imported: pytest loads it as `conftest`)
+OPENLINEAGE_FILE = Path(json.loads(os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"])["log_file_path"])
 
 
 def _dag(dag_id: str):
