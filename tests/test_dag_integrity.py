@@ -177,3 +177,30 @@ def test_storage_options_only_for_s3() -> None:
 
     assert storage_options_for(["/data/photos/", "file:///data/ocr", "memory://x"]) is None
     assert storage_options_for(["s3://bucket/photos/"], conn_id=None) == {}  # s3fs's own credential chain
+
+
+def test_run_figures_add_up_shard_summaries_per_dt() -> None:
+    """finalize's event figures: summaries only (a staged detect returns a URL, a skipped step nothing)."""
+    from wildocr.airflow.operators import run_figures
+
+    def summary(dt: str, images: int, errors: int, words: int) -> dict:
+        return {
+            "dt": dt, "images": images, "ok": images - errors, "errors": errors, "words": words,
+            "images_url": f"/r/images/dt={dt}/part-00000.parquet", "models": {"det_sha256": "d" * 64},
+        }  # fmt: skip
+
+    xcoms = [
+        "file:///r/_staging/detections/part-00000.parquet",
+        None,
+        summary("2026-03-01", 4, 1, 20),
+        summary("2026-03-01", 2, 0, 5),
+        summary("2026-03-02", 1, 1, 0),
+    ]
+    figures = run_figures(xcoms, ["2026-03-01", "2026-03-02", "2026-03-03"])
+    assert figures["by_dt"] == {
+        "2026-03-01": {"images": 6, "ok": 5, "errors": 1, "words": 25},
+        "2026-03-02": {"images": 1, "ok": 0, "errors": 1, "words": 0},
+        "2026-03-03": {"images": 0, "ok": 0, "errors": 0, "words": 0},  # a date without images
+    }
+    assert (figures["images"], figures["ok"], figures["errors"], figures["words"]) == (7, 5, 2, 25)
+    assert figures["models"] == {"det_sha256": "d" * 64}
