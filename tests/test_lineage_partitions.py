@@ -201,6 +201,15 @@ def test_partition_events_trigger_one_consumer_run_per_dt(tmp_path: Path) -> Non
         "output_root": str(root),
         "mode": "fused",
     }
+
+    def create_partition_runs() -> set[str]:
+        """The scheduler's own step that turns pending partitioned events into partition-keyed runs."""
+        with create_session() as session:
+            return SchedulerJobRunner(job=Job())._create_dagruns_for_partitioned_asset_dags(session)
+
+    create_partition_runs()  # runs owed to events of earlier tests in this session: not this test's
+    with create_session() as session:
+        before = {r.run_id for r in session.query(DagRun).filter(DagRun.dag_id == "wildocr_daily_words")}
     producer, _ = _test_run("wildocr_backfill", None, conf)
 
     glob = f"{root}/{{t}}/*/*.parquet"
@@ -223,16 +232,15 @@ def test_partition_events_trigger_one_consumer_run_per_dt(tmp_path: Path) -> Non
         assert extra["models"]["rec_sha256"] == images[0]["rec_sha256"]
         assert extra["words"] == len(words) and extra["errors"] == 1
 
-    # The scheduler's own step that turns partitioned events into partition-keyed runs of consumers.
+    assert create_partition_runs() == {"wildocr_daily_words"}
     with create_session() as session:
-        created = SchedulerJobRunner(job=Job())._create_dagruns_for_partitioned_asset_dags(session)
-    assert created == {"wildocr_daily_words"}
-    with create_session() as session:
-        runs = {
-            dr.partition_key: dr.run_id
+        new_runs = [
+            dr
             for dr in session.query(DagRun).filter(DagRun.dag_id == "wildocr_daily_words").all()
-        }
-    assert sorted(runs) == days
+            if dr.run_id not in before
+        ]
+        runs = {dr.partition_key: dr.run_id for dr in new_runs}
+    assert len(new_runs) == 2 and sorted(runs) == days  # one consumer run per dt, keyed by it
 
     for day in days:
         states = _run_existing("wildocr_daily_words", runs[day])

@@ -11,6 +11,7 @@ the test skips locally and fails in CI.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ def spark(tmp_path_factory) -> Iterator:
     from pyspark.sql import SparkSession
 
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its __del__ logs at exit, after logging closed
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = (
         SparkSession.builder.master("local[1]")
