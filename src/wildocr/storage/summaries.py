@@ -64,7 +64,7 @@ def top_words(words: pa.Table, limit: int = 50) -> pa.Table:
     con = duckdb.connect()
     try:
         con.register("words", words)
-        result = con.execute(_TOP_WORDS_SQL, {"limit": limit}).to_arrow_table()
+        result = con.sql(_TOP_WORDS_SQL, params={"limit": limit}).to_arrow_table()
     finally:
         con.close()
     return result.cast(TOP_WORDS)
