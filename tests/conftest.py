@@ -8,6 +8,7 @@ metadata database or WILDOCR_HOME are never touched (the values are forced, not 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -29,6 +30,14 @@ os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 # Not AIRFLOW__CORE__UNIT_TEST_MODE: it loads unit_tests.cfg, whose scheduling defaults differ from prod.
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 (_TMP / "airflow_home").mkdir()
+# OpenLineage (providers-openlineage reads this once per process): every event of every dag.test() run is
+# appended to one JSON-lines file that tests/test_lineage_partitions.py reads back. Emission in a thread,
+# not a fork of the test process.
+os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+    {"type": "file", "log_file_path": str(_TMP / "openlineage.jsonl"), "append": True}
+)
+os.environ["AIRFLOW__OPENLINEAGE__NAMESPACE"] = "wildocr-tests"
+os.environ["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] = "True"
 
 if str(ROOT) not in sys.path:  # `include.sample_data`, `tests.s3server`, `dags.*`
     sys.path.insert(0, str(ROOT))

@@ -192,6 +192,18 @@ def test_nightly_on_s3_through_the_connection(
     log_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs"
     assert not any(secret in p.read_text(errors="replace") for p in log_dir.rglob("*") if p.is_file())
 
+    # OpenLineage (file transport, set up in tests/conftest.py): the photos are one S3 dataset, no secret
+    lineage_file = Path(json.loads(os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"])["log_file_path"])
+    lineage = [json.loads(line) for line in lineage_file.read_text().splitlines() if line.strip()]
+    inputs = {
+        (d["namespace"], d["name"])
+        for e in lineage
+        if e["run"]["facets"].get("airflow", {}).get("dagRun", {}).get("run_id") == dr.run_id
+        for d in e.get("inputs", [])
+    }
+    assert inputs == {(f"s3://{s3_bucket.name}", f"photos/{day}/")}
+    assert secret not in lineage_file.read_text()
+
 
 def test_backfill_three_dates_write_three_partitions(wildocr_home: Path, tmp_path: Path) -> None:
     """The dates `airflow backfill create` picks, run one by one: one partition each, nothing else."""

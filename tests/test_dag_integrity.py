@@ -15,7 +15,8 @@ import pendulum
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DAG_IDS = {"wildocr_nightly", "wildocr_backfill"}
+OCR_DAG_IDS = {"wildocr_nightly", "wildocr_backfill"}
+DAG_IDS = OCR_DAG_IDS | {"wildocr_daily_words"}  # + the example consumer of the words Asset
 GPU_TASKS = {"ocr.detect", "ocr.recognize"}
 
 
@@ -31,7 +32,7 @@ def test_every_dag_imports(dagbag) -> None:
     assert set(dagbag.dag_ids) == DAG_IDS
 
 
-@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+@pytest.mark.parametrize("dag_id", sorted(OCR_DAG_IDS))
 def test_gpu_steps_on_gpu_queue_and_pool_others_not(dagbag, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
     assert {t.task_id for t in dag.tasks} == {"manifest", "finalize"} | {
@@ -60,6 +61,14 @@ def test_schedules(dagbag) -> None:
     assert dagbag.dags["wildocr_backfill"].schedule is None  # manual only
 
 
+def test_consumer_runs_once_per_words_partition(dagbag) -> None:
+    from airflow.sdk import PartitionedAssetTimetable
+
+    consumer = dagbag.dags["wildocr_daily_words"]
+    assert isinstance(consumer.timetable, PartitionedAssetTimetable)  # one run per partition key (dt)
+    assert consumer.timetable.asset_condition.uri == "wildocr://tables/words"
+
+
 @pytest.mark.parametrize(
     ("dag_id", "conf", "ok"),
     [
@@ -86,11 +95,15 @@ def test_params_are_validated(dagbag, dag_id: str, conf: dict, ok: bool) -> None
 
 
 def test_parsing_does_not_load_the_ocr_stack() -> None:
-    """The dag-processor re-parses these files all day: no ONNX Runtime, OpenCV or pyarrow at import."""
+    """The dag-processor re-parses these files all day: no ONNX Runtime, OpenCV or pyarrow at import.
+
+    Nor DuckDB or the OpenLineage client: the consumer and the lineage methods import them when they run.
+    """
+    heavy = ("onnxruntime", "cv2", "pyarrow", "wildocr.engine", "duckdb", "openlineage.client.event_v2")
     code = (
         "import runpy, sys\n"
-        f"for f in ('wildocr_nightly', 'wildocr_backfill'): runpy.run_path(f'{ROOT}/dags/{{f}}.py')\n"
-        "print(sorted(m for m in ('onnxruntime', 'cv2', 'pyarrow', 'wildocr.engine') if m in sys.modules))\n"
+        f"for f in {sorted(DAG_IDS)}: runpy.run_path(f'{ROOT}/dags/{{f}}.py')\n"
+        f"print(sorted(m for m in {heavy} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
@@ -173,3 +186,30 @@ def test_storage_options_only_for_s3() -> None:
 
     assert storage_options_for(["/data/photos/", "file:///data/ocr", "memory://x"]) is None
     assert storage_options_for(["s3://bucket/photos/"], conn_id=None) == {}  # s3fs's own credential chain
+
+
+def test_run_figures_add_up_shard_summaries_per_dt() -> None:
+    """finalize's event figures: summaries only (a staged detect returns a URL, a skipped step nothing)."""
+    from wildocr.airflow.operators import run_figures
+
+    def summary(dt: str, images: int, errors: int, words: int) -> dict:
+        return {
+            "dt": dt, "images": images, "ok": images - errors, "errors": errors, "words": words,
+            "images_url": f"/r/images/dt={dt}/part-00000.parquet", "models": {"det_sha256": "d" * 64},
+        }  # fmt: skip
+
+    xcoms = [
+        "file:///r/_staging/detections/part-00000.parquet",
+        None,
+        summary("2026-03-01", 4, 1, 20),
+        summary("2026-03-01", 2, 0, 5),
+        summary("2026-03-02", 1, 1, 0),
+    ]
+    figures = run_figures(xcoms, ["2026-03-01", "2026-03-02", "2026-03-03"])
+    assert figures["by_dt"] == {
+        "2026-03-01": {"images": 6, "ok": 5, "errors": 1, "words": 25},
+        "2026-03-02": {"images": 1, "ok": 0, "errors": 1, "words": 0},
+        "2026-03-03": {"images": 0, "ok": 0, "errors": 0, "words": 0},  # a date without images
+    }
+    assert (figures["images"], figures["ok"], figures["errors"], figures["words"]) == (7, 5, 2, 25)
+    assert figures["models"] == {"det_sha256": "d" * 64}

@@ -300,6 +300,7 @@ class ManifestOperator(BaseOperator):
             for dt, numbers in shards.items()
             for n in numbers
         ]
+        self._source_prefixes = list(prefixes.values())  # for get_openlineage_facets_on_complete
         context["ti"].xcom_push(
             key="run",
             value={
@@ -311,6 +312,14 @@ class ManifestOperator(BaseOperator):
             },
         )
         return specs
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs: the source prefix of each date, one dataset each (docs/airflow.md, Lineage)."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from wildocr.airflow import lineage
+
+        return OperatorLineage(inputs=lineage.source_datasets(getattr(self, "_source_prefixes", [])))
 
     @staticmethod
     def _first_set(*values: Any) -> str | None:
@@ -359,7 +368,9 @@ class _ShardOperator(BaseOperator):
         if spec.mode == "fused" and self.skip_when_fused:
             raise AirflowSkipException("mode=fused: the detection task processed this shard end to end")
         options = storage_options_for([spec.source_prefix, spec.output_root], self.conn_id)
-        return self.run_shard(spec, options)
+        result = self.run_shard(spec, options)
+        self._spec, self._result = spec, result  # what get_openlineage_facets_on_complete reports
+        return result
 
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> dict[str, Any] | str:
         raise NotImplementedError
@@ -367,6 +378,23 @@ class _ShardOperator(BaseOperator):
     @property
     def engine(self) -> OCREngine:
         return get_engine(self.engine_options)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The task that wrote the shard's part files (a summary dict) reports prefix in, tables out.
+
+        Staged detect/crop/recognize write only staging files, a skipped step nothing: no datasets.
+        """
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from wildocr.airflow import lineage
+
+        spec, result = getattr(self, "_spec", None), getattr(self, "_result", None)
+        if spec is None or not isinstance(result, dict) or "images_url" not in result:
+            return OperatorLineage()
+        return OperatorLineage(
+            inputs=[lineage.source_dataset(spec.source_prefix)],
+            outputs=lineage.shard_outputs(spec.output_root, result),
+        )
 
 
 class TextDetectionOperator(_ShardOperator):
@@ -453,15 +481,22 @@ class PublishOperator(_ShardOperator):
 
 
 class FinalizeOperator(BaseOperator):
-    """Last step: removes the run's staging prefixes and announces the tables as Asset events.
+    """Last step: removes the run's staging prefixes and announces the tables as partitioned Asset events.
 
-    One task, not one per shard, so an asset-scheduled consumer sees one event per run, and only after
-    every shard succeeded (trigger rule `none_failed`: skipped shard steps in fused mode are fine).
-    The event's extra says which partitions changed: {"output_root", "dts", "partitions", "run_id"}.
+    One task, not one per shard, so an asset-scheduled consumer sees the events of a run only after every
+    shard succeeded (trigger rule `none_failed`: skipped shard steps in fused mode are fine). Each table
+    gets one event per `dt` partition the run wrote (partition key = the dt, Airflow >= 3.2 partitioned
+    asset events); a consumer scheduled with `PartitionedAssetTimetable` gets one run per partition.
+    The extra (shared by the run's events; `by_dt` has the figures of each partition):
+    {"output_root", "dts", "run_id", "mode", "table", "partitions", "images", "ok", "errors", "words",
+     "models": {det_sha256, ...}, "by_dt": {dt: {"images", "ok", "errors", "words", "partition"}}}
     """
 
     template_fields: Sequence[str] = ("run",)
     ui_color = "#e8eaf6"
+
+    # The shard tasks whose return value is a shard summary: publish (staged) or detect (fused).
+    SUMMARY_TASKS = ("ocr.detect", "ocr.publish")
 
     def __init__(self, *, run: Any, conn_id: str | None = settings.CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("outlets", [IMAGES_ASSET, WORDS_ASSET])
@@ -486,6 +521,7 @@ class FinalizeOperator(BaseOperator):
             pipeline.remove_staging(staging, storage_options=options)
             self.log.info("dt=%s: %d shard(s) published; removed %s", dt, len(run["shards"][dt]), staging)
         dts = sorted(run["staging"])
+        figures = run_figures(context["ti"].xcom_pull(task_ids=list(self.SUMMARY_TASKS)), dts)
         summary = {"output_root": output_root, "dts": dts, "run_id": run["run_id"], "mode": run["mode"]}
         for outlet in self.outlets:
             if isinstance(outlet, Asset) and outlet.uri in (
@@ -493,9 +529,53 @@ class FinalizeOperator(BaseOperator):
                 settings.WORDS_ASSET_URI,
             ):
                 table = outlet.uri.rsplit("/", 1)[-1]
-                context["outlet_events"][outlet].extra = {
+                event = context["outlet_events"][outlet]
+                event.extra = {
                     **summary,
+                    **figures,
                     "table": table,
                     "partitions": [partition_url(output_root, table, dt) for dt in dts],
+                    "by_dt": {
+                        dt: {**counts, "partition": partition_url(output_root, table, dt)}
+                        for dt, counts in figures["by_dt"].items()
+                    },
                 }
-        return summary
+                event.add_partitions(dts)
+        return {**summary, **{k: figures[k] for k in ("images", "ok", "errors", "words")}}
+
+
+_COUNTS = ("images", "ok", "errors", "words")
+
+
+def run_figures(shard_summaries: Any, dts: Sequence[str]) -> dict[str, Any]:
+    """Totals, per-dt counts and model hashes of a run from its shard summaries (XCom values).
+
+    Anything that is not a shard summary (a staged detect step returns a file URL, a skipped step
+    nothing) is ignored. Every dt of the run is present, with zeros when it had no images.
+    """
+    by_dt: dict[str, dict[str, int]] = {dt: dict.fromkeys(_COUNTS, 0) for dt in dts}
+    models: dict[str, str] = {}
+    for summary in shard_summaries or []:
+        if not isinstance(summary, Mapping) or "images_url" not in summary:
+            continue
+        counts = by_dt.setdefault(summary["dt"], dict.fromkeys(_COUNTS, 0))
+        for key in _COUNTS:
+            counts[key] += int(summary[key])
+        for key, value in (summary.get("models") or {}).items():
+            if value:
+                models.setdefault(key, value)
+    totals = {key: sum(c[key] for c in by_dt.values()) for key in _COUNTS}
+    return {**totals, "models": models, "by_dt": by_dt}
+
+
+def triggering_partition(context: Context, asset: Asset = WORDS_ASSET) -> tuple[str | None, dict[str, Any]]:
+    """The partition key (dt) of an asset-triggered run and the extra of the event that carried it.
+
+    A run created by `PartitionedAssetTimetable` has `context["partition_key"]`; its consumed events
+    carry the same key. A manual run has neither: (None, {}).
+    """
+    key = context.get("partition_key")
+    events = list(context.get("triggering_asset_events", {}).get(asset, []) or [])
+    matching = [e for e in events if getattr(e, "partition_key", None) == key] if key else []
+    extra = dict((matching or events)[-1].extra or {}) if (matching or events) else {}
+    return key, extra

@@ -239,8 +239,11 @@ def write_outputs(
     n_shards: int,
     storage_options: StorageOptions = None,
     owner: str | None = None,
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Replace the shard's two part files, `words` first: the `images` file is the shard's commit record.
+
+    Returns `{"images": url, "words": url, "images_bytes": n, "words_bytes": n}` (what was written, for
+    the task's summary and its lineage).
 
     Part files of shards this manifest does not have (a previous run of the same dt had more shards) are
     removed, so a rerun of a partition never leaves rows of the old run beside the new ones.
@@ -250,15 +253,16 @@ def write_outputs(
         raise ValueError("images table does not have the IMAGES schema")
     if not words.schema.equals(tables.WORDS, check_metadata=False):
         raise ValueError("words table does not have the WORDS schema")
-    urls = {}
+    written: dict[str, Any] = {}
     for name, table in (("words", words), ("images", images)):
         url = tables.part_url(output_root, name, dt, shard)
         data = tables.parquet_bytes(table)
         _fence(output_root, dt, owner, storage_options)
-        urls[name] = objectstore.write_bytes_atomic(url, data, storage_options)
+        written[name] = objectstore.write_bytes_atomic(url, data, storage_options)
+        written[f"{name}_bytes"] = len(data)
     _fence(output_root, dt, owner, storage_options)
     remove_stale_parts(output_root, dt, n_shards, storage_options)
-    return urls
+    return written
 
 
 def remove_stale_parts(
@@ -289,18 +293,22 @@ def _write_shard(
     verb: str,
 ) -> dict:
     """The last step of both paths (fused and publish): the shard's two files, then its XCom summary."""
-    urls = write_outputs(
+    written = write_outputs(
         output_root, dt, shard, images, words, n_shards=n_shards, storage_options=storage_options, owner=owner
     )
-    summary = _summary(shard, dt, images, words, urls, time.perf_counter() - start)
+    summary = _summary(shard, dt, images, words, written, time.perf_counter() - start)
     log.info("shard %d %s: %s", shard, verb, json.dumps(summary))
     return summary
 
 
 def _summary(
-    shard: int, dt: str, images: pa.Table, words: pa.Table, urls: dict[str, str], seconds: float
+    shard: int, dt: str, images: pa.Table, words: pa.Table, written: dict[str, Any], seconds: float
 ) -> dict:
+    """The shard's XCom value: counts, timings, the files written and the models that read the images."""
     status = images["status"].to_pylist()
+    models = {
+        key: next((v for v in images[key].to_pylist() if v), None) for key in tables.MODEL_KEYS
+    }  # one engine per shard: the first non-null value is the shard's
     return {
         "shard": shard,
         "dt": dt,
@@ -312,8 +320,11 @@ def _summary(
         "det_seconds": round(float(sum(images["det_seconds"].to_pylist())), 3),
         "rec_seconds": round(float(sum(images["rec_seconds"].to_pylist())), 3),
         "seconds": round(seconds, 3),
-        "images_url": urls["images"],
-        "words_url": urls["words"],
+        "images_url": written["images"],
+        "words_url": written["words"],
+        "images_bytes": written["images_bytes"],
+        "words_bytes": written["words_bytes"],
+        "models": models,
     }
 
 
