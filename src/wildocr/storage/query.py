@@ -116,22 +116,29 @@ class TableReader:
         self.storage_options = storage_options
         self._fs, self._root_path = objectstore.url_to_fs(self.root, storage_options)
 
-    # --- paths --------------------------------------------------------------------------------------------
+    # --- files --------------------------------------------------------------------------------------------
 
-    def _table_glob(self, table: str, dt: str | None) -> str:
-        """The DuckDB glob of a table's part files (one partition when `dt` is given), built, never given."""
+    def _files(self, table: str, dt: str | None) -> list[str]:
+        """The table's part files (of one partition when `dt` is given), as DuckDB opens them.
+
+        Listed here and handed to DuckDB as a list, not as a glob: only `dt=<calendar date>` folders and
+        `*.parquet` names count, so a stray folder (`dt=latest`), staging or a temp file never breaks a read.
+        """
         if dt is None:
-            path = f"{self._root_path}/{table}/dt=*"
+            pattern = f"{self._root_path}/{table}/dt=*/*.parquet"
         else:
-            _, path = objectstore.url_to_fs(tables.partition_url(self.root, table, dt), self.storage_options)
-        return (
-            f"{path}/*.parquet" if objectstore.is_local(self._fs) else f"{self._protocol}://{path}/*.parquet"
-        )
-
-    @property
-    def _protocol(self) -> str:
-        proto = self._fs.protocol
-        return proto if isinstance(proto, str) else proto[0]
+            _, partition = objectstore.url_to_fs(
+                tables.partition_url(self.root, table, dt), self.storage_options
+            )
+            pattern = f"{partition}/*.parquet"
+        self._fs.invalidate_cache()
+        files = []
+        for path in sorted(self._fs.glob(pattern)):
+            folder = path.rsplit("/", 2)[-2]
+            match = _PARTITION_DIR_RE.match(folder)
+            if match and is_valid_dt(match.group(1)):
+                files.append(path if objectstore.is_local(self._fs) else self._fs.unstrip_protocol(path))
+        return files
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
@@ -139,18 +146,11 @@ class TableReader:
             con.register_filesystem(self._fs)
         return con
 
-    def _has_files(self, table: str, dt: str | None) -> bool:
-        pattern = self._table_glob(table, dt)
-        if not objectstore.is_local(self._fs):
-            pattern = pattern.split("://", 1)[1]
-        self._fs.invalidate_cache()
-        return bool(self._fs.glob(pattern))
-
-    def _scan(self, table: str, dt: str | None, columns: Sequence[str]) -> str:
-        """A `read_parquet` table expression (DuckDB SQL) over the table; the glob is built, not given."""
-        glob = self._table_glob(table, dt).replace("'", "''")
+    @staticmethod
+    def _scan(columns: Sequence[str]) -> str:
+        """A table expression over the part files bound to `$files`, with `dt` from the folder name."""
         return (
-            f"(SELECT {', '.join(columns)}, dt FROM read_parquet('{glob}', hive_partitioning = true, "
+            f"(SELECT {', '.join(columns)}, dt FROM read_parquet($files, hive_partitioning = true, "
             "hive_types = {'dt': VARCHAR}, union_by_name = true))"
         )
 
@@ -166,19 +166,18 @@ class TableReader:
         return found[0] if found else None
 
     def _summaries(self, dt: str | None) -> list[PartitionSummary]:
-        if not self._has_files("images", dt):
+        files = self._files("images", dt)
+        if not files:
             return []
         sql = f"""
             SELECT dt, count(*), count(*) FILTER (status = 'ok'), count(*) FILTER (status <> 'ok'),
                    coalesce(sum(n_words), 0), count(DISTINCT shard)
-            FROM {self._scan("images", dt, ("status", "n_words", "shard"))}
+            FROM {self._scan(("status", "n_words", "shard"))}
             GROUP BY dt ORDER BY dt DESC
         """
-        rows = self._connect().sql(sql).fetchall()
+        rows = self._connect().execute(sql, {"files": files}).fetchall()
         return [
-            PartitionSummary(dt, int(n), int(ok), int(err), int(words), int(shards))
-            for dt, n, ok, err, words, shards in rows
-            if _PARTITION_DIR_RE.match(f"dt={dt}")  # a stray folder such as `dt=latest` is not a partition
+            PartitionSummary(dt, int(n), int(ok), int(err), int(w), int(s)) for dt, n, ok, err, w, s in rows
         ]
 
     def images(
@@ -194,22 +193,24 @@ class TableReader:
         tables.validate_dt(dt)
         if shard is not None:
             tables.validate_shard(shard)
-        if not self._has_files("images", dt):
+        files = self._files("images", dt)
+        if not files:
             return [], 0
-        where, params = ["TRUE"], []
+        params: dict[str, Any] = {"files": files}
+        where = ["TRUE"]
         if shard is not None:
-            where.append("shard = ?")
-            params.append(shard)
+            where.append("shard = $shard")
+            params["shard"] = shard
         if errors_only:
             where.append("status <> 'ok'")
-        scan = self._scan("images", dt, _IMAGE_COLUMNS)
-        con = self._connect()
         condition = " AND ".join(where)
+        scan = self._scan(_IMAGE_COLUMNS)
+        con = self._connect()
         (total,) = con.execute(f"SELECT count(*) FROM {scan} WHERE {condition}", params).fetchone()
         rel = con.execute(
             f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {scan} WHERE {condition} "
-            "ORDER BY image_uri LIMIT ? OFFSET ?",
-            [*params, int(limit), int(offset)],
+            "ORDER BY image_uri LIMIT $limit OFFSET $offset",
+            {**params, "limit": int(limit), "offset": int(offset)},
         )
         return [_image_entry(dt, row) for row in rel.fetchall()], int(total)
 
@@ -217,31 +218,32 @@ class TableReader:
         """The image of partition `dt` whose URI has this key, or None."""
         tables.validate_dt(dt)
         validate_image_key(key)
-        if not self._has_files("images", dt):
+        files = self._files("images", dt)
+        if not files:
             return None
         con = self._connect()
         # The key is a hash of the URI: compare in Python over the partition's URIs (one column, small).
-        scan = self._scan("images", dt, ("image_uri",))
-        uris = con.sql(f"SELECT DISTINCT image_uri FROM {scan}").fetchall()
-        match = next((uri for (uri,) in uris if image_key(uri) == key), None)
+        uris = con.execute(f"SELECT DISTINCT image_uri FROM {self._scan(('image_uri',))}", {"files": files})
+        match = next((uri for (uri,) in uris.fetchall() if image_key(uri) == key), None)
         if match is None:
             return None
         row = con.execute(
-            f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {self._scan('images', dt, _IMAGE_COLUMNS)} "
-            "WHERE image_uri = ? ORDER BY processed_at DESC LIMIT 1",
-            [match],
+            f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {self._scan(_IMAGE_COLUMNS)} "
+            "WHERE image_uri = $uri ORDER BY processed_at DESC LIMIT 1",
+            {"files": files, "uri": match},
         ).fetchone()
         return _image_entry(dt, row)
 
     def words(self, dt: str, image_uri: str) -> list[Word]:
         """The words read in one image of partition `dt`, in reading order, as the engine's `Word`s."""
         tables.validate_dt(dt)
-        if not self._has_files("words", dt):
+        files = self._files("words", dt)
+        if not files:
             return []
-        scan = self._scan("words", dt, ("image_uri", *_WORD_COLUMNS))
         rel = self._connect().execute(
-            f"SELECT {', '.join(_WORD_COLUMNS)} FROM {scan} WHERE image_uri = ? ORDER BY word_index",
-            [image_uri],
+            f"SELECT {', '.join(_WORD_COLUMNS)} FROM {self._scan(('image_uri', *_WORD_COLUMNS))} "
+            "WHERE image_uri = $uri ORDER BY word_index",
+            {"files": files, "uri": image_uri},
         )
         return [_word(dict(zip(_WORD_COLUMNS, row, strict=True))) for row in rel.fetchall()]
 
@@ -252,23 +254,38 @@ class TableReader:
             return []
         if dt is not None:
             tables.validate_dt(dt)
-        if not self._has_files("words", dt):
+        files = self._files("words", dt)
+        if not files:
             return []
-        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%"
         sql = f"""
             SELECT dt, image_uri, list(DISTINCT text ORDER BY text), max(confidence),
-                   bool_or(lower(text) = lower(?)) AS exact
-            FROM {self._scan("words", dt, ("image_uri", "text", "confidence"))}
-            WHERE text ILIKE ? ESCAPE '\\'
+                   bool_or(lower(text) = lower($needle)) AS exact
+            FROM {self._scan(("image_uri", "text", "confidence"))}
+            WHERE text ILIKE $pattern ESCAPE '\\'
             GROUP BY dt, image_uri
             ORDER BY exact DESC, dt DESC, image_uri
-            LIMIT ?
+            LIMIT $limit
         """
-        rows = self._connect().execute(sql, [needle, pattern, int(limit)]).fetchall()
+        params = {
+            "files": files,
+            "needle": needle,
+            "pattern": "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%",
+            "limit": int(limit),
+        }
+        rows = self._connect().execute(sql, params).fetchall()
         return [
             SearchHit(dt, image_key(uri), uri, tuple(words), float(conf), bool(exact))
             for dt, uri, words, conf, exact in rows
         ]
+
+
+def is_valid_dt(text: object) -> bool:
+    """Whether `text` is a `dt` partition value (`tables.validate_dt` without the exception)."""
+    try:
+        tables.validate_dt(text)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
 
 
 def _image_entry(dt: str, row: Sequence[Any]) -> ImageEntry:

@@ -67,8 +67,17 @@ class _TTLCache:
             self._values[key] = (now, value)
         return value
 
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
 
 _cache = _TTLCache(SETTINGS_TTL_SECONDS)
+
+
+def clear_settings_cache() -> None:
+    """Forget the cached output root and S3 options (tests; a changed Variable shows within a minute)."""
+    _cache.clear()
 
 
 def output_root() -> str:
@@ -131,16 +140,6 @@ def _dt(dt: str) -> str:
         return validate_dt(dt)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-
-
-def _is_dt(value: Any) -> bool:
-    from wildocr.storage.tables import validate_dt
-
-    try:
-        validate_dt(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _image(dt: str, key: str):
@@ -295,9 +294,11 @@ def create_app() -> FastAPI:
 
     @app.get("/run", response_class=HTMLResponse, dependencies=[Depends(_requires_run_read())])
     def run(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
+        from wildocr.storage.query import is_valid_dt
+
         plan = _run_plan(dag_id, run_id)
         tables = reader()
-        written = sorted((dt for dt in (plan or {}).get("shards", {}) if _is_dt(dt)), reverse=True)
+        written = sorted((dt for dt in (plan or {}).get("shards", {}) if is_valid_dt(dt)), reverse=True)
         return _page(
             request,
             "run.html",
