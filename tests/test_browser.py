@@ -411,6 +411,12 @@ def test_inside_the_airflow_ui(page: Any, server: Server, lake: Lake) -> None:
     frame.locator("#partitions").wait_for(timeout=60_000)
     assert DT_STAGED in frame.locator("#partitions").inner_text()
     page.screenshot(path=str(ARTIFACTS / "airflow-nav.png"))
+    # Inside the UI's frame, on to a partition: the picture docs/browser.png was taken from.
+    frame.locator(f"#partitions a:text-is('{DT_STAGED}')").click()
+    frame.locator("#images .tile").first.wait_for(timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    frame.locator("#images img").last.evaluate("i => i.decode()")
+    page.screenshot(path=str(ARTIFACTS / "airflow-partition.png"))
 
     run_id = lake.run_ids[DT_FUSED]
     page.goto(f"{server.url}/dags/wildocr_nightly/runs/{quote(run_id, safe='')}/plugin/wildocr_run")

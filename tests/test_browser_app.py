@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -286,3 +287,38 @@ def test_in_process_app_refuses_without_auth(client: Any) -> None:
     finally:
         client.headers["Authorization"] = token
     assert client.get("/wildocr/dt/2026-13-01").status_code == 400
+
+
+# --- pictures ---------------------------------------------------------------------------------------------
+
+
+def test_thumbnails_decode_big_jpegs_at_reduced_scale_and_keep_orientation(tmp_path: Path) -> None:
+    from wildocr.engine.imageio import decode_image
+    from wildocr.engine.types import Word
+    from wildocr.pipeline.preview import overlay_jpeg, thumbnail_jpeg
+
+    photo = Image.new("RGB", (4000, 3000), (200, 30, 30))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # stored landscape, shown rotated 90° clockwise: portrait
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", exif=exif, quality=90)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(buffer.getvalue())
+
+    full = decode_image(buffer.getvalue())
+    draft = decode_image(buffer.getvalue(), preview_side=200)
+    assert full.shape[:2] == (4000, 3000)  # upright: height 4000
+    assert draft.shape[0] < full.shape[0] and max(draft.shape[:2]) >= 200  # decoded smaller, never too small
+    assert draft.shape[0] > draft.shape[1]  # still upright
+
+    thumb = Image.open(io.BytesIO(thumbnail_jpeg(str(path))))
+    assert thumb.size == (150, 200)
+    word = Word("hi", 0.9, 0.9, 0, ((1000.0, 1000.0), (2000.0, 1000.0), (2000.0, 1500.0), (1000.0, 1500.0)),
+                (1000.0, 1000.0, 2000.0, 1500.0))  # fmt: skip
+    drawn = np.asarray(Image.open(io.BytesIO(overlay_jpeg(str(path), [word], max_side=800))), dtype=float)
+    plain = np.asarray(Image.open(io.BytesIO(overlay_jpeg(str(path), [], max_side=800))), dtype=float)
+    assert drawn.shape == plain.shape == (800, 600, 3)
+    # At 1/5 scale the box's left edge runs along x=200, y=200..300; far from it nothing was drawn.
+    edge = np.abs(drawn[210:290, 197:204] - plain[210:290, 197:204]).sum(axis=2)
+    assert (edge.max(axis=1) > 60).all()  # every row of the edge shows the line
+    assert np.abs(drawn[600:700, 400:500] - plain[600:700, 400:500]).mean() < 2

@@ -15,11 +15,15 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image wildocr can read; the message says why, for the `error` column."""
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, preview_side: int | None = None
+) -> np.ndarray:
     """Decode image bytes to a BGR uint8 array, upright as people see it (EXIF orientation applied).
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
-    Only the first frame of an animation or a multi-page file is read.
+    Only the first frame of an animation or a multi-page file is read. `preview_side` (for thumbnails,
+    never for OCR) lets the JPEG decoder skip detail: the result is then smaller than the photo, down to
+    1/8 of it, but at least `preview_side` pixels on its longer side.
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
@@ -41,6 +45,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageDecodeError(
             f"refused: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
         )
+    if preview_side and image.format == "JPEG":
+        scale = min(1.0, preview_side / max(width, height))
+        image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
     try:
         image.seek(0)  # first frame of animations
         image = ImageOps.exif_transpose(image)

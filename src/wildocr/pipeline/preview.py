@@ -19,9 +19,10 @@ THUMBNAIL_SIDE = 200  # px, longer side: a page of 100 thumbnails stays around 1
 OVERLAY_SIDE = 1600  # px, longer side: sharp on a laptop screen, a fraction of a phone photo's bytes
 
 
-def _load(image_uri: str, storage_options: StorageOptions, max_pixels: int):
+def _load(image_uri: str, storage_options: StorageOptions, max_pixels: int, preview_side: int | None = None):
     """The photo's pixels; FileNotFoundError if it is gone, ImageDecodeError if it is not a readable image."""
-    return decode_image(objectstore.read_bytes(image_uri, storage_options), max_pixels=max_pixels)
+    data = objectstore.read_bytes(image_uri, storage_options)
+    return decode_image(data, max_pixels=max_pixels, preview_side=preview_side)
 
 
 def thumbnail_jpeg(
@@ -31,8 +32,9 @@ def thumbnail_jpeg(
     max_side: int = THUMBNAIL_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> bytes:
-    """A small JPEG of the photo, longer side at most `max_side`."""
-    return encode_jpeg(fit_within(_load(image_uri, storage_options, max_pixels), max_side), quality=80)
+    """A small JPEG of the photo, longer side at most `max_side` (JPEGs decoded at a reduced scale)."""
+    image = _load(image_uri, storage_options, max_pixels, preview_side=max_side)
+    return encode_jpeg(fit_within(image, max_side), quality=80)
 
 
 def overlay_jpeg(
