@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,8 +36,6 @@ from urllib.parse import quote
 import duckdb
 import pendulum
 import pytest
-
-from tests.s3server import free_port
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
@@ -157,7 +156,9 @@ def server(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     home = tmp_path_factory.mktemp("browser-server")
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({USER: PASSWORD}))
-    port = free_port()
+    with socket.socket() as probe:  # a free loopback port, chosen by the kernel
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = {
         **os.environ,
         "AIRFLOW__CORE__AUTH_MANAGER": (
@@ -254,6 +255,8 @@ def test_bad_dt_and_path_traversal_are_refused(server: Server, lake: Lake) -> No
         f"/wildocr/dt/{DT_STAGED}/image/" + quote("/etc/passwd", safe="") + "/overlay.jpg",
         f"/wildocr/dt/{DT_STAGED}/image/NOT-A-KEY",
         "/wildocr/search?q=a&dt=" + quote("../../etc", safe=""),
+        f"/wildocr/dt/{DT_STAGED}?shard=-1",
+        f"/wildocr/dt/{DT_STAGED}/image/0123456789abcdef/thumb.jpg?shard=../../x",
     ]
     for route in refused:
         status, body, _ = server.get(route, token=token)

@@ -119,6 +119,13 @@ def test_partitions_images_and_words(local_lake: Path) -> None:
     entry = reader.image(DT_A, image_key("s3://photos/b.jpg"))
     assert entry is not None and entry.image_uri == "s3://photos/b.jpg" and entry.shard == 0
     assert reader.image(DT_B, image_key("s3://photos/b.jpg")) is None  # keys are looked up per partition
+    # The shard hint reads one part file; a wrong hint (shards changed since the link) still finds it.
+    assert reader.image(DT_A, image_key("s3://photos/c.jpg"), shard=1).image_uri == "s3://photos/c.jpg"
+    assert reader.image(DT_A, image_key("s3://photos/c.jpg"), shard=0).image_uri == "s3://photos/c.jpg"
+    assert reader.image(DT_A, image_key("s3://photos/c.jpg"), shard=7).shard == 1
+    with pytest.raises(ValueError):
+        reader.image(DT_A, image_key("s3://photos/c.jpg"), shard=-1)
+    assert [w.text for w in reader.words(DT_A, "s3://photos/c.jpg", shard=1)] == ["open", "x"]
     words = reader.words(DT_A, "s3://photos/b.jpg")
     assert [w.text for w in words] == ["reopened", "Cafe"]
     assert words[1].poly[0] == (10.0, 5.0) and words[1].bbox == (10.0, 5.0, 18.0, 15.0)
@@ -224,7 +231,9 @@ def client(s3_lake: S3Lake, s3_server, tmp_path_factory: pytest.TempPathFactory,
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{USER}:viewer")
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
         env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
-        env.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "browser-app-test-secret")  # the api-server makes one
+        env.setenv(
+            "AIRFLOW__API_AUTH__JWT_SECRET", "browser-app-test-secret-" + "x" * 48
+        )  # the api-server makes one
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
             env.delenv(name, raising=False)  # only the connection may lead to the bucket
         browser.clear_settings_cache()

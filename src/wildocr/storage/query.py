@@ -103,6 +103,7 @@ class SearchHit:
     dt: str
     key: str
     image_uri: str
+    shard: int
     words: tuple[str, ...]
     best_confidence: float
     exact: bool  # one of the words equals the query (case-insensitive), not only contains it
@@ -118,12 +119,19 @@ class TableReader:
 
     # --- files --------------------------------------------------------------------------------------------
 
-    def _files(self, table: str, dt: str | None) -> list[str]:
-        """The table's part files (of one partition when `dt` is given), as DuckDB opens them.
+    def _files(self, table: str, dt: str | None, shard: int | None = None) -> list[str]:
+        """The table's part files (of one partition when `dt` is given; of one shard too), for DuckDB.
 
         Listed here and handed to DuckDB as a list, not as a glob: only `dt=<calendar date>` folders and
         `*.parquet` names count, so a stray folder (`dt=latest`), staging or a temp file never breaks a read.
         """
+        if dt is not None and shard is not None:
+            fs, path = objectstore.url_to_fs(
+                tables.part_url(self.root, table, dt, shard), self.storage_options
+            )
+            fs.invalidate_cache()
+            found = fs.exists(path)
+            return [path if objectstore.is_local(fs) else fs.unstrip_protocol(path)] if found else []
         if dt is None:
             pattern = f"{self._root_path}/{table}/dt=*/*.parquet"
         else:
@@ -214,11 +222,18 @@ class TableReader:
         )
         return [_image_entry(dt, row) for row in rel.fetchall()], int(total)
 
-    def image(self, dt: str, key: str) -> ImageEntry | None:
-        """The image of partition `dt` whose URI has this key, or None."""
+    def image(self, dt: str, key: str, *, shard: int | None = None) -> ImageEntry | None:
+        """The image of partition `dt` whose URI has this key, or None; `shard` (a hint) reads one file."""
         tables.validate_dt(dt)
         validate_image_key(key)
-        files = self._files("images", dt)
+        if shard is not None:
+            found = self._image_in(dt, key, shard)  # a wrong hint (shards changed) falls back below
+            if found is not None:
+                return found
+        return self._image_in(dt, key, None)
+
+    def _image_in(self, dt: str, key: str, shard: int | None) -> ImageEntry | None:
+        files = self._files("images", dt, None if shard is None else tables.validate_shard(shard))
         if not files:
             return None
         con = self._connect()
@@ -234,10 +249,14 @@ class TableReader:
         ).fetchone()
         return _image_entry(dt, row)
 
-    def words(self, dt: str, image_uri: str) -> list[Word]:
-        """The words read in one image of partition `dt`, in reading order, as the engine's `Word`s."""
+    def words(self, dt: str, image_uri: str, *, shard: int | None = None) -> list[Word]:
+        """The words read in one image of partition `dt`, in reading order, as the engine's `Word`s.
+
+        `shard` (the image's, from its `images` row: both parts of a shard are published together) makes
+        this read one file instead of the partition.
+        """
         tables.validate_dt(dt)
-        files = self._files("words", dt)
+        files = self._files("words", dt, None if shard is None else tables.validate_shard(shard))
         if not files:
             return []
         rel = self._connect().execute(
@@ -258,9 +277,9 @@ class TableReader:
         if not files:
             return []
         sql = f"""
-            SELECT dt, image_uri, list(DISTINCT text ORDER BY text), max(confidence),
+            SELECT dt, image_uri, max(shard), list(DISTINCT text ORDER BY text), max(confidence),
                    bool_or(lower(text) = lower($needle)) AS exact
-            FROM {self._scan(("image_uri", "text", "confidence"))}
+            FROM {self._scan(("image_uri", "shard", "text", "confidence"))}
             WHERE text ILIKE $pattern ESCAPE '\\'
             GROUP BY dt, image_uri
             ORDER BY exact DESC, dt DESC, image_uri
@@ -274,8 +293,8 @@ class TableReader:
         }
         rows = self._connect().execute(sql, params).fetchall()
         return [
-            SearchHit(dt, image_key(uri), uri, tuple(words), float(conf), bool(exact))
-            for dt, uri, words, conf, exact in rows
+            SearchHit(dt, image_key(uri), uri, int(shard), tuple(words), float(conf), bool(exact))
+            for dt, uri, shard, words, conf, exact in rows
         ]
 
 

@@ -142,7 +142,12 @@ def _dt(dt: str) -> str:
         raise HTTPException(400, str(exc)) from None
 
 
-def _image(dt: str, key: str):
+ShardHint = Annotated[
+    int | None, Query(ge=0, le=10_000_000, description="the image's shard (reads one file)")
+]
+
+
+def _image(dt: str, key: str, shard: int | None):
     from wildocr.storage.query import validate_image_key
 
     dt = _dt(dt)
@@ -150,7 +155,7 @@ def _image(dt: str, key: str):
         validate_image_key(key)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    entry = reader().image(dt, key)
+    entry = reader().image(dt, key, shard=shard)
     if entry is None:
         raise HTTPException(404, f"no image {key} in partition dt={dt}")
     return entry
@@ -256,28 +261,28 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/dt/{dt}/image/{key}", response_class=HTMLResponse)
-    def image(request: Request, dt: str, key: str) -> HTMLResponse:
-        entry = _image(dt, key)
-        words = reader().words(entry.dt, entry.image_uri) if entry.ok else []
+    def image(request: Request, dt: str, key: str, shard: ShardHint = None) -> HTMLResponse:
+        entry = _image(dt, key, shard)
+        words = reader().words(entry.dt, entry.image_uri, shard=entry.shard) if entry.ok else []
         return _page(request, "image.html", dt=entry.dt, image=entry, words=words)
 
     @app.get("/dt/{dt}/image/{key}/thumb.jpg")
-    def thumbnail(request: Request, dt: str, key: str) -> Response:
+    def thumbnail(request: Request, dt: str, key: str, shard: ShardHint = None) -> Response:
         from wildocr.pipeline.preview import thumbnail_jpeg
 
-        entry = _image(dt, key)
+        entry = _image(dt, key, shard)
         return _picture(
             request, entry, "thumb", lambda: thumbnail_jpeg(entry.image_uri, storage_options(entry.image_uri))
         )
 
     @app.get("/dt/{dt}/image/{key}/overlay.jpg")
-    def overlay(request: Request, dt: str, key: str) -> Response:
+    def overlay(request: Request, dt: str, key: str, shard: ShardHint = None) -> Response:
         from wildocr.pipeline.preview import overlay_jpeg
 
-        entry = _image(dt, key)
+        entry = _image(dt, key, shard)
 
         def render() -> bytes:
-            words = reader().words(entry.dt, entry.image_uri)
+            words = reader().words(entry.dt, entry.image_uri, shard=entry.shard)
             return overlay_jpeg(entry.image_uri, words, storage_options(entry.image_uri))
 
         return _picture(request, entry, "overlay", render)
