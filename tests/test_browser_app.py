@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,3 +332,19 @@ def test_thumbnails_decode_big_jpegs_at_reduced_scale_and_keep_orientation(tmp_p
     edge = np.abs(drawn[210:290, 197:204] - plain[210:290, 197:204]).sum(axis=2)
     assert (edge.max(axis=1) > 60).all()  # every row of the edge shows the line
     assert np.abs(drawn[600:700, 400:500] - plain[600:700, 400:500]).mean() < 2
+
+
+def test_workers_load_the_plugin_without_the_web_app(tmp_path: Path) -> None:
+    """Tasks and the dag-processor load plugins for their macros: that must not import FastAPI or DuckDB."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, airflow.plugins_manager as pm; pm.integrate_macros_plugins(); "
+        "assert 'wildocr' in [p.name for p in pm._get_plugins()[0]]; "
+        "print(sorted(m for m in ('wildocr.airflow.browser.app', 'fastapi', 'duckdb') if m in sys.modules))"
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
