@@ -162,9 +162,12 @@ def _image(dt: str, key: str, shard: int | None):
 
 
 def _page(request: Request, name: str, **context: Any) -> HTMLResponse:
+    from wildocr.pipeline.preview import OVERLAY_SIDE, THUMBNAIL_SIDE
+
     base = request.scope.get("root_path", "").rstrip("/") or URL_PREFIX
+    sizes = {"fit": _fit, "thumb_side": THUMBNAIL_SIDE, "overlay_side": OVERLAY_SIDE}
     response = _templates.TemplateResponse(
-        request, name, {"base": base, "root": output_root(), "fit": _fit, **context}
+        request, name, {"base": base, "root": output_root(), **sizes, **context}
     )
     response.headers["Cache-Control"] = "private, no-cache"
     return response
