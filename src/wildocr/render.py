@@ -36,3 +36,23 @@ def render_overlay(image_bgr: np.ndarray, result: ImageResult) -> np.ndarray:
         draw.rectangle(box, fill=(0, 0, 0))
         draw.text((x, y), label, fill=(255, 255, 0), font=font)
     return cv2.cvtColor(np.asarray(pil), cv2.COLOR_RGB2BGR)
+
+
+def fit_within(image_bgr: np.ndarray, max_side: int) -> np.ndarray:
+    """The image scaled down (never up) so that its longer side is at most `max_side` pixels."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    height, width = image_bgr.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image_bgr
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int = 85) -> bytes:
+    """JPEG bytes of a BGR image (for pictures sent to a web browser: small and quick to decode)."""
+    ok, buffer = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buffer.tobytes()

@@ -26,6 +26,7 @@ from airflow.sdk import Asset, BaseOperator, Variable, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from wildocr.airflow import settings
+from wildocr.airflow.browser.links import PartitionBrowserLink
 from wildocr.airflow.hooks import storage_options_for
 
 if TYPE_CHECKING:
@@ -462,9 +463,13 @@ class CtcRecognitionOperator(_ShardOperator):
 
 
 class PublishOperator(_ShardOperator):
-    """Step 4: the shard's rows into `images/` and `words/` part files of its dt partition (replacing)."""
+    """Step 4: the shard's rows into `images/` and `words/` part files of its dt partition (replacing).
+
+    Its "OCR results" extra link opens the partition, filtered to this shard, in the results browser.
+    """
 
     ui_color = "#e8eaf6"
+    operator_extra_links = (PartitionBrowserLink(),)
 
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> dict[str, Any]:
         from wildocr.pipeline import shard as pipeline

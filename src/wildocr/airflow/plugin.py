@@ -1,4 +1,4 @@
-"""`WildOcrPlugin`: template macros for DAGs that consume the wildocr tables.
+"""`WildOcrPlugin`: the results browser in the Airflow UI, and template macros for consumer DAGs.
 
 Registered through the `airflow.plugins` entry point in pyproject.toml, so `pip install wildocr` is all a
 deployment needs (nothing is copied into plugins/). Operators are not plugins in Airflow 3: they are
@@ -6,11 +6,15 @@ imported from `wildocr.airflow.operators` like any package.
 
     {{ macros.wildocr.output_root() }}                       -> s3://wildocr-lake/ocr (Variable or default)
     {{ macros.wildocr.partition_url(root, "words", ds) }}    -> <root>/words/dt=2026-03-01
+
+The browser (`wildocr.airflow.browser`) is a FastAPI app the api-server mounts at `/wildocr`, shown as the
+"OCR results" entry of the navigation and as a tab of every DAG run. Workers and the dag-processor load
+this plugin too (for the macros): the app is built only when the api-server asks for it.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -33,6 +37,33 @@ def partition_url(root: str, table: str, dt: str) -> str:
     return _partition_url(root, table, dt)
 
 
+# Relative hrefs: the UI resolves them against its <base href>, so a deployment under a sub-path works.
+BROWSER_VIEWS: list[dict[str, Any]] = [
+    {
+        "name": "OCR results",
+        "href": "wildocr/",
+        "url_route": "wildocr",
+        "destination": "nav",
+        "nav_top_level": True,
+    },
+    {
+        "name": "OCR results",
+        "href": "wildocr/run?dag_id={DAG_ID}&run_id={RUN_ID}",
+        "url_route": "wildocr_run",
+        "destination": "dag_run",
+    },
+]
+
+
 class WildOcrPlugin(AirflowPlugin):
     name = "wildocr"
     macros: ClassVar[list] = [output_root, partition_url]
+    external_views: ClassVar[list] = BROWSER_VIEWS
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The browser app, imported on first use (FastAPI, DuckDB and the templates stay off workers)."""
+        from wildocr.airflow.browser.app import app
+        from wildocr.airflow.browser.links import URL_PREFIX
+
+        return [{"app": app, "url_prefix": URL_PREFIX, "name": "wildocr results browser"}]

@@ -48,17 +48,23 @@ class DecodedPhoto:
     metadata: exif_tags.PhotoMetadata
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, preview_side: int | None = None
+) -> np.ndarray:
     """Decode image bytes to a BGR uint8 array, upright as people see it (EXIF orientation applied)."""
-    return decode_photo(data, max_pixels=max_pixels).pixels
+    return decode_photo(data, max_pixels=max_pixels, preview_side=preview_side).pixels
 
 
-def decode_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPhoto:
+def decode_photo(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, preview_side: int | None = None
+) -> DecodedPhoto:
     """`decode_image` plus the EXIF metadata, read from the very tags the orientation was taken from.
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
     Only the first frame of an animation or a multi-page file is read. Broken or hostile EXIF never
     makes an error: the pixels are used as stored and the metadata says why (`exif.read_metadata`).
+    `preview_side` (for thumbnails, never for OCR) lets the JPEG decoder skip detail: the result is then
+    smaller than the photo, down to 1/8 of it, but at least `preview_side` pixels on its longer side.
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes)")
@@ -75,6 +81,10 @@ def decode_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         raise ImageDecodeError(f"unreadable image header: {exc}") from None
     _check_size(image.size, max_pixels)
     fmt = image.format
+    if preview_side and fmt == "JPEG":
+        width, height = image.size
+        scale = min(1.0, preview_side / max(width, height))
+        image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
     try:
         image.seek(0)  # first frame of animations
         image.load()  # before the EXIF: a PNG may keep it after the pixels

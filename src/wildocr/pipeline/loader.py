@@ -58,7 +58,12 @@ def load_image(
     max_pixels: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
     skip_sha256: Container[str] | None = None,
+    preview_side: int | None = None,
 ) -> Loaded:
+    """Fetch and decode one object; every per-object failure is the returned `error`, never raised.
+
+    `preview_side` is for pictures shown to people (thumbnails), never for OCR: see `decode_photo`.
+    """
     if obj.error is not None:
         return Loaded(obj, None, obj.error)
     try:
@@ -81,7 +86,7 @@ def load_image(
         return Loaded(obj, None, None, sha256=sha256, skipped=True)
     begin = time.perf_counter()
     try:
-        photo = decode_photo(data, max_pixels=max_pixels)
+        photo = decode_photo(data, max_pixels=max_pixels, preview_side=preview_side)
     except ImageDecodeError as exc:
         return Loaded(obj, None, str(exc), sha256=sha256)
     return Loaded(obj, photo.pixels, None, time.perf_counter() - begin, sha256, photo.metadata)
