@@ -351,7 +351,14 @@ def create_exclusive(url: str, data: bytes, storage_options: StorageOptions = No
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.link(tmp, path)
+            try:
+                os.link(tmp, path)
+            except FileNotFoundError:
+                # The holder of the name may clear temp files beside it (a writer killed half-way leaves
+                # them): ours went while we lost the race, which is the same answer as losing it.
+                if os.path.lexists(path):
+                    raise FileExistsError(url) from None
+                raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
