@@ -127,7 +127,7 @@ load_env() {
 pid_of() { cat "$RUN/$1.pid" 2>/dev/null || true; }
 alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
-descendants() {  # every descendant PID of $1 (children first listed after their parent)
+descendants() {  # every descendant PID of $1, each listed before its own children
   local child
   for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$child"; descendants "$child"; done
 }
