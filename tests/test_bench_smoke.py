@@ -108,12 +108,13 @@ def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, 
     assert [s["name"] for s in payload["settings"]] == ["default", "small"]
     assert payload["settings"][1]["options"] == {"det_limit_side": 480}
     default = payload["settings"][0]
-    assert default["images_per_s"] > 0 and default["scores"] is None and payload["peer"] is None
+    assert default["images_per_s"] > 0 and not default["scores"] and payload["peer"] is None
+    assert payload["groups"] == {"tune": ["img_1.jpg", "img_2.jpg"]}  # img_1..img_500: the tune half
     lines = [json.loads(line) for line in (out / "default.jsonl").read_text().splitlines()]
     assert [line["image"] for line in lines] == ["img_1.jpg", "img_2.jpg"]
     read = {common.clean_text(w["text"]) for line in lines for w in line["words"]}
     assert {"HELLO", "WORLD"} & read, read
-    rec = default["rec_only"]
+    rec = default["rec_only"]["tune"]
     assert rec["words"] == 4 and rec["dict_words"] == 4  # two words an image, the '###' box skipped
     assert rec["accuracy"] >= 0.75, rec["errors"]
     overlays = sorted(p.name for p in dump.glob("*.png"))
