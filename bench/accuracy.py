@@ -50,6 +50,11 @@ from common import (
 # variants also work from the command line: --option "name:det_limit_side=1280,min_confidence=0.3".
 SETTINGS: dict[str, dict[str, object]] = {
     "default": {},
+    # The build before issue 14's levers (docs/accuracy.md, "Levers on the 1,000 photos").
+    "before14": {"split_at_symbols": False, "trim_to_characters": False, "det_split_fill": 0.0},
+    "no-symbol-split": {"split_at_symbols": False},
+    "no-trim": {"trim_to_characters": False},
+    "no-split-joined": {"det_split_fill": 0.0},
     "fp32-det": {"det_precision": "fp32"},
     "no-cls": {"use_orientation": False},
     "det960": {"det_limit_side": 960},

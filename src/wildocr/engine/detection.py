@@ -24,6 +24,9 @@ class DetectorConfig:
     unclip_ratio: float = 1.6  # DB boxes are shrunk text kernels: grow them back by area*ratio/perimeter
     min_size: float = 3.0  # shortest box side (network pixels) to keep
     max_candidates: int = 1000
+    # A region that fills less than `split_fill` of its rotated rectangle is not one straight line (lines
+    # joined through an arrow or a frame): it is opened along the text direction and re-split (0 = off).
+    split_fill: float = 0.5
     # int8 detector (quantised once at load time, cached): faster detection on CPU at the same accuracy
     # (docs/accuracy.md). "auto" = int8 on CPU, fp32 on GPU (CUDA gains nothing from these QDQ models).
     precision: str = "auto"  # auto | fp32 | int8
@@ -85,6 +88,29 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     return np.asarray(expanded[0], dtype=np.float32)
 
 
+def split_joined(contour: np.ndarray, fill: float) -> list[np.ndarray]:
+    """Pieces of a region that is not one straight line (fills < `fill` of its rotated rectangle).
+
+    Text lines joined by a vertical stroke (an arrow column, a frame, a bar between lines) form one region
+    whose rectangle covers all of them. An opening with a horizontal run twice the region's stroke
+    thickness removes the thin joints and keeps the lines; [contour] when nothing separates.
+    """
+    rect = cv2.minAreaRect(contour)
+    rect_area = rect[1][0] * rect[1][1]
+    if fill <= 0 or rect_area <= 0 or cv2.contourArea(contour) >= fill * rect_area:
+        return [contour]
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h + 2, w + 2), dtype=np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x - 1, y - 1)], 1)
+    thickness = 2.0 * float(cv2.distanceTransform(mask, cv2.DIST_L2, 3).max())
+    run = max(3, int(round(2 * thickness)))
+    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    pieces, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if len(pieces) < 2:
+        return [contour]
+    return [p + (x - 1, y - 1) for p in pieces]
+
+
 def boxes_from_probability(
     prob: np.ndarray, image_size: tuple[int, int], cfg: DetectorConfig
 ) -> list[Detection]:
@@ -94,9 +120,12 @@ def boxes_from_probability(
     bitmap = (prob > cfg.thresh).astype(np.uint8)
     bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    contours = contours[: cfg.max_candidates]
+    if cfg.split_fill > 0:
+        contours = [piece for c in contours if len(c) >= 3 for piece in split_joined(c, cfg.split_fill)]
     sx, sy = img_w / map_w, img_h / map_h
     detections: list[Detection] = []
-    for contour in contours[: cfg.max_candidates]:
+    for contour in contours:
         if len(contour) < 3:
             continue
         rect = cv2.minAreaRect(contour)

@@ -40,6 +40,9 @@ class EngineConfig:
     # Words also end at separators (·, •, |), arrows and pictographs, and where Latin meets another script
     # (engine/words.py); False = spaces only.
     split_at_symbols: bool = True
+    # A word's box spans its characters' CTC positions (± half a pitch) even when the line holds one word,
+    # so an unread logo or arrow beside it stays out of the box; False = the whole line box.
+    trim_to_characters: bool = True
     device: str = "auto"  # auto | cpu | cuda
     # CPU parallelism: `workers` images (and recognition batches) run at once, each ONNX Runtime call on
     # `threads` intra-op threads. Independent calls scale better than one call spread over all cores.
@@ -158,6 +161,7 @@ class OCREngine:
                 quarter_turns=turns,
                 height_scale=self.config.box_height_scale,
                 split_at_symbols=self.config.split_at_symbols,
+                trim_to_characters=self.config.trim_to_characters,
             )
             kept = [w for w in line if w.confidence >= self.config.min_confidence]
             if kept:

@@ -101,6 +101,7 @@ def split_line(
     quarter_turns: int = 0,
     height_scale: float = 1.0,
     split_at_symbols: bool = True,
+    trim_to_characters: bool = True,
 ) -> list[Word]:
     """Words of one line. `crop_quad` is the padded quad the crop was cut from (positions are relative to it).
 
@@ -116,7 +117,7 @@ def split_line(
     # that became the crop's top-left is `quarter_turns` places further round the quad.
     quad = np.roll(quad, -quarter_turns, axis=0)
     whole_line = len(spans) == 1 and spans[0][0] == reading.text.strip()  # nothing cut off either end
-    if whole_line or not reading.char_positions:
+    if (whole_line and not trim_to_characters) or not reading.char_positions:
         text = spans[0][0] if len(spans) == 1 else reading.text.strip()
         quad = np.roll(np.asarray(detection.quad, dtype=np.float64), -quarter_turns, axis=0)
         return [_word(text, tighten(quad, height_scale), reading.confidence, detection.score, line_id)]
