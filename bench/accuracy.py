@@ -8,7 +8,8 @@ One invocation runs every named wildocr setting and the peer (RapidOCR's own pip
 images, scores them all with ic15_eval.py, and prints one table: only numbers taken side by side mean
 anything on a shared machine. The 1,000 photos are split once and for all: settings and methods are
 chosen on the TUNE half (img_1-img_500) and must hold on the CHECK half (img_501-img_1000), which is the
-one quoted; `--split all` (the default) scores both halves side by side. The recognition-only column reads the ground-truth boxes through the
+one quoted; `--split all` (the default) scores both halves side by side. The recognition-only column
+reads the ground-truth boxes through the
 engine's own crop and recogniser, so a low end-to-end score can be put on the detector or the recogniser.
 """
 
@@ -306,7 +307,8 @@ def results_table(runs: list[SettingRun], peer: dict | None, groups: list[str]) 
     peer_cpu = peer["cpu_seconds"] / peer["images"] if peer and peer.get("images") else 0.0
     rows = []
     for run in runs:
-        rec_text = " / ".join(f"{run.rec_only[g]['accuracy']:.3f}" if g in run.rec_only else "–" for g in groups)
+        rec = run.rec_only
+        rec_text = " / ".join(f"{rec[g]['accuracy']:.3f}" if g in rec else "–" for g in groups)
         cpu = run.cpu_seconds / run.images if run.images else 0.0
         ratio = f"{run.images_per_s / peer_ips:.2f}×" if peer_ips else "–"
         if peer_cpu and cpu:
@@ -350,7 +352,8 @@ def docs_body(
     for g, r in rec.items():
         lines.append(
             f"Recognition-only ({g}): {r['words']} GT words ({r['dict_words']} in the e2e set), "
-            f"accuracy {r['accuracy']:.3f} (e2e words {r['dict_accuracy']:.3f}), {r['crops_per_s']:.1f} crops/s."
+            f"accuracy {r['accuracy']:.3f} (e2e words {r['dict_accuracy']:.3f}), "
+            f"{r['crops_per_s']:.1f} crops/s."
         )
     return "\n".join(lines)
 
@@ -466,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_rec_only:
             key = rec_only_key(engine)
             if key not in rec_cache:
-                rec_cache[key] = {g: recognition_only(engine, members, gt_dir) for g, members in groups.items()}
+                rec_cache[key] = {g: recognition_only(engine, v, gt_dir) for g, v in groups.items()}
             run.rec_only = rec_cache[key]
             for g, r in run.rec_only.items():
                 print(

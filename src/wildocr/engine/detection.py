@@ -5,6 +5,7 @@ The network is ONNX; everything around it is here so that it can be tested witho
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -27,6 +28,9 @@ class DetectorConfig:
     # A region that fills less than `split_fill` of its rotated rectangle is not one straight line (lines
     # joined through an arrow or a frame): it is opened along the text direction and re-split (0 = off).
     split_fill: float = 0.5
+    # Words merged into one region (a narrow gap bridged at `thresh`) are cut where the probability along
+    # the line falls below `split_valley` between two strong parts (0 = off).
+    split_valley: float = 0.0
     # int8 detector (quantised once at load time, cached): faster detection on CPU at the same accuracy
     # (docs/accuracy.md). "auto" = int8 on CPU, fp32 on GPU (CUDA gains nothing from these QDQ models).
     precision: str = "auto"  # auto | fp32 | int8
@@ -103,12 +107,49 @@ def split_joined(contour: np.ndarray, fill: float) -> list[np.ndarray]:
     mask = np.zeros((h + 2, w + 2), dtype=np.uint8)
     cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x - 1, y - 1)], 1)
     thickness = 2.0 * float(cv2.distanceTransform(mask, cv2.DIST_L2, 3).max())
-    run = max(3, int(round(2 * thickness)))
+    run = max(3, round(2 * thickness))
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
     pieces, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if len(pieces) < 2:
         return [contour]
-    return [p + (x - 1, y - 1) for p in pieces]
+    return [p + np.array([x - 1, y - 1], dtype=p.dtype) for p in pieces]
+
+
+def split_valleys(contour: np.ndarray, prob: np.ndarray, level: float) -> list[np.ndarray]:
+    """Pieces of a region cut across its long axis where the strongest probability falls below `level`.
+
+    DB separates words by a dip in the probability map; where the dip stays above the binarisation
+    threshold the words form one region. Cuts need a strong part (at least the line's thickness long)
+    on both sides, so gaps between letters, which are short and shallow, stay joined.
+    """
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x, y)], 1)
+    (_, _), (rw, rh), angle = cv2.minAreaRect(contour)
+    long_side, short_side = max(rw, rh), min(rw, rh)
+    if short_side <= 0 or long_side < 3 * short_side:
+        return [contour]
+    theta = np.deg2rad(angle if rw >= rh else angle + 90.0)
+    ys, xs = np.nonzero(mask)
+    u = xs * np.cos(theta) + ys * np.sin(theta)
+    bins = np.floor(u - u.min()).astype(np.int64)
+    profile = np.zeros(bins.max() + 1, dtype=np.float32)
+    np.maximum.at(profile, bins, prob[y + ys, x + xs])
+    strong = profile >= level
+    min_part = max(2, round(short_side))
+    cut = np.zeros_like(strong)
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], strong.astype(np.int8), [0]])))
+    parts = list(zip(runs[::2], runs[1::2], strict=True))  # strong runs [start, end)
+    big = [p for p in parts if p[1] - p[0] >= min_part]
+    for (_, end), (start, _) in itertools.pairwise(big):
+        cut[end:start] = True
+    if not cut.any():
+        return [contour]
+    keep = mask.copy()
+    keep[ys[cut[bins]], xs[cut[bins]]] = 0
+    pieces, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    pieces = [p for p in pieces if len(p) >= 3]
+    return [p + np.array([x, y], dtype=p.dtype) for p in pieces] if len(pieces) >= 2 else [contour]
 
 
 def boxes_from_probability(
@@ -123,6 +164,9 @@ def boxes_from_probability(
     contours = contours[: cfg.max_candidates]
     if cfg.split_fill > 0:
         contours = [piece for c in contours if len(c) >= 3 for piece in split_joined(c, cfg.split_fill)]
+    if cfg.split_valley > 0:
+        level = cfg.split_valley
+        contours = [piece for c in contours if len(c) >= 3 for piece in split_valleys(c, prob, level)]
     sx, sy = img_w / map_w, img_h / map_h
     detections: list[Detection] = []
     for contour in contours:

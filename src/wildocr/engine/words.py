@@ -12,7 +12,6 @@ import numpy as np
 
 from wildocr.engine.types import Detection, Reading, Word
 
-
 # Read between words but part of none: a middle dot or bullet between sign words, a bar.
 _SEPARATORS = frozenset("·•|¦")
 
