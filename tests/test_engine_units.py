@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -158,7 +160,7 @@ def test_words_end_at_separators_arrows_and_script_changes(text: str, expected: 
     positions = tuple((i + 0.5) / len(text) for i in range(len(text)))
     words = split_line(det, quad, Reading(text, 0.9, positions), 0)
     assert [w.text for w in words] == expected
-    for a, b in zip(words, words[1:], strict=False):
+    for a, b in itertools.pairwise(words):
         assert a.bbox[2] <= b.bbox[0]  # side by side, no overlap
     # spaces only (the switch off): the reading is one word, as before
     assert len(split_line(det, quad, Reading(text, 0.9, positions), 0, split_at_symbols=False)) == len(
