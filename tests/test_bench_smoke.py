@@ -149,3 +149,18 @@ def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Pa
     soak = json.loads(soak_report.read_text())["memory_soak"]
     assert [p["images"] for p in soak["points"]] == [0, 2, 4, 5]
     assert soak["rss_end_mb"] > 0 and isinstance(soak["flat_within_10pct"], bool)
+
+
+def test_fixed_split_tune_and_check_halves() -> None:
+    names = [Path(f"img_{n}.jpg") for n in (1, 2, 500, 501, 777, 1000, 1001)]
+    both = accuracy.split_images(names, "all")
+    assert [p.name for p in both["tune"]] == ["img_1.jpg", "img_2.jpg", "img_500.jpg"]
+    assert [p.name for p in both["check"]] == ["img_501.jpg", "img_777.jpg", "img_1000.jpg"]
+    assert list(accuracy.split_images(names, "check", limit=2)) == ["check"]
+    assert [p.name for p in accuracy.split_images(names, "check", limit=2)["check"]] == [
+        "img_501.jpg",
+        "img_777.jpg",
+    ]
+    other = [Path("street.jpg"), Path("shop.png")]  # another data set: one group
+    assert accuracy.split_images(other, "all") == {"all": other}
+    assert accuracy.split_images(other, "check") == {}
