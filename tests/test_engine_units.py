@@ -183,16 +183,16 @@ def test_lines_joined_by_a_vertical_stroke_are_split() -> None:
     for top in (20, 50, 80):
         prob[top : top + 10, 20:220] = 0.9  # a text line, 10 px thick
     prob[20:90, 20:28] = 0.9  # the column joining them
-    joined = boxes_from_probability(prob, (120, 240), DetectorConfig(split_fill=0.0))
+    joined = boxes_from_probability(prob, (120, 240), DetectorConfig())  # off by default
     assert len(joined) == 1
-    split = boxes_from_probability(prob, (120, 240), DetectorConfig())
+    split = boxes_from_probability(prob, (120, 240), DetectorConfig(split_fill=0.5))
     assert len(split) == 3
     heights = [np.ptp(np.asarray(d.quad)[:, 1]) for d in split]
     assert max(heights) < 30  # each a single line, not the 70-px block
     # a straight line is left alone
     line = np.zeros((120, 240), dtype=np.float32)
     line[50:60, 20:220] = 0.9
-    assert len(boxes_from_probability(line, (120, 240), DetectorConfig())) == 1
+    assert len(boxes_from_probability(line, (120, 240), DetectorConfig(split_fill=0.5))) == 1
 
 
 def test_tighten_keeps_centre_line() -> None:

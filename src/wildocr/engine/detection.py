@@ -26,8 +26,9 @@ class DetectorConfig:
     min_size: float = 3.0  # shortest box side (network pixels) to keep
     max_candidates: int = 1000
     # A region that fills less than `split_fill` of its rotated rectangle is not one straight line (lines
-    # joined through an arrow or a frame): it is opened along the text direction and re-split (0 = off).
-    split_fill: float = 0.5
+    # joined through an arrow or a frame): it is opened along the text direction and re-split. Off by
+    # default: right where it fires, but it fired on no photo of the check half (docs/accuracy.md).
+    split_fill: float = 0.0
     # Words merged into one region (a narrow gap bridged at `thresh`) are cut where the probability along
     # the line falls below `split_valley` between two strong parts (0 = off).
     split_valley: float = 0.0
