@@ -1,11 +1,15 @@
 """Accuracy on real photos (ICDAR 2015 train, in ../shared): wildocr settings side by side with the peer.
 
-    python bench/accuracy.py [--limit N] [--settings default,no-cls,...] [--option NAME:k=v,k=v]
-                             [--no-peer] [--no-rec-only] [--dump DIR] [--write-docs] [--json OUT]
+    python bench/accuracy.py [--split tune|check|all] [--limit N] [--settings default,no-cls,...]
+                             [--option NAME:k=v,k=v] [--no-peer] [--no-rec-only] [--dump DIR]
+                             [--write-docs] [--json OUT]
 
 One invocation runs every named wildocr setting and the peer (RapidOCR's own pipeline) over the same
 images, scores them all with ic15_eval.py, and prints one table: only numbers taken side by side mean
-anything on a shared machine. The recognition-only column reads the ground-truth boxes through the
+anything on a shared machine. The 1,000 photos are split once and for all: settings and methods are
+chosen on the TUNE half (img_1-img_500) and must hold on the CHECK half (img_501-img_1000), which is the
+one quoted; `--split all` (the default) scores both halves side by side. The recognition-only column
+reads the ground-truth boxes through the
 engine's own crop and recogniser, so a low end-to-end score can be put on the detector or the recogniser.
 """
 
@@ -47,6 +51,12 @@ from common import (
 # variants also work from the command line: --option "name:det_limit_side=1280,min_confidence=0.3".
 SETTINGS: dict[str, dict[str, object]] = {
     "default": {},
+    # The build before issue 14's levers (docs/accuracy.md, "Levers on the 1,000 photos").
+    "before14": {"split_at_symbols": False, "trim_to_characters": False, "det_split_fill": 0.0},
+    "no-symbol-split": {"split_at_symbols": False},
+    "no-trim": {"trim_to_characters": False},
+    "split-joined": {"det_split_fill": 0.5},
+    "split-valley": {"det_split_fill": 0.5, "det_split_valley": 0.75},
     "fp32-det": {"det_precision": "fp32"},
     "no-cls": {"use_orientation": False},
     "det960": {"det_limit_side": 960},
@@ -62,6 +72,29 @@ SETTINGS: dict[str, dict[str, object]] = {
 PEER = "peer (rapidocr)"
 DOC = REPO / "docs" / "accuracy.md"
 
+# The fixed split of ICDAR 2015 train (1,000 photos): choose on TUNE, quote CHECK. Photos of other sets
+# (--data, names not img_N) form one group, "all".
+HALVES: dict[str, range] = {"tune": range(1, 501), "check": range(501, 1001)}
+SPLITS = ("tune", "check", "all")
+
+
+def image_number(path: Path) -> int | None:
+    """N of `img_N.jpg`, else None."""
+    stem = path.stem
+    return int(stem[4:]) if stem.startswith("img_") and stem[4:].isdigit() else None
+
+
+def split_images(images: list[Path], split: str, limit: int = 0) -> dict[str, list[Path]]:
+    """Group name -> its images (first `limit` of each group when limit > 0), in the peer's order."""
+    groups: dict[str, list[Path]] = {}
+    for half in ("tune", "check") if split == "all" else (split,):
+        members = [p for p in images if image_number(p) in HALVES[half]]
+        if members:
+            groups[half] = members[:limit] if limit else members
+    if not groups and split == "all":  # not an ICDAR-2015-train-named set: one group
+        groups["all"] = images[:limit] if limit else images
+    return groups
+
 
 @dataclass
 class SettingRun:
@@ -74,8 +107,8 @@ class SettingRun:
     cpu_seconds: float = 0.0
     words: int = 0
     predictions: dict[str, list[dict]] = field(default_factory=dict)  # image name -> words (to_json)
-    scores: dict | None = None
-    rec_only: dict | None = None
+    scores: dict[str, dict] = field(default_factory=dict)  # group (tune/check) -> ic15_eval summary
+    rec_only: dict[str, dict] = field(default_factory=dict)  # group -> recognition-only result
 
     @property
     def images_per_s(self) -> float:
@@ -265,87 +298,106 @@ def _options_text(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items()) or "(defaults)"
 
 
-def results_table(runs: list[SettingRun], peer: dict | None) -> str:
-    header = [
-        "setting",
-        "options",
-        "det P / R / H",
-        "e2e P / R / H",
-        "rec-only acc (all / dict)",
-        "images/s",
-        "CPU s/image",
-        "speed vs peer: wall (CPU)",
-    ]
+def results_table(runs: list[SettingRun], peer: dict | None, groups: list[str]) -> str:
+    """One row per setting; detection and end-to-end P / R / H of every group (half) side by side."""
+    header = ["setting", "options"]
+    for g in groups:
+        header += [f"det P / R / H ({g})", f"e2e P / R / H ({g})"]
+    header += [f"rec-only ({' / '.join(groups)})", "images/s", "CPU s/image", "speed vs peer: wall (CPU)"]
     peer_ips = peer["images_per_s"] if peer else 0.0
     peer_cpu = peer["cpu_seconds"] / peer["images"] if peer and peer.get("images") else 0.0
     rows = []
     for run in runs:
         rec = run.rec_only
-        rec_text = f"{rec['accuracy']:.3f} / {rec['dict_accuracy']:.3f}" if rec else "–"
+        rec_text = " / ".join(f"{rec[g]['accuracy']:.3f}" if g in rec else "–" for g in groups)
         cpu = run.cpu_seconds / run.images if run.images else 0.0
         ratio = f"{run.images_per_s / peer_ips:.2f}×" if peer_ips else "–"
         if peer_cpu and cpu:
             ratio += f" ({peer_cpu / cpu:.2f}×)"
-        rows.append(
-            [
-                run.name,
-                _options_text(run.options),
-                _prf(run.scores, "det"),
-                _prf(run.scores, "e2e"),
-                rec_text,
-                f"{run.images_per_s:.3f}",
-                f"{cpu:.2f}",
-                ratio,
-            ]
-        )
+        row = [run.name, _options_text(run.options)]
+        for g in groups:
+            row += [_prf(run.scores.get(g), "det"), _prf(run.scores.get(g), "e2e")]
+        rows.append([*row, rec_text, f"{run.images_per_s:.3f}", f"{cpu:.2f}", ratio])
     if peer:
-        rows.append(
-            [
-                PEER,
-                "`peer_rapidocr.py --words`",
-                _prf(peer.get("scores"), "det"),
-                _prf(peer.get("scores"), "e2e"),
-                "–",
-                f"{peer_ips:.3f}",
-                f"{peer_cpu:.2f}",
-                "1.00×",
-            ]
-        )
+        row = [PEER, "`peer_rapidocr.py --words`"]
+        for g in groups:
+            row += [_prf(peer.get("scores", {}).get(g), "det"), _prf(peer.get("scores", {}).get(g), "e2e")]
+        rows.append([*row, "–", f"{peer_ips:.3f}", f"{peer_cpu:.2f}", "1.00×"])
     return markdown_table(header, rows)
 
 
-def docs_body(argv: list[str], runs: list[SettingRun], peer: dict | None, n_images: int) -> str:
-    rec = next((r.rec_only for r in runs if r.rec_only), None)
+def docs_body(
+    argv: list[str], runs: list[SettingRun], peer: dict | None, groups: dict[str, list[Path]]
+) -> str:
+    described = ", ".join(
+        f"{g} = {len(v)} photos ({v[0].name} … {v[-1].name})" if v else g for g, v in groups.items()
+    )
     lines = [
         *header_lines(argv),
         "",
-        f"Images: {n_images} of ICDAR 2015 train (`shared/ic15-train`).",
+        f"Images: ICDAR 2015 train (`shared/ic15-train`), {described}.",
         "",
-        results_table(runs, peer),
+        results_table(runs, peer, list(groups)),
         "",
     ]
     lines.append(
         "det: detection only (IoU > 0.5); e2e: IoU > 0.5 and the same text (case-insensitive, outer "
         "punctuation ignored; GT words outside the competition dictionary rule do not count). "
-        "rec-only: the engine's crop + recogniser on the ground-truth boxes (not `###`), all words / "
-        "the words the e2e score counts. images/s: decode + `engine.read` + JSON lines, model loading "
+        "rec-only: word accuracy of the engine's crop + recogniser on the ground-truth boxes (not `###`). "
+        "images/s: decode + `engine.read` + JSON lines over both halves, model loading "
         "excluded; the peer times its own loop (imread + pipeline). CPU s/image: user + system CPU time of "
         "the same loop (the peer's includes its model loading, about a second); it moves less than wall time "
         "with the neighbours' load on a shared machine, so the CPU ratio is the steadier one."
     )
-    if rec:
+    rec = next((r.rec_only for r in runs if r.rec_only), {})
+    for g, r in rec.items():
         lines.append(
-            f"Recognition-only over {rec['words']} GT words ({rec['dict_words']} in the e2e set), "
-            f"{rec['crops_per_s']:.1f} crops/s."
+            f"Recognition-only ({g}): {r['words']} GT words ({r['dict_words']} in the e2e set), "
+            f"accuracy {r['accuracy']:.3f} (e2e words {r['dict_accuracy']:.3f}), "
+            f"{r['crops_per_s']:.1f} crops/s."
         )
     return "\n".join(lines)
+
+
+def write_subset(pred: Path, names: set[str], out: Path) -> Path:
+    """The JSON lines of `pred` whose image is in `names` (one group's predictions, for the scorer)."""
+    with open(pred, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+        for line in src:
+            if line.strip() and json.loads(line)["image"] in names:
+                dst.write(line)
+    return out
+
+
+def score_groups(scorer: Path, pred: Path, gt_dir: Path, groups: dict[str, list[Path]]) -> dict[str, dict]:
+    """ic15_eval.py on each group's predictions (only the group's images are scored)."""
+    scores = {}
+    for g, members in groups.items():
+        subset = write_subset(pred, {p.name for p in members}, pred.with_suffix(f".{g}.jsonl"))
+        scores[g] = run_eval(scorer, subset, gt_dir, only_predicted=True)
+    return scores
+
+
+def link_images(images: list[Path], folder: Path) -> Path:
+    """A folder of symlinks to `images`: the peer reads a folder, the split picks files from it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in images:
+        link = folder / p.name
+        if not link.exists():
+            link.symlink_to(p.resolve())
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, help="folder with images/ and gts/ (default: ../shared/ic15-train)")
-    ap.add_argument("--limit", type=int, default=0, help="first N images only (scored with --only-predicted)")
+    ap.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="tune = img_1-img_500, check = img_501-img_1000, all = both side by side (default)",
+    )
+    ap.add_argument("--limit", type=int, default=0, help="first N images of each half only")
     ap.add_argument(
         "--settings", default="default", help=f"comma-separated names or 'all' (known: {', '.join(SETTINGS)})"
     )
@@ -379,9 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.data = shared / "ic15-train"
     image_dir, gt_dir = args.data / "images", args.data / "gts"
-    images = list_images(image_dir, args.limit)
+    groups = split_images(list_images(image_dir), args.split, args.limit) if image_dir.is_dir() else {}
+    images = [p for members in groups.values() for p in members]
     if not images:
-        print(f"no images under {image_dir}", file=sys.stderr)
+        print(f"no images of split {args.split!r} under {image_dir}", file=sys.stderr)
         return 1
 
     names = list(SETTINGS) if args.settings == "all" else [s for s in args.settings.split(",") if s]
@@ -393,13 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     scorer, peer_tool = eval_script(shared), peer_script(shared)
     if scorer is None:
         print("note: ic15_eval.py not found under shared/tools: scores are left blank", file=sys.stderr)
-    only_predicted = bool(args.limit)
     work = args.out or Path(tempfile.mkdtemp(prefix="wildocr-accuracy-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"{len(images)} images from {image_dir}; predictions under {work}", file=sys.stderr)
+    sizes = ", ".join(f"{g} {len(v)}" for g, v in groups.items())
+    print(f"{len(images)} images ({sizes}) from {image_dir}; predictions under {work}", file=sys.stderr)
 
     runs: list[SettingRun] = []
-    rec_cache: dict[str, dict] = {}
+    rec_cache: dict[str, dict[str, dict]] = {}
     for name, options in chosen:
         engine = build_engine(options)
         pred = work / f"{name}.jsonl"
@@ -411,18 +464,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         if scorer:
-            run.scores = run_eval(scorer, pred, gt_dir, only_predicted=only_predicted)
-            print(f"[{name}] det {_prf(run.scores, 'det')}  e2e {_prf(run.scores, 'e2e')}", file=sys.stderr)
+            run.scores = score_groups(scorer, pred, gt_dir, groups)
+            for g, sc in run.scores.items():
+                print(f"[{name}] {g}: det {_prf(sc, 'det')}  e2e {_prf(sc, 'e2e')}", file=sys.stderr)
         if not args.no_rec_only:
             key = rec_only_key(engine)
             if key not in rec_cache:
-                rec_cache[key] = recognition_only(engine, images, gt_dir)
+                rec_cache[key] = {g: recognition_only(engine, v, gt_dir) for g, v in groups.items()}
             run.rec_only = rec_cache[key]
-            print(
-                f"[{name}] recognition-only on GT boxes: {run.rec_only['accuracy']:.3f} "
-                f"({run.rec_only['words']} words), dict words {run.rec_only['dict_accuracy']:.3f}",
-                file=sys.stderr,
-            )
+            for g, r in run.rec_only.items():
+                print(
+                    f"[{name}] {g}: recognition-only on GT boxes {r['accuracy']:.3f} ({r['words']} words), "
+                    f"dict words {r['dict_accuracy']:.3f}",
+                    file=sys.stderr,
+                )
         if args.dump and not runs:
             wanted = [s for s in args.dump_images.split(",") if s]
             paths = dump_overlays(engine, run, images, gt_dir, args.dump, args.dump_count, wanted)
@@ -436,21 +491,24 @@ def main(argv: list[str] | None = None) -> int:
             print("note: peer_rapidocr.py not found under shared/tools: no peer row", file=sys.stderr)
         else:
             pred = work / "peer.jsonl"
-            peer = run_peer(peer_tool, image_dir, pred, limit=args.limit)
+            peer = run_peer(peer_tool, link_images(images, work / "peer-images"), pred)
             print(f"[peer] {peer['images']} images, {peer['images_per_s']:.3f} images/s", file=sys.stderr)
             if scorer:
-                peer["scores"] = run_eval(scorer, pred, gt_dir, only_predicted=only_predicted)
+                peer["scores"] = score_groups(scorer, pred, gt_dir, groups)
 
-    print(results_table(runs, peer))
+    print(results_table(runs, peer, list(groups)))
     for run in runs[:1]:
-        if run.rec_only and run.rec_only["errors"]:
+        errors = [e for r in run.rec_only.values() for e in r["errors"]]
+        if errors:
             print(f"\nrecognition-only misreads ({run.name}, first 15):")
-            for e in run.rec_only["errors"][:15]:
+            for e in errors[:15]:
                 print(f"  {e['image']:>12}  gt={e['gt']!r:<20} read={e['read']!r} ({e['confidence']})")
     if args.json:
         payload = {
             "argv": argv,
+            "split": args.split,
             "images": len(images),
+            "groups": {g: [p.name for p in v] for g, v in groups.items()},
             "settings": [
                 {
                     "name": r.name,
@@ -468,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     if args.write_docs:
-        body = docs_body(["bench/accuracy.py", *argv], runs, peer, len(images))
+        body = docs_body(["bench/accuracy.py", *argv], runs, peer, groups)
         replace_generated_section(DOC, "results", "bench/accuracy.py", body, "Accuracy")
         print(f"wrote {DOC}", file=sys.stderr)
     return 0

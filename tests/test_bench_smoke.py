@@ -108,12 +108,13 @@ def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, 
     assert [s["name"] for s in payload["settings"]] == ["default", "small"]
     assert payload["settings"][1]["options"] == {"det_limit_side": 480}
     default = payload["settings"][0]
-    assert default["images_per_s"] > 0 and default["scores"] is None and payload["peer"] is None
+    assert default["images_per_s"] > 0 and not default["scores"] and payload["peer"] is None
+    assert payload["groups"] == {"tune": ["img_1.jpg", "img_2.jpg"]}  # img_1..img_500: the tune half
     lines = [json.loads(line) for line in (out / "default.jsonl").read_text().splitlines()]
     assert [line["image"] for line in lines] == ["img_1.jpg", "img_2.jpg"]
     read = {common.clean_text(w["text"]) for line in lines for w in line["words"]}
     assert {"HELLO", "WORLD"} & read, read
-    rec = default["rec_only"]
+    rec = default["rec_only"]["tune"]
     assert rec["words"] == 4 and rec["dict_words"] == 4  # two words an image, the '###' box skipped
     assert rec["accuracy"] >= 0.75, rec["errors"]
     overlays = sorted(p.name for p in dump.glob("*.png"))
@@ -148,3 +149,18 @@ def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Pa
     soak = json.loads(soak_report.read_text())["memory_soak"]
     assert [p["images"] for p in soak["points"]] == [0, 2, 4, 5]
     assert soak["rss_end_mb"] > 0 and isinstance(soak["flat_within_10pct"], bool)
+
+
+def test_fixed_split_tune_and_check_halves() -> None:
+    names = [Path(f"img_{n}.jpg") for n in (1, 2, 500, 501, 777, 1000, 1001)]
+    both = accuracy.split_images(names, "all")
+    assert [p.name for p in both["tune"]] == ["img_1.jpg", "img_2.jpg", "img_500.jpg"]
+    assert [p.name for p in both["check"]] == ["img_501.jpg", "img_777.jpg", "img_1000.jpg"]
+    assert list(accuracy.split_images(names, "check", limit=2)) == ["check"]
+    assert [p.name for p in accuracy.split_images(names, "check", limit=2)["check"]] == [
+        "img_501.jpg",
+        "img_777.jpg",
+    ]
+    other = [Path("street.jpg"), Path("shop.png")]  # another data set: one group
+    assert accuracy.split_images(other, "all") == {"all": other}
+    assert accuracy.split_images(other, "check") == {}

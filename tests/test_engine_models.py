@@ -58,6 +58,44 @@ def test_reads_small_blurred_tilted_text(engine: OCREngine, tmp_path: Path) -> N
     assert rate >= 0.85, misses
 
 
+def _sign(lines: list[str]) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    """A blue sign with white lines of text (DejaVu Sans Bold, which has arrows), and the x extent of
+    every drawn arrow."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from wildocr.samples import font_paths
+
+    font_file = next(p for p in font_paths() if p.endswith("DejaVuSans-Bold.ttf"))
+    font = ImageFont.truetype(font_file, 44)
+    img = Image.new("RGB", (960, 540), (40, 70, 150))
+    draw = ImageDraw.Draw(img)
+    arrows: dict[str, tuple[float, float]] = {}
+    for row, text in enumerate(lines):
+        x, y = 80, 80 + 110 * row
+        draw.text((x, y), text, font=font, fill=(245, 245, 240))
+        for i, ch in enumerate(text):
+            if ch in "←→↑":
+                left = x + draw.textlength(text[:i], font=font)
+                arrows[text] = (left, left + draw.textlength(ch, font=font))
+    rng = np.random.default_rng(5)
+    pixels = np.asarray(img, dtype=np.float32)[:, :, ::-1] + rng.normal(0, 4, (540, 960, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8), arrows
+
+
+def test_arrows_on_signs_stay_out_of_words(engine: OCREngine) -> None:
+    """Sign arrows read as characters ("←Bus", "EXIT →") are dropped and kept out of the word boxes."""
+    image, arrows = _sign(["←Bus Stop", "EXIT →", "↑ Toilet"])
+    words = engine.read([image])[0].words
+    texts = [w.text for w in words]
+    assert {"Bus", "Stop", "EXIT", "Toilet"} <= set(texts), texts
+    assert not any(ch in "←→↑" for t in texts for ch in t), texts
+    bus = next(w for w in words if w.text == "Bus")
+    assert bus.bbox[0] >= arrows["←Bus Stop"][1] - 4, (bus.bbox, arrows)  # starts where the arrow ends
+    before = OCREngine(EngineConfig(device="cpu", split_at_symbols=False, trim_to_characters=False))
+    old = [w.text for w in before.read([image])[0].words]
+    assert any(ch in "←→↑" for t in old for ch in t), old  # what the switch changes: arrows were words
+
+
 def test_upside_down_photo_is_read_by_the_orientation_classifier(engine: OCREngine, tmp_path: Path) -> None:
     truth = generate(str(tmp_path), count=1, seed=5)
     image = decode_image((tmp_path / truth[0]["image"]).read_bytes())

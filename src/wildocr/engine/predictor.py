@@ -37,6 +37,12 @@ class EngineConfig:
     # Reported word boxes keep this share of the (unclipped, padded-for-reading) box height, so they sit
     # tight on the glyphs like word-level annotations do; crops still use the full box.
     box_height_scale: float = 0.7
+    # Words also end at separators (·, •, |), arrows and pictographs, and where Latin meets another script
+    # (engine/words.py); False = spaces only.
+    split_at_symbols: bool = True
+    # A word's box spans its characters' CTC positions (± half a pitch) even when the line holds one word,
+    # so an unread logo or arrow beside it stays out of the box; False = the whole line box.
+    trim_to_characters: bool = True
     device: str = "auto"  # auto | cpu | cuda
     # CPU parallelism: `workers` images (and recognition batches) run at once, each ONNX Runtime call on
     # `threads` intra-op threads. Independent calls scale better than one call spread over all cores.
@@ -148,7 +154,14 @@ class OCREngine:
         for det, quad, reading in zip(detections, quads, readings, strict=True):
             turns = (1 if is_vertical(quad) else 0) + (2 if reading.flipped else 0)
             line = split_line(
-                det, quad, reading, line_id, quarter_turns=turns, height_scale=self.config.box_height_scale
+                det,
+                quad,
+                reading,
+                line_id,
+                quarter_turns=turns,
+                height_scale=self.config.box_height_scale,
+                split_at_symbols=self.config.split_at_symbols,
+                trim_to_characters=self.config.trim_to_characters,
             )
             kept = [w for w in line if w.confidence >= self.config.min_confidence]
             if kept:

@@ -6,20 +6,58 @@ cut; the cut positions map back onto the line's quadrilateral by linear interpol
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 
 from wildocr.engine.types import Detection, Reading, Word
 
+# Read between words but part of none: a middle dot or bullet between sign words, a bar.
+_SEPARATORS = frozenset("·•|¦")
 
-def _split_spans(reading: Reading) -> list[tuple[str, int, int]]:
-    """(word text, first char index, last char index) for each space-separated word of a reading."""
+
+def _is_symbol(ch: str) -> bool:
+    """Arrows, pictographs, circled digits: marks on signs that the recogniser reads as characters."""
+    code = ord(ch)
+    return (
+        0x2190 <= code <= 0x21FF  # arrows
+        or 0x2460 <= code <= 0x24FF  # enclosed alphanumerics (①)
+        or 0x27F0 <= code <= 0x27FF
+        or 0x2900 <= code <= 0x297F
+        or unicodedata.category(ch) == "So"
+    )
+
+
+def _script(ch: str) -> str | None:
+    """A letter's script, 'latin' (up to Latin Extended-B) or 'other' (CJK, ...); None for non-letters
+    (digits, punctuation), which go with either."""
+    if not ch.isalpha():
+        return None
+    return "latin" if ord(ch) < 0x250 else "other"
+
+
+def _split_spans(reading: Reading, at_symbols: bool = True) -> list[tuple[str, int, int]]:
+    """(word text, first char index, last char index) for each word of a reading.
+
+    Words end at spaces and, with `at_symbols`, also at separators (·, •, |), which belong to no word, at
+    arrows and pictographs (dropped: they are marks, not text) and where Latin text meets another script
+    ("OCBC信用": two words; a misread arrow glued to a word: "个Toilet").
+    """
     spans: list[tuple[str, int, int]] = []
-    start = None
-    for i, ch in enumerate(reading.text + " "):
-        if ch.isspace():
+    text = reading.text
+    start, script = None, None  # the current word's first index and the script of its letters
+    for i, ch in enumerate(text + " "):
+        breaks = ch.isspace() or (at_symbols and (ch in _SEPARATORS or _is_symbol(ch)))
+        ch_script = None if breaks else _script(ch)
+        if at_symbols and start is not None and ch_script and script and ch_script != script:
+            spans.append((text[start:i], start, i - 1))
+            start = None
+        if ch_script:
+            script = ch_script
+        if breaks:
             if start is not None:
-                spans.append((reading.text[start:i], start, i - 1))
-                start = None
+                spans.append((text[start:i], start, i - 1))
+            start, script = None, None
         elif start is None:
             start = i
     return spans
@@ -61,6 +99,8 @@ def split_line(
     line_id: int,
     quarter_turns: int = 0,
     height_scale: float = 1.0,
+    split_at_symbols: bool = True,
+    trim_to_characters: bool = True,
 ) -> list[Word]:
     """Words of one line. `crop_quad` is the padded quad the crop was cut from (positions are relative to it).
 
@@ -68,14 +108,15 @@ def split_line(
     character's step minus half a character pitch to its last character's step plus half a pitch, never
     past the midpoint to the neighbouring word.
     """
-    spans = _split_spans(reading)
+    spans = _split_spans(reading, split_at_symbols)
     if not spans:
         return []
     quad = np.asarray(crop_quad, dtype=np.float64)
     # The crop was turned `quarter_turns` × 90° counter-clockwise (tall text, upside-down text): the corner
     # that became the crop's top-left is `quarter_turns` places further round the quad.
     quad = np.roll(quad, -quarter_turns, axis=0)
-    if len(spans) == 1 or not reading.char_positions:
+    whole_line = len(spans) == 1 and spans[0][0] == reading.text.strip()  # nothing cut off either end
+    if (whole_line and not trim_to_characters) or not reading.char_positions:
         text = spans[0][0] if len(spans) == 1 else reading.text.strip()
         quad = np.roll(np.asarray(detection.quad, dtype=np.float64), -quarter_turns, axis=0)
         return [_word(text, tighten(quad, height_scale), reading.confidence, detection.score, line_id)]
@@ -91,12 +132,20 @@ def split_line(
     for k, (text, first, last) in enumerate(spans):
         left = pos[first] - 0.5 * pitch
         right = pos[last] + 0.5 * pitch
-        if k > 0:
+        # Never past the midpoint to the neighbouring character: the previous word's last one across a
+        # space, or a separator / symbol right next to the word.
+        before = first - 1 if first > 0 and not reading.text[first - 1].isspace() else None
+        after = last + 1 if last + 1 < len(pos) and not reading.text[last + 1].isspace() else None
+        if before is not None:
+            left = max(left, (pos[before] + pos[first]) / 2.0)
+        elif k > 0:
             left = max(left, (pos[spans[k - 1][2]] + pos[first]) / 2.0)
         else:
             left = min(left, pos[first])
             left = max(0.0, left)
-        if k < len(spans) - 1:
+        if after is not None:
+            right = min(right, (pos[last] + pos[after]) / 2.0)
+        elif k < len(spans) - 1:
             right = min(right, (pos[last] + pos[spans[k + 1][1]]) / 2.0)
         else:
             right = min(1.0, right)
