@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= cpu,airflow,dev
 
-.PHONY: setup demo ocr-demo test test-fast lint bench-accuracy bench-throughput clean
+.PHONY: setup demo ocr-demo test test-fast lint bench-accuracy bench-throughput bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -39,3 +39,6 @@ bench-throughput: setup
 
 clean:
 	rm -rf data airflow_home .pytest_cache .ruff_cache
+
+bench-gpu: setup  ## GPU run: fresh venv with the gpu extra, CUDA check, photos/s, crops/s, agreement (bench/gpu.py)
+	$(BIN)/python bench/gpu.py
