@@ -124,8 +124,8 @@ def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, 
 def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Path) -> None:
     report, plot = tmp_path / "tp.json", tmp_path / "tp.png"
     rc = throughput.main(
-        ["--stages", "--images", str(dataset / "images"), "--limit", "2", "--devices", "cpu", "--batch-sizes", "1",
-         "--sweep-crops", "6", "--json", str(report), "--plot", str(plot)]
+        ["--stages", "--images", str(dataset / "images"), "--limit", "2", "--devices", "cpu",
+         "--batch-sizes", "1", "--sweep-crops", "6", "--json", str(report), "--plot", str(plot)]
     )  # fmt: skip
     assert rc == 0
     results = json.loads(report.read_text())
