@@ -458,6 +458,52 @@ def whole_process_body(argv: list[str], result: dict, source: str) -> str:
     return "\n".join(lines)
 
 
+# -- one Airflow-like task per process: its peak RSS ------------------------------------------------------
+_TASK = """
+import sys
+from wildocr.engine import EngineConfig, OCREngine
+from wildocr.pipeline import shard
+stage, manifest, staging, root = sys.argv[1:5]
+engine = None if stage == "publish" else OCREngine(EngineConfig())
+if stage == "fused":
+    shard.process_shard(manifest, 0, output_root=root, dt="2026-01-01", run_id="t", engine=engine)
+elif stage == "detect":
+    shard.detect_shard(manifest, 0, staging_root=staging, engine=engine)
+elif stage == "crop":
+    shard.crop_shard(manifest, 0, staging_root=staging, engine=engine)
+elif stage == "recognize":
+    shard.recognize_shard(0, staging_root=staging, engine=engine)
+else:
+    shard.publish_shard(manifest, 0, staging_root=staging, output_root=root, dt="2026-01-01", run_id="t")
+"""
+
+
+def task_memory(folder: Path, work: Path) -> dict:
+    """Each shard task (fused; staged detect, crop, recognize, publish) in a fresh process, as a Celery
+    task runner runs it: wall, CPU and peak RSS (os.wait4) of each, over one shard of the photos."""
+    from wildocr.pipeline import shard as pipeline_shard
+
+    root = str(work / "ocr")
+    staging = pipeline_shard.staging_root(root, "2026-01-01", "t")
+    manifest = pipeline_shard.manifest_url(staging)
+    photos = len(list_images(folder))
+    pipeline_shard.build_manifest(str(folder), manifest, shard_size=photos, dt="2026-01-01")
+    rows = {}
+    for stage in ("detect", "crop", "recognize", "publish", "fused"):
+        run = measure_process([sys.executable, "-c", _TASK, stage, manifest, staging, root])
+        if run.returncode != 0:
+            raise RuntimeError(f"task {stage} failed: {run.stderr[-3000:]}")
+        rows[stage] = {
+            "wall_s": round(run.wall_s, 1),
+            "cpu_s": round(run.cpu_s, 1),
+            "peak_rss_mb": round(run.peak_rss_mb, 1),
+        }
+        print(
+            f"  task {stage:>9}: {run.peak_rss_mb:6.0f} MB peak RSS, {run.cpu_s:6.1f} s CPU", file=sys.stderr
+        )
+    return {"photos": photos, "tasks": rows}
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -610,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a wildocr side 'LABEL=ARGS' (extra `wildocr ocr` args; NAME=VALUE tokens are env vars); "
         "repeatable, default one plain `wildocr ocr`",
     )
+    ap.add_argument(
+        "--task-memory", action="store_true", help="peak RSS of each shard task, one fresh process each"
+    )
     ap.add_argument("--photos", type=Path, help="whole-process photo folder (default: a temp copy)")
     ap.add_argument("--images", type=Path, help="a folder of photos (default: shared ic15, else generated)")
     ap.add_argument("--devices", default="auto", help="cpu,cuda or auto (CUDA when onnxruntime has it)")
@@ -726,6 +775,13 @@ def main_whole_process(args: argparse.Namespace, argv: list[str], work: Path) ->
             "note: peer_rapidocr.py not found under shared/tools: no stock pipeline to compare",
             file=sys.stderr,
         )
+    if args.task_memory:
+        tasks = task_memory(folder, work)
+        print(json.dumps(tasks))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"argv": argv, "source": source, "task_memory": tasks}, indent=2))
+        return 0
     print(f"{len(list_images(folder))} {source}; {args.pairs} alternating pairs", file=sys.stderr)
     result = whole_process(folder, args.pairs, args.variant, work, peer)
     result["source"] = source
