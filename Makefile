@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= cpu,airflow,dev
+EXTRAS ?= cpu,openvino,airflow,dev
 
 .PHONY: setup demo ocr-demo test test-fast lint bench-accuracy bench-throughput bench-gpu clean
 

@@ -60,9 +60,12 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     if not uris:
         print("no images found", file=sys.stderr)
         return 1
-    config = EngineConfig(device=args.device, backend=args.backend).with_options(
-        det_limit_side=args.det_limit_side, rec_batch_size=args.batch_size, **dict(args.option)
-    )
+    options = {"det_limit_side": args.det_limit_side, "rec_batch_size": args.batch_size, **dict(args.option)}
+    try:
+        config = EngineConfig(device=args.device, backend=args.backend).with_options(**options)
+    except TypeError as exc:  # an --option KEY that EngineConfig does not have
+        print(f"wildocr ocr: bad --option: {exc}", file=sys.stderr)
+        return 2
     engine = OCREngine(config)
     if args.render:
         os.makedirs(args.render, exist_ok=True)
@@ -120,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_ocr.add_argument("--render", metavar="DIR", help="write a PNG overlay per image into DIR")
     p_ocr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p_ocr.add_argument(
-        "--backend", default="auto", choices=["auto", "onnxruntime", "openvino"], help="inference backend"
+        "--backend",
+        default=EngineConfig().backend,
+        choices=["auto", "onnxruntime", "openvino"],
+        help="inference backend (auto: OpenVINO on CPU when installed; default %(default)s)",
     )
     p_ocr.add_argument("--batch-size", type=int, default=EngineConfig().recognizer.batch_size)
     p_ocr.add_argument(

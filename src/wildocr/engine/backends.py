@@ -6,8 +6,9 @@ network: they call the small subset of `onnxruntime.InferenceSession` defined by
 natively and `OpenVINOSession` provides. Both backends read the same ONNX files (OpenVINO converts them
 in memory at load time), so the weights, the int8 detector and the graph edits are shared.
 
-`backend="auto"` picks OpenVINO on CPU when it is installed (measured faster in docs/performance.md), ONNX
-Runtime otherwise and always on CUDA.
+`backend="auto"` picks OpenVINO on CPU when it is installed (less CPU per photo, docs/performance.md), ONNX
+Runtime otherwise and always on CUDA. The engine's default is ONNX Runtime: OpenVINO's words differ
+slightly (its int8 detector arithmetic), and accuracy comes first.
 """
 
 from __future__ import annotations

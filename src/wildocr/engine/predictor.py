@@ -43,7 +43,9 @@ class EngineConfig:
     workers: int = 0  # 0 = one per core on CPU, 1 on GPU
     threads: int = 0  # 0 = cores // workers
     # Inference backend (engine/backends.py): auto = OpenVINO on CPU when installed, else ONNX Runtime.
-    backend: str = "auto"  # auto | onnxruntime | openvino
+    # ONNX Runtime by default: OpenVINO needs ~25% less CPU per photo, but its words are not the same
+    # (end-to-end hmean -0.007 on 200 check photos, docs/performance.md), and accuracy comes first.
+    backend: str = "onnxruntime"  # auto | onnxruntime | openvino
     # ONNX Runtime's CPU arena / memory patterns: faster re-runs of one shape, but a buffer plan per input
     # shape that is never returned (most of the peak RSS with OCR's many shapes). Measured off by default.
     ort_cpu_arena: bool = False
