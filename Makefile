@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= cpu,airflow,dev
+EXTRAS ?= cpu,openvino,airflow,dev
 
-.PHONY: setup demo ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput clean
+.PHONY: setup demo ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -42,3 +42,6 @@ bench-throughput: setup
 
 clean:
 	rm -rf data airflow_home .pytest_cache .ruff_cache
+
+bench-gpu: setup  ## GPU run: fresh venv with the gpu extra, CUDA check, photos/s, crops/s, agreement (bench/gpu.py)
+	$(BIN)/python bench/gpu.py

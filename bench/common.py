@@ -239,6 +239,82 @@ class Stopwatch:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
+# -- a fixed set of photos, and whole processes measured from outside -----------------------------------
+CHECK_HALF_FIRST = 501  # ic15-train img_501..img_1000: the check half, never used for tuning
+
+
+def bench_photos(
+    dest: Path, count: int, *, first: int = CHECK_HALF_FIRST, size: tuple[int, int] = (1280, 720)
+) -> str:
+    """Fill `dest` with `count` photos: ic15 check-half photos when shared/ is there, else generated ones.
+
+    The photos are copied (not linked), so the folder can travel with a working tree to another machine.
+    Generated photos (wildocr.samples, seed 0) are resized to `size` (w, h), the ic15 photos' size.
+    Returns a description of the source (also kept beside the folder, in DEST.source: the folder itself
+    holds photos only, as the stock pipeline reads every file in it). An existing folder with `count`
+    photos is kept as it is.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    note = dest.parent / f"{dest.name}.source"
+    if len(list_images(dest)) >= count:
+        return note.read_text().strip() if note.is_file() else f"photos already in {dest}"
+    shared = shared_dir()
+    folder = shared / "ic15-train" / "images" if shared else None
+    if folder is not None and folder.is_dir():
+        names = [f"img_{k}.jpg" for k in range(first, first + count)]
+        if all((folder / n).is_file() for n in names):
+            for name in names:
+                (dest / name).write_bytes((folder / name).read_bytes())
+            last = first + count - 1
+            source = f"ICDAR 2015 train photos img_{first}..img_{last} (check half, shared/ic15-train)"
+            note.write_text(source + "\n")
+            return source
+    from wildocr.samples import render_sample
+
+    for k in range(count):
+        rgb = render_sample(seed=0, index=k).rgb
+        bgr = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(dest / f"img_{k + 1}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    source = f"generated street-like photos (wildocr.samples seed 0, resized to {size[0]}x{size[1]})"
+    note.write_text(source + "\n")
+    return source
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """One child process measured from outside: wall time, its own CPU time and its own peak RSS."""
+
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def measure_process(cmd: list[str], env: dict[str, str] | None = None) -> ProcessRun:
+    """Run `cmd` to completion; CPU (user + sys) and ru_maxrss come from os.wait4 of exactly that child."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        maxrss = usage.ru_maxrss / (1024.0 * 1024.0) if sys.platform == "darwin" else usage.ru_maxrss / 1024.0
+        return ProcessRun(
+            wall_s=wall,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+            peak_rss_mb=maxrss,
+            returncode=proc.returncode,
+            stdout=out.read().decode("utf-8", "replace"),
+            stderr=err.read().decode("utf-8", "replace"),
+        )
+
+
 # -- docs -------------------------------------------------------------------------------------------
 def _markers(section: str) -> tuple[str, str]:
     return f"<!-- bench:begin {section} ", f"<!-- bench:end {section} -->"

@@ -1,12 +1,18 @@
-"""Throughput of the engine: end to end, per stage, per recogniser batch size, against the peer, and memory.
+"""Throughput of the engine: whole processes against the stock pipeline, stages, batch sizes, and memory.
 
-    python bench/throughput.py [--limit N] [--devices cpu,cuda] [--batch-sizes 1,8,16,32,64,128]
+    python bench/throughput.py [--limit 60] [--pairs 3] [--variant 'LABEL=ARGS'] [--json OUT] [--write-docs]
+    python bench/throughput.py --stages [--limit N] [--devices cpu,cuda] [--batch-sizes 1,8,16,32,64,128]
                                [--no-peer] [--json OUT] [--plot OUT.png] [--write-docs]
     python bench/throughput.py --memory-soak 10000 [--soak-every 1000] [--json OUT] [--write-docs]
 
-Photos come from ../shared/ic15-train when it is there, else from generated sample images. Every device
-ONNX Runtime offers (CPU, and CUDA when onnxruntime has CUDAExecutionProvider) is measured in the same
-invocation as the peer: on a shared machine only side-by-side ratios mean anything.
+The default (whole-process) mode measures what a user meets: `wildocr ocr FILES --out X` against
+`peer_rapidocr.py DIR OUT --words` (RapidOCR's stock pipeline), each a fresh process with model loading
+included, on the same photos (ic15 check half img_501.. when ../shared is there, else generated 1280x720
+photos), in alternating pairs; the table holds the medians of wall time, the child's CPU time and its
+peak RSS (os.wait4), and the ratios. On a shared machine only ratios from one invocation mean anything.
+
+`--stages` measures inside one process: end to end, per stage, per recogniser batch size, for every device
+ONNX Runtime offers (CPU, and CUDA when onnxruntime has CUDAExecutionProvider).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import argparse
 import gc
 import json
 import os
+import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -27,12 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     REPO,
     Stopwatch,
+    bench_photos,
     chunked,
     cpu_seconds,
     decode_file,
     header_lines,
     list_images,
     markdown_table,
+    measure_process,
     peak_rss_mb,
     peer_script,
     replace_generated_section,
@@ -319,6 +329,181 @@ def memory_soak(
     }
 
 
+# -- whole processes, as a user meets them -------------------------------------------------------------
+def wildocr_command() -> list[str]:
+    """The installed `wildocr` script beside this Python (what a user runs), else `python -m wildocr.cli`."""
+    script = Path(sys.executable).parent / "wildocr"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "wildocr.cli"]
+
+
+def parse_variant(spec: str) -> tuple[str, list[str], dict[str, str]]:
+    """'LABEL=ARGS': extra `wildocr ocr` arguments; ARGS tokens like NAME=VALUE (upper case) are env vars."""
+    label, _, rest = spec.partition("=")
+    args, env = [], {}
+    for token in shlex.split(rest):
+        name, eq, value = token.partition("=")
+        if eq and name.isupper() and not name.startswith("-"):
+            env[name] = value
+        else:
+            args.append(token)
+    return label.strip() or "wildocr", args, env
+
+
+def whole_process(folder: Path, pairs: int, variants: list[str], work: Path, peer: Path | None) -> dict:
+    """Alternating pairs of whole processes on the photos in `folder`; medians per side."""
+    photos = list_images(folder)
+    sides: list[tuple[str, list[str], dict[str, str]]] = []
+    displays: dict[str, str] = {}  # the commands as the docs show them (FILES for the photo paths)
+    for spec in variants or ["wildocr="]:
+        label, extra, env = parse_variant(spec)
+        tail = ["--out", str(work / f"{label}.jsonl"), *extra]
+        sides.append((label, [*wildocr_command(), "ocr", *map(str, photos), *tail], env))
+        displays[label] = shlex.join(["wildocr", "ocr", "FILES", "--out", "X.jsonl", *extra])
+    if peer is not None:
+        sides.append(
+            ("stock", [sys.executable, str(peer), str(folder), str(work / "stock.jsonl"), "--words"], {})
+        )
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in sides}
+    for k in range(pairs):
+        order = sides if k % 2 == 0 else sides[::-1]  # alternate who goes first
+        for label, cmd, env in order:
+            run = measure_process(cmd, env={**os.environ, **env})
+            if run.returncode != 0:
+                raise RuntimeError(
+                    f"{label} failed ({run.returncode}): {shlex.join(cmd[:4])} ...\n{run.stderr[-3000:]}"
+                )
+            words = sum(
+                len(json.loads(line).get("words", []))
+                for line in (work / f"{label}.jsonl").read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            )
+            runs[label].append(
+                {
+                    "wall_s": round(run.wall_s, 2),
+                    "cpu_s": round(run.cpu_s, 2),
+                    "peak_rss_mb": round(run.peak_rss_mb, 1),
+                    "words": words,
+                }
+            )
+            print(
+                f"  pair {k + 1}/{pairs} {label:>10}: {run.wall_s:6.1f} s wall, {run.cpu_s:6.1f} s CPU, "
+                f"{run.peak_rss_mb:6.0f} MB peak RSS, {words} words",
+                file=sys.stderr,
+            )
+    medians = {
+        label: {
+            key: round(statistics.median(r[key] for r in rs), 2)
+            for key in ("wall_s", "cpu_s", "peak_rss_mb", "words")
+        }
+        for label, rs in runs.items()
+    }
+    for m in medians.values():
+        m["images_per_s"] = round(len(photos) / m["wall_s"], 3)
+        m["cpu_s_per_image"] = round(m["cpu_s"] / len(photos), 3)
+    return {
+        "images": len(photos),
+        "pairs": pairs,
+        "commands": {label: display for label, display in displays.items()},
+        "env": {label: env for label, _, env in sides if env},
+        "runs": runs,
+        "medians": medians,
+    }
+
+
+def whole_process_table(result: dict) -> str:
+    """Medians per side; ratio rows compare each wildocr variant with the stock pipeline."""
+    med = result["medians"]
+    rows = [
+        [
+            label,
+            f"{m['wall_s']:.1f}",
+            f"{m['cpu_s']:.1f}",
+            f"{m['peak_rss_mb']:,.0f} MB",
+            f"{m['images_per_s']:.2f}",
+            str(int(m["words"])),
+        ]
+        for label, m in med.items()
+    ]
+    stock = med.get("stock")
+    if stock:
+        for label, m in med.items():
+            if label == "stock":
+                continue
+            rows.append(
+                [
+                    f"ratio stock / {label}" if len(med) > 2 else "ratio (stock / wildocr)",
+                    f"**{stock['wall_s'] / m['wall_s']:.2f}×**",
+                    f"**{stock['cpu_s'] / m['cpu_s']:.2f}×**",
+                    f"{m['peak_rss_mb'] / stock['peak_rss_mb']:.2f}× the stock's",
+                    "",
+                    "",
+                ]
+            )
+    return markdown_table(["", "wall s", "CPU s", "peak RSS", "images/s", "words"], rows)
+
+
+def whole_process_body(argv: list[str], result: dict, source: str) -> str:
+    lines = [*header_lines(argv), "", f"Photos: {result['images']} {source}.", ""]
+    lines.append(whole_process_table(result))
+    lines += [
+        "",
+        f"Medians of {result['pairs']} alternating pairs of whole processes (model loading included). "
+        "Commands:",
+        "",
+    ]
+    for label, cmd in result["commands"].items():
+        env = " ".join(f"{k}={v}" for k, v in result.get("env", {}).get(label, {}).items())
+        lines.append(f"- {label}: `{(env + ' ') if env else ''}{cmd}`")
+    lines += ["", "CPU s is the child's user + system time and peak RSS its ru_maxrss (both from os.wait4)."]
+    return "\n".join(lines)
+
+
+# -- one Airflow-like task per process: its peak RSS ------------------------------------------------------
+_TASK = """
+import sys
+from wildocr.engine import EngineConfig, OCREngine
+from wildocr.pipeline import shard
+stage, manifest, staging, root = sys.argv[1:5]
+engine = None if stage == "publish" else OCREngine(EngineConfig())
+if stage == "fused":
+    shard.process_shard(manifest, 0, output_root=root, dt="2026-01-01", run_id="t", engine=engine)
+elif stage == "detect":
+    shard.detect_shard(manifest, 0, staging_root=staging, engine=engine)
+elif stage == "crop":
+    shard.crop_shard(manifest, 0, staging_root=staging, engine=engine)
+elif stage == "recognize":
+    shard.recognize_shard(0, staging_root=staging, engine=engine)
+else:
+    shard.publish_shard(manifest, 0, staging_root=staging, output_root=root, dt="2026-01-01", run_id="t")
+"""
+
+
+def task_memory(folder: Path, work: Path) -> dict:
+    """Each shard task (fused; staged detect, crop, recognize, publish) in a fresh process, as a Celery
+    task runner runs it: wall, CPU and peak RSS (os.wait4) of each, over one shard of the photos."""
+    from wildocr.pipeline import shard as pipeline_shard
+
+    root = str(work / "ocr")
+    staging = pipeline_shard.staging_root(root, "2026-01-01", "t")
+    manifest = pipeline_shard.manifest_url(staging)
+    photos = len(list_images(folder))
+    pipeline_shard.build_manifest(str(folder), manifest, shard_size=photos, dt="2026-01-01")
+    rows = {}
+    for stage in ("detect", "crop", "recognize", "publish", "fused"):
+        run = measure_process([sys.executable, "-c", _TASK, stage, manifest, staging, root])
+        if run.returncode != 0:
+            raise RuntimeError(f"task {stage} failed: {run.stderr[-3000:]}")
+        rows[stage] = {
+            "wall_s": round(run.wall_s, 1),
+            "cpu_s": round(run.cpu_s, 1),
+            "peak_rss_mb": round(run.peak_rss_mb, 1),
+        }
+        print(
+            f"  task {stage:>9}: {run.peak_rss_mb:6.0f} MB peak RSS, {run.cpu_s:6.1f} s CPU", file=sys.stderr
+        )
+    return {"photos": photos, "tasks": rows}
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -461,7 +646,20 @@ def soak_body(argv: list[str], soak: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=30, help="photos to measure (default 30)")
+    ap.add_argument("--limit", type=int, help="photos to measure (default 60 whole-process, 30 --stages)")
+    ap.add_argument("--stages", action="store_true", help="the in-process stage, batch and device view")
+    ap.add_argument("--pairs", type=int, default=3, help="alternating whole-process pairs (default 3)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="a wildocr side 'LABEL=ARGS' (extra `wildocr ocr` args; NAME=VALUE tokens are env vars); "
+        "repeatable, default one plain `wildocr ocr`",
+    )
+    ap.add_argument(
+        "--task-memory", action="store_true", help="peak RSS of each shard task, one fresh process each"
+    )
+    ap.add_argument("--photos", type=Path, help="whole-process photo folder (default: a temp copy)")
     ap.add_argument("--images", type=Path, help="a folder of photos (default: shared ic15, else generated)")
     ap.add_argument("--devices", default="auto", help="cpu,cuda or auto (CUDA when onnxruntime has it)")
     ap.add_argument("--chunk", type=int, default=16, help="images per engine.read call")
@@ -487,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="wildocr-throughput-"))
+    if not args.stages and not args.memory_soak:
+        return main_whole_process(args, argv, work)
+    args.limit = args.limit or 30
     if args.images:
         folder, source = args.images, f"photos from {args.images}"
     else:
@@ -553,6 +754,47 @@ def main(argv: list[str] | None = None) -> int:
             "throughput",
             "bench/throughput.py",
             docs_body(["bench/throughput.py", *argv], results, args.plot),
+            "Performance",
+        )
+        print(f"wrote {DOC}", file=sys.stderr)
+    return 0
+
+
+def main_whole_process(args: argparse.Namespace, argv: list[str], work: Path) -> int:
+    limit = args.limit or 60
+    folder = args.images or args.photos or work / "photos"
+    source = f"photos from {folder}" if args.images else bench_photos(folder, limit)
+    if args.images:
+        folder = work / "photos"
+        folder.mkdir()
+        for path in list_images(args.images, limit):
+            (folder / path.name).write_bytes(path.read_bytes())
+    peer = None if args.no_peer else peer_script(shared_dir())
+    if peer is None and not args.no_peer:
+        print(
+            "note: peer_rapidocr.py not found under shared/tools: no stock pipeline to compare",
+            file=sys.stderr,
+        )
+    if args.task_memory:
+        tasks = task_memory(folder, work)
+        print(json.dumps(tasks))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"argv": argv, "source": source, "task_memory": tasks}, indent=2))
+        return 0
+    print(f"{len(list_images(folder))} {source}; {args.pairs} alternating pairs", file=sys.stderr)
+    result = whole_process(folder, args.pairs, args.variant, work, peer)
+    result["source"] = source
+    print(whole_process_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"argv": argv, "whole_process": result}, indent=2))
+    if args.write_docs:
+        replace_generated_section(
+            DOC,
+            "whole-process",
+            "bench/throughput.py",
+            whole_process_body(["bench/throughput.py", *argv], result, source),
             "Performance",
         )
         print(f"wrote {DOC}", file=sys.stderr)

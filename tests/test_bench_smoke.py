@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 
 import accuracy  # noqa: E402
 import common  # noqa: E402
+import gpu  # noqa: E402
 import throughput  # noqa: E402
 
 
@@ -124,8 +125,8 @@ def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, 
 def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Path) -> None:
     report, plot = tmp_path / "tp.json", tmp_path / "tp.png"
     rc = throughput.main(
-        ["--images", str(dataset / "images"), "--limit", "2", "--devices", "cpu", "--batch-sizes", "1",
-         "--sweep-crops", "6", "--json", str(report), "--plot", str(plot)]
+        ["--stages", "--images", str(dataset / "images"), "--limit", "2", "--devices", "cpu",
+         "--batch-sizes", "1", "--sweep-crops", "6", "--json", str(report), "--plot", str(plot)]
     )  # fmt: skip
     assert rc == 0
     results = json.loads(report.read_text())
@@ -164,3 +165,39 @@ def test_fixed_split_tune_and_check_halves() -> None:
     other = [Path("street.jpg"), Path("shop.png")]  # another data set: one group
     assert accuracy.split_images(other, "all") == {"all": other}
     assert accuracy.split_images(other, "check") == {}
+
+
+def test_whole_process_table(no_shared: None, dataset: Path, tmp_path: Path, capsys) -> None:
+    """`wildocr ocr` as a user runs it, measured from outside (no peer without ../shared)."""
+    report = tmp_path / "wp.json"
+    rc = throughput.main(
+        ["--images", str(dataset / "images"), "--limit", "2", "--pairs", "1", "--json", str(report)]
+    )
+    assert rc == 0
+    result = json.loads(report.read_text())["whole_process"]
+    ours = result["medians"]["wildocr"]
+    assert result["images"] == 2 and "stock" not in result["medians"]
+    assert ours["words"] >= 4 and ours["cpu_s"] > 0 and ours["peak_rss_mb"] > 50
+    assert "| wildocr |" in capsys.readouterr().out
+
+
+def test_variant_parsing_splits_env_from_arguments() -> None:
+    label, args, env = throughput.parse_variant("ort=--backend onnxruntime OMP_NUM_THREADS=1 --option x=1")
+    assert (label, args, env) == (
+        "ort",
+        ["--backend", "onnxruntime", "--option", "x=1"],
+        {"OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_gpu_bench_without_a_gpu_says_so_and_exits_0(no_shared: None, tmp_path: Path, capsys) -> None:
+    if gpu.gpu_present()[0]:
+        pytest.skip("a GPU is present: the real run is `make bench-gpu`")
+    report = tmp_path / "gpu.json"
+    rc = gpu.main(["--photos", "2", "--photos-dir", str(tmp_path / "photos"), "--json", str(report)])
+    assert rc == 0
+    assert "NO GPU PRESENT" in capsys.readouterr().out
+    result = json.loads(report.read_text())
+    assert result["gpu"] is False and result["dry_run_cpu"]["end_to_end"]["photos"] == 2
+    assert [r["batch_size"] for r in result["dry_run_cpu"]["recognition"]] == list(gpu.BATCHES)
+    assert len(common.list_images(tmp_path / "photos")) == 2  # generated: no ../shared here

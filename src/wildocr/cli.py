@@ -98,9 +98,12 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     if args.render and (problem := render_dir_problem(args.render, args.inputs, objects, storage_options)):
         print(f"refused: {problem}", file=sys.stderr)
         return 2
-    config = EngineConfig(device=args.device).with_options(
-        det_limit_side=args.det_limit_side, rec_batch_size=args.batch_size
-    )
+    options = {"det_limit_side": args.det_limit_side, "rec_batch_size": args.batch_size, **dict(args.option)}
+    try:
+        config = EngineConfig(device=args.device, backend=args.backend).with_options(**options)
+    except TypeError as exc:  # an --option KEY that EngineConfig does not have
+        print(f"wildocr ocr: bad --option: {exc}", file=sys.stderr)
+        return 2
     engine = OCREngine(config)
     if args.render:
         os.makedirs(args.render, exist_ok=True)
@@ -141,6 +144,17 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_option(text: str) -> tuple[str, Any]:
+    """'KEY=VALUE' with VALUE as JSON when it parses (1, true, "x"), else as the plain string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wildocr", description="OCR in the wild: photos in, words out.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -154,7 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a PNG overlay per image into DIR (NAME.<hash>.overlay.png; not a folder being read)",
     )
     p_ocr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p_ocr.add_argument(
+        "--backend",
+        default=EngineConfig().backend,
+        choices=["auto", "onnxruntime", "openvino"],
+        help="inference backend (auto: OpenVINO on CPU when installed; default %(default)s)",
+    )
     p_ocr.add_argument("--batch-size", type=int, default=EngineConfig().recognizer.batch_size)
+    p_ocr.add_argument(
+        "--option",
+        type=_engine_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any flat EngineConfig option (workers=1, det_precision=fp32, ...); repeatable",
+    )
     p_ocr.add_argument("--det-limit-side", type=int, default=EngineConfig().detector.limit_side)
     p_ocr.add_argument("--storage-options", help="JSON dict passed to fsspec (e.g. S3 endpoint_url)")
     p_ocr.set_defaults(func=cmd_ocr)

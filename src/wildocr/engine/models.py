@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from wildocr.engine import backends
+
 log = logging.getLogger(__name__)
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -75,15 +77,33 @@ def available_providers(device: str = "auto") -> list[str]:
 class SessionOptions:
     device: str = "auto"
     intra_op_threads: int = 0  # 0: ONNX Runtime picks (all physical cores)
+    backend: str = "onnxruntime"  # onnxruntime | openvino (resolved: see backends.resolve_backend)
+    streams: int = 1  # OpenVINO: requests that may run at once (the engine's worker threads)
+    # ONNX Runtime's CPU arena and memory patterns keep a buffer plan per input shape and never give the
+    # memory back: with OCR's many shapes (detector sizes, recognition buckets x batch rows) that is most
+    # of the process's peak RSS. Off by default (docs/performance.md measures both ways).
+    cpu_arena: bool = False
+    mem_pattern: bool = False
 
 
-def create_session(model: bytes | Path, options: SessionOptions) -> ort.InferenceSession:
-    """An inference session tuned for OCR's many input shapes."""
+def create_session(model: bytes | Path, options: SessionOptions) -> backends.Session:
+    """An inference session tuned for OCR's many input shapes, on the backend `options` names."""
+    if options.backend == "openvino":
+        try:
+            return backends.OpenVINOSession(
+                model, threads=options.intra_op_threads or (os.cpu_count() or 1), streams=options.streams
+            )
+        except Exception as exc:  # corrupt protobuf, wrong file
+            raise ModelFileError(
+                f"cannot load model {model if isinstance(model, Path) else '<bytes>'} in OpenVINO: {exc}"
+            ) from exc
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = options.intra_op_threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = options.cpu_arena
+    so.enable_mem_pattern = options.mem_pattern
     providers: list = []
     for name in available_providers(options.device):
         if name == "CUDAExecutionProvider":
@@ -103,9 +123,15 @@ def create_session(model: bytes | Path, options: SessionOptions) -> ort.Inferenc
     return session
 
 
-def recognizer_charset(session: ort.InferenceSession) -> list[str]:
-    """CTC labels: blank at 0, the model's characters, then the space it was trained with."""
-    meta = session.get_modelmeta().custom_metadata_map
+def recognizer_charset(model: bytes | Path) -> list[str]:
+    """CTC labels: blank at 0, the model's characters, then the space it was trained with.
+
+    Read from the ONNX file's metadata (not from a session), so that every backend gets the same labels.
+    """
+    import onnx
+
+    proto = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    meta = {p.key: p.value for p in proto.metadata_props}
     if "character" not in meta:
         raise ModelFileError("the recognizer model has no 'character' metadata (wrong model file?)")
     return ["<blank>", *meta["character"].splitlines(), " "]
