@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from wildocr.engine.imageio import ORIENTATION_TRANSPOSE
+
 GROUND_TRUTH_NAME = "ground_truth.jsonl"
 CANVAS_SIZES: tuple[tuple[int, int], ...] = ((960, 720), (1280, 720), (1024, 768))  # (width, height)
 FONT_FILES = (
@@ -573,15 +575,7 @@ def encode(
 # ---------------------------------------------------------------- camera metadata (EXIF)
 
 # Pillow's transposition for each Orientation (what a reader applies) and its inverse (what we store).
-_SHOW = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+_SHOW = ORIENTATION_TRANSPOSE
 _UNDO = {**_SHOW, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
 
 

@@ -25,7 +25,7 @@ RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
 _CORRUPT_JPEG = ("Corrupt JPEG data", "Premature end of JPEG file")
 _BENIGN_JPEG = ("bad ICC marker",)  # metadata only: the pixels are intact
 # Pillow's `ImageOps.exif_transpose` table: what each EXIF Orientation asks for to show the photo upright.
-_TRANSPOSE = {
+ORIENTATION_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
     4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -96,8 +96,8 @@ def decode_photo(
     exif, exif_problem = exif_tags.load_exif(image)
     orientation, orientation_problem = exif_tags.read_orientation(exif)
     try:
-        if orientation in _TRANSPOSE:
-            image = image.transpose(_TRANSPOSE[orientation])
+        if orientation in ORIENTATION_TRANSPOSE:
+            image = image.transpose(ORIENTATION_TRANSPOSE[orientation])
     except Exception as exc:
         raise ImageDecodeError(f"truncated or corrupt {fmt or 'image'} data: {exc}") from None
     try:

@@ -400,18 +400,15 @@ def _image_row(
     content = {"sha256": item.sha256, "photo": tables.photo_values(item.metadata)}
     if item.skipped:  # bytes read on an earlier date: not decoded, not OCRed
         content.update(skipped=True, duplicate_of=seen[item.sha256])
-    if result is None:
-        return tables.image_row(
-            image_uri=obj.uri,
-            etag=obj.etag,
-            size=obj.size,
-            run_id=run_id,
-            shard=shard,
-            processed_at=tables.utc_now(),
-            model_info=model_info,
-            error=error,
-            **content,
-        )
+    engine_values = {}
+    if result is not None:
+        engine_values = {
+            "width": result.width,
+            "height": result.height,
+            "n_words": len(result.words) if result.ok and error is None else 0,
+            "det_seconds": result.det_seconds,
+            "rec_seconds": result.rec_seconds,
+        }
     return tables.image_row(
         image_uri=obj.uri,
         etag=obj.etag,
@@ -420,12 +417,8 @@ def _image_row(
         shard=shard,
         processed_at=tables.utc_now(),
         model_info=model_info,
-        width=result.width,
-        height=result.height,
-        error=error or result.error,
-        n_words=len(result.words) if result.ok and error is None else 0,
-        det_seconds=result.det_seconds,
-        rec_seconds=result.rec_seconds,
+        error=error if result is None else error or result.error,
+        **engine_values,
         **content,
     )
 
