@@ -152,6 +152,9 @@ def test_single_word_box_spans_its_characters() -> None:
         ("B1 2楼", ["B1", "2楼"]),  # digits go with either script
         ("m&m's", ["m&m's"]),  # ordinary punctuation stays inside a word
         ("Tärget", ["Tärget"]),  # accented Latin is Latin
+        ("ΣTAΣH", ["ΣTAΣH"]),  # capital Greek read with Latin look-alikes stays one word
+        ("COKСОК", ["COKСОК"]),  # Latin next to Cyrillic: no cut inside the European alphabets
+        ("SALEتخفيض", ["SALE", "تخفيض"]),  # Latin meets Arabic
     ],
 )
 def test_words_end_at_separators_arrows_and_script_changes(text: str, expected: list[str]) -> None:

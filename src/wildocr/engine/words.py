@@ -29,11 +29,12 @@ def _is_symbol(ch: str) -> bool:
 
 
 def _script(ch: str) -> str | None:
-    """A letter's script, 'latin' (up to Latin Extended-B) or 'other' (CJK, ...); None for non-letters
-    (digits, punctuation), which go with either."""
+    """A letter's script group: 'alphabet' (Latin, Greek, Cyrillic: the recogniser mixes their look-alike
+    capitals inside one word, "ΣTAΣH") or 'other' (CJK, Arabic, ...); None for non-letters (digits,
+    punctuation), which go with either."""
     if not ch.isalpha():
         return None
-    return "latin" if ord(ch) < 0x250 else "other"
+    return "alphabet" if ord(ch) < 0x530 else "other"
 
 
 def _split_spans(reading: Reading, at_symbols: bool = True) -> list[tuple[str, int, int]]:
