@@ -464,7 +464,7 @@ import sys
 from wildocr.engine import EngineConfig, OCREngine
 from wildocr.pipeline import shard
 stage, manifest, staging, root = sys.argv[1:5]
-engine = None if stage == "publish" else OCREngine(EngineConfig())
+engine = None if stage == "publish" else OCREngine(EngineConfig(), lazy=True)  # as get_engine() builds it
 if stage == "fused":
     shard.process_shard(manifest, 0, output_root=root, dt="2026-01-01", run_id="t", engine=engine)
 elif stage == "detect":

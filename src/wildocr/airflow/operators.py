@@ -48,14 +48,15 @@ def get_engine(options: Mapping[str, Any] | None = None) -> OCREngine:
     """The process's engine for these options (flat `EngineConfig.with_options` keys), loaded on first use.
 
     Loading the three ONNX sessions costs seconds; every task after the first one in the same process
-    (dag.test, the demo, a worker that runs tasks in-process) reuses them.
+    (dag.test, the demo, a worker that runs tasks in-process) reuses them. Each model loads on first use, so
+    a staged task holds only the ones its stage runs (the crop task none).
     """
     from wildocr.engine import EngineConfig, OCREngine
 
     key = json.dumps(dict(options or {}), sort_keys=True, default=str)
     engine = _ENGINES.get(key)
     if engine is None:
-        engine = OCREngine(EngineConfig().with_options(**dict(options or {})))
+        engine = OCREngine(EngineConfig().with_options(**dict(options or {})), lazy=True)
         _ENGINES[key] = engine
         log.info("OCR engine loaded on %s: %s", engine.provider, engine.model_info)
     return engine

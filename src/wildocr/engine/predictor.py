@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -52,10 +54,16 @@ class EngineConfig:
     # ONNX Runtime by default: OpenVINO needs ~25% less CPU per photo, but its words are not the same
     # (end-to-end hmean -0.007 on 200 check photos, docs/performance.md), and accuracy comes first.
     backend: str = "onnxruntime"  # auto | onnxruntime | openvino
-    # ONNX Runtime's CPU arena / memory patterns: faster re-runs of one shape, but a buffer plan per input
-    # shape that is never returned (most of the peak RSS with OCR's many shapes). Measured off by default.
-    ort_cpu_arena: bool = False
+    # Images whose detector network runs at once on CPU, each on cores // detect_workers threads. One at a
+    # time keeps one image's activations alive instead of `workers` of them (docs/performance.md: peak RSS
+    # over 60 photos 786 → 539 MB); recognition batches still run on `workers` threads. 0 = workers.
+    detect_workers: int = 1
+    # ONNX Runtime memory and threads (models.SessionOptions says why these defaults): one CPU arena shared
+    # by the three sessions, no per-shape memory patterns, no spinning idle threads.
+    ort_cpu_arena: bool = True
+    ort_shared_arena: bool = True
     ort_mem_pattern: bool = False
+    ort_spinning: bool = False
 
     def with_options(self, **options: object) -> EngineConfig:
         """A copy with flat options applied: `det_*` go to the detector, `rec_*` to the recognizer."""
@@ -68,16 +76,21 @@ class EngineConfig:
 
 
 class OCREngine:
-    """Loads the three PP-OCR models once and reads batches of images."""
+    """Loads the three PP-OCR models once and reads batches of images.
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    `lazy=True` loads each model on first use, for processes that run one stage only (the staged Airflow
+    tasks: cropping needs no model at all, recognition no detector); the default loads all of them now, so
+    that a missing or corrupt model file fails at start-up, before any image is read.
+    """
+
+    def __init__(self, config: EngineConfig | None = None, *, lazy: bool = False) -> None:
         self.config = config or EngineConfig()
         on_gpu = models.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
         cores = os.cpu_count() or 1
         self.workers = self.config.workers or (1 if on_gpu else cores)
         threads = self.config.threads or max(1, cores // self.workers)
         self.backend = backends.resolve_backend(self.config.backend, on_gpu)
-        options = models.SessionOptions(
+        self._options = models.SessionOptions(
             device=self.config.device,
             # OpenVINO: one pool of workers x threads cores, split into one stream per worker thread.
             intra_op_threads=threads * self.workers if self.backend == "openvino" else threads,
@@ -85,50 +98,115 @@ class OCREngine:
             streams=self.workers,
             cpu_arena=self.config.ort_cpu_arena,
             mem_pattern=self.config.ort_mem_pattern,
+            spinning=self.config.ort_spinning,
+            shared_arena=self.config.ort_shared_arena,
         )
-        det_path = models.model_path(models.DET_MODEL)
-        rec_path = models.model_path(models.REC_MODEL)
-        cls_path = models.model_path(models.CLS_MODEL)
+        self.detect_workers = min(self.config.detect_workers or self.workers, self.workers)
+        self._det_options = self._options
+        if self.backend == "onnxruntime" and self.detect_workers < self.workers:
+            det_threads = max(1, threads * self.workers // self.detect_workers)
+            self._det_options = replace(self._options, intra_op_threads=det_threads)
+        self._det_path = models.model_path(models.DET_MODEL)
+        self._rec_path = models.model_path(models.REC_MODEL)
+        self._cls_path = models.model_path(models.CLS_MODEL)
         precision = self.config.detector.precision
         if precision == "auto":
             precision = "fp32" if on_gpu else "int8"
         if precision not in ("fp32", "int8"):
             raise ValueError(f"detector precision must be auto, fp32 or int8, not {precision!r}")
-        det_model = quantize.int8_detector(det_path) if precision == "int8" else det_path
-        det_session = models.create_session(det_model, options)
-        rec_model = models.with_device_argmax(rec_path)
-        rec_session = models.create_session(rec_model, options)
-        self.detector = TextDetector(det_session, self.config.detector)
-        self.recognizer = TextRecognizer(
-            rec_session, models.recognizer_charset(rec_model), self.config.recognizer
+        self._det_precision = precision
+        self._expected_provider = (
+            backends.OPENVINO_PROVIDER
+            if self.backend == "openvino"
+            else models.available_providers(self.config.device)[0]
         )
-        self.classifier = (
-            OrientationClassifier(models.create_session(cls_path, options))
-            if self.config.use_orientation
-            else None
-        )
-        self.provider = det_session.get_providers()[0]
+        self._load_lock = threading.Lock()
+        self._det_model: Path | bytes | None = None
+        self._detector: TextDetector | None = None
+        self._recognizer: TextRecognizer | None = None
+        self._classifier: OrientationClassifier | None = None
+        self._classifier_loaded = False
         self._pool = (
             ThreadPoolExecutor(self.workers, thread_name_prefix="wildocr") if self.workers > 1 else None
         )
-        self.model_info = {
-            "det_model": det_path.name + (" (int8)" if precision == "int8" else ""),
-            "det_sha256": models.file_sha256(det_model),  # the int8 file itself when quantised
-            "rec_model": rec_path.name,
-            "rec_sha256": models.file_sha256(rec_path),
-            "cls_model": cls_path.name if self.config.use_orientation else "",
-            "cls_sha256": models.file_sha256(cls_path) if self.config.use_orientation else "",
-        }
+        if not lazy:
+            self.load()
         log.info(
-            "wildocr engine on %s via %s (%s %s, %s), %d workers x %d threads",
+            "wildocr engine on %s via %s (%s %s, %s), %d workers x %d threads%s",
             self.provider,
             self.backend,
-            det_path.name,
+            self._det_path.name,
             precision,
-            rec_path.name,
+            self._rec_path.name,
             self.workers,
             threads,
+            " (models load on first use)" if lazy else "",
         )
+
+    def load(self) -> OCREngine:
+        """Load every model now (what the constructor does unless lazy)."""
+        _ = self.detector, self.recognizer, self.classifier
+        return self
+
+    # -- models, each loaded once on first use ---------------------------------------------------------
+    def _detector_model(self) -> Path | bytes:
+        if self._det_model is None:
+            self._det_model = (
+                quantize.int8_detector(self._det_path) if self._det_precision == "int8" else self._det_path
+            )
+        return self._det_model
+
+    @property
+    def detector(self) -> TextDetector:
+        if self._detector is None:
+            with self._load_lock:
+                if self._detector is None:
+                    session = models.create_session(self._detector_model(), self._det_options)
+                    self._detector = TextDetector(session, self.config.detector)
+        return self._detector
+
+    @property
+    def recognizer(self) -> TextRecognizer:
+        if self._recognizer is None:
+            with self._load_lock:
+                if self._recognizer is None:
+                    rec_model = models.with_device_argmax(self._rec_path)
+                    session = models.create_session(rec_model, self._options)
+                    charset = models.recognizer_charset(rec_model)
+                    self._recognizer = TextRecognizer(session, charset, self.config.recognizer)
+        return self._recognizer
+
+    @property
+    def classifier(self) -> OrientationClassifier | None:
+        if not self._classifier_loaded:
+            with self._load_lock:
+                if not self._classifier_loaded:
+                    if self.config.use_orientation:
+                        self._classifier = OrientationClassifier(
+                            models.create_session(self._cls_path, self._options)
+                        )
+                    self._classifier_loaded = True
+        return self._classifier
+
+    @property
+    def provider(self) -> str:
+        """The execution provider detection runs on (the loaded session's own answer once it exists)."""
+        if self._detector is not None:
+            return self._detector.session.get_providers()[0]
+        return self._expected_provider
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        """Model names and file hashes, as written into every row (reads no model into memory)."""
+        use_cls = self.config.use_orientation
+        return {
+            "det_model": self._det_path.name + (" (int8)" if self._det_precision == "int8" else ""),
+            "det_sha256": models.file_sha256(self._detector_model()),  # the int8 file itself when quantised
+            "rec_model": self._rec_path.name,
+            "rec_sha256": models.file_sha256(self._rec_path),
+            "cls_model": self._cls_path.name if use_cls else "",
+            "cls_sha256": models.file_sha256(self._cls_path) if use_cls else "",
+        }
 
     def _map(self, fn, items):
         """map() over the engine's worker threads (ONNX Runtime sessions are safe to call concurrently)."""
@@ -202,7 +280,12 @@ class OCREngine:
         results: list[ImageResult] = []
         all_dets: list[list[Detection]] = []
         crops: list[np.ndarray] = []
-        for result, dets, image_crops in self._map(detect_and_crop, images):
+        detected = (
+            self._map(detect_and_crop, images)
+            if self.detect_workers > 1
+            else [detect_and_crop(image) for image in images]  # one at a time, on all the cores
+        )
+        for result, dets, image_crops in detected:
             results.append(result)
             all_dets.append(dets)
             crops.extend(image_crops)

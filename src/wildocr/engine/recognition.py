@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ from wildocr.engine.types import Reading
 
 REC_HEIGHT = 48
 BLANK = 0
+CPU_MAX_BATCH_WIDTH = 2560
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class RecognizerConfig:
     # Pad every batch to `batch_size` rows, so the network only ever sees len(width_buckets) shapes:
     # worth it on GPU (no re-planning, stable cuDNN kernels), wasted work on CPU. None = GPU only.
     fixed_batch: bool | None = None
+    # Rows x bucket width per batch at most (a wide bucket gets fewer rows): activations grow with both,
+    # and past a few thousand columns a bigger batch is no faster on CPU (docs/performance.md). None = 2560
+    # on CPU, no cap on GPU (large batches are what it needs); 0 = no cap.
+    max_batch_width: int | None = None
 
 
 def bucket_width(crop_w: int, crop_h: int, buckets: Sequence[int]) -> tuple[int, int]:
@@ -38,6 +43,12 @@ def bucket_width(crop_w: int, crop_h: int, buckets: Sequence[int]) -> tuple[int,
     return buckets[-1], buckets[-1]
 
 
+def rows_per_batch(bucket: int, cfg: RecognizerConfig) -> int:
+    if not cfg.max_batch_width:
+        return cfg.batch_size
+    return max(1, min(cfg.batch_size, cfg.max_batch_width // bucket))
+
+
 def plan_batches(shapes: Sequence[tuple[int, int]], cfg: RecognizerConfig) -> list[tuple[int, list[int]]]:
     """Group crop indices (by (h, w) shape) into batches of one bucket width, at most batch_size each."""
     by_bucket: dict[int, list[tuple[float, int]]] = {}
@@ -47,8 +58,9 @@ def plan_batches(shapes: Sequence[tuple[int, int]], cfg: RecognizerConfig) -> li
     batches: list[tuple[int, list[int]]] = []
     for bucket in sorted(by_bucket):
         members = [i for _, i in sorted(by_bucket[bucket])]
-        for start in range(0, len(members), cfg.batch_size):
-            batches.append((bucket, members[start : start + cfg.batch_size]))
+        rows = rows_per_batch(bucket, cfg)
+        for start in range(0, len(members), rows):
+            batches.append((bucket, members[start : start + rows]))
     return batches
 
 
@@ -95,9 +107,11 @@ class TextRecognizer:
     def __init__(self, session: ort.InferenceSession, charset: Sequence[str], cfg: RecognizerConfig) -> None:
         self.session = session
         self.charset = list(charset)
-        self.cfg = cfg
         self._input = session.get_inputs()[0].name
         on_gpu = session.get_providers()[0] == "CUDAExecutionProvider"
+        if cfg.max_batch_width is None:
+            cfg = replace(cfg, max_batch_width=0 if on_gpu else CPU_MAX_BATCH_WIDTH)
+        self.cfg = cfg
         self.fixed_batch = on_gpu if cfg.fixed_batch is None else cfg.fixed_batch
 
     def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +119,7 @@ class TextRecognizer:
         return indices, probs
 
     def _read_batch(self, bucket: int, members: list[int], crops: Sequence[np.ndarray]) -> list[Reading]:
-        rows = self.cfg.batch_size if self.fixed_batch else len(members)
+        rows = rows_per_batch(bucket, self.cfg) if self.fixed_batch else len(members)
         batch = np.zeros((rows, 3, REC_HEIGHT, bucket), dtype=np.float32)
         fractions = [normalise_crop(crops[i], bucket, batch[j]) for j, i in enumerate(members)]
         indices, probs = self.run_batch(batch)
