@@ -112,3 +112,7 @@ def test_lazy_engine_loads_only_the_models_a_stage_runs(photos) -> None:
     assert engine.detect(image) == detections
     assert loaded() == (True, True, True)
     assert engine.model_info == eager.model_info == info
+    staged = OCREngine(EngineConfig(device="cpu"), lazy=True).load("detect")  # what the detect task does
+    assert (staged._detector is not None, staged._recognizer is None) == (True, True)
+    with pytest.raises(ValueError, match="stage must be"):
+        staged.load("crop")

@@ -418,14 +418,14 @@ class TextDetectionOperator(_ShardOperator):
                 output_root=spec.output_root,
                 dt=spec.dt,
                 run_id=spec.run_id,
-                engine=self.engine,
+                engine=self.engine.load(),
                 storage_options=options,
             )
         return pipeline.detect_shard(
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine,
+            engine=self.engine.load("detect"),
             storage_options=options,
         )
 
@@ -442,7 +442,7 @@ class CropOperator(_ShardOperator):
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine,
+            engine=self.engine,  # crops need no model: none is loaded
             storage_options=options,
         )
 
@@ -459,7 +459,10 @@ class CtcRecognitionOperator(_ShardOperator):
         from wildocr.pipeline import shard as pipeline
 
         return pipeline.recognize_shard(
-            spec.shard, staging_root=spec.staging_root, engine=self.engine, storage_options=options
+            spec.shard,
+            staging_root=spec.staging_root,
+            engine=self.engine.load("recognize"),
+            storage_options=options,
         )
 
 

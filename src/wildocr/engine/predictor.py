@@ -103,9 +103,12 @@ class OCREngine:
         )
         self.detect_workers = min(self.config.detect_workers or self.workers, self.workers)
         self._det_options = self._options
-        if self.backend == "onnxruntime" and self.detect_workers < self.workers:
-            det_threads = max(1, threads * self.workers // self.detect_workers)
-            self._det_options = replace(self._options, intra_op_threads=det_threads)
+        if self.detect_workers < self.workers:  # fewer detections at once, each on more cores
+            if self.backend == "openvino":  # one pool of all cores already: fewer streams over it
+                self._det_options = replace(self._options, streams=self.detect_workers)
+            else:
+                det_threads = max(1, threads * self.workers // self.detect_workers)
+                self._det_options = replace(self._options, intra_op_threads=det_threads)
         self._det_path = models.model_path(models.DET_MODEL)
         self._rec_path = models.model_path(models.REC_MODEL)
         self._cls_path = models.model_path(models.CLS_MODEL)
@@ -143,9 +146,16 @@ class OCREngine:
             " (models load on first use)" if lazy else "",
         )
 
-    def load(self) -> OCREngine:
-        """Load every model now (what the constructor does unless lazy)."""
-        _ = self.detector, self.recognizer, self.classifier
+    def load(self, *stages: str) -> OCREngine:
+        """Load the models of `stages` ("detect", "recognize"; all when none given) now, so that a bad
+        model file fails a task before it reads any image (what the constructor does unless lazy)."""
+        for stage in stages or ("detect", "recognize"):
+            if stage == "detect":
+                _ = self.detector
+            elif stage == "recognize":
+                _ = self.recognizer, self.classifier
+            else:
+                raise ValueError(f"stage must be detect or recognize, not {stage!r}")
         return self
 
     # -- models, each loaded once on first use ---------------------------------------------------------

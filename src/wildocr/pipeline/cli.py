@@ -69,7 +69,7 @@ def _add_engine(p: argparse.ArgumentParser) -> None:
 def _engine(args: argparse.Namespace):
     from wildocr.engine import EngineConfig, OCREngine  # loads ONNX Runtime: only for commands that read
 
-    return OCREngine(EngineConfig(device=args.device), lazy=True)  # a stage loads only the models it runs
+    return OCREngine(EngineConfig(device=args.device))
 
 
 def _print(value: Any) -> None:
