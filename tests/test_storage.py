@@ -399,3 +399,21 @@ def test_prefetch_keeps_order_and_bound():
         out.append(value)
     assert out == [i * i for i in range(50)]
     assert peak <= 3 + 1  # at most `prefetch` ahead of the item being handed out
+
+
+def test_table_builder_holds_blocks_of_arrow_and_gives_the_same_table():
+    from wildocr.engine.types import Word
+
+    def words(n: int) -> list[Word]:
+        return [
+            Word(f"w{i}", 0.9, 0.8, i, ((0, 0), (10, 0), (10, 5), (0, 5)), (0, 0, 10, 5)) for i in range(n)
+        ]
+
+    rows = [tables.word_rows(f"s3://b/{k}.jpg", words(k % 7), 3) for k in range(40)]
+    builder = tables.TableBuilder(tables.WORDS, block=16)
+    for image_rows in rows:
+        builder.extend(image_rows)
+        assert len(builder._rows) < 16  # full blocks are Arrow already, never dicts
+    expected = tables.to_table(tables.WORDS, [r for image_rows in rows for r in image_rows])
+    assert builder.table().equals(expected) and builder.table().num_rows == expected.num_rows > 100
+    assert tables.TableBuilder(tables.WORDS).table().schema == tables.WORDS  # empty shard: empty table

@@ -124,7 +124,7 @@ class OCREngine:
             else models.available_providers(self.config.device)[0]
         )
         self._load_lock = threading.Lock()
-        self._det_model: Path | bytes | None = None
+        self._det_model: Path | None = None
         self._detector: TextDetector | None = None
         self._recognizer: TextRecognizer | None = None
         self._classifier: OrientationClassifier | None = None
@@ -159,7 +159,7 @@ class OCREngine:
         return self
 
     # -- models, each loaded once on first use ---------------------------------------------------------
-    def _detector_model(self) -> Path | bytes:
+    def _detector_model(self) -> Path:
         if self._det_model is None:
             self._det_model = (
                 quantize.int8_detector(self._det_path) if self._det_precision == "int8" else self._det_path

@@ -357,7 +357,7 @@ def process_shard(
     seen = manifest.read_seen(info, storage_options)
     model_info = dict(engine.model_info)
     image_rows: list[dict] = []
-    word_rows: list[dict] = []
+    words = tables.TableBuilder(tables.WORDS)
     loaded = iter_loaded(
         objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, skip_sha256=seen or None
     )
@@ -375,14 +375,13 @@ def process_shard(
                 error = over_time(item.decode_seconds + result.det_seconds, max_seconds_per_image)
             image_rows.append(_image_row(item, result, error, model_info, run_id, shard, seen))
             if result is not None and result.ok and error is None:
-                word_rows.extend(tables.word_rows(item.obj.uri, result.words, shard))
+                words.extend(tables.word_rows(item.obj.uri, result.words, shard))
         done += len(chunk)
         log.info("shard %d: %d/%d images read", shard, done, len(objects))
     duplicates.mark_rows(image_rows)
     images = tables.to_table(tables.IMAGES, image_rows)
-    words = tables.to_table(tables.WORDS, word_rows)
     return _write_shard(
-        output_root, dt, shard, images, words, info.n_shards, storage_options, owner, start, "done"
+        output_root, dt, shard, images, words.table(), info.n_shards, storage_options, owner, start, "done"
     )
 
 
@@ -602,7 +601,7 @@ def recognize_shard(
     )
     crops_url = stage_url(staging_root, "crops", shard)
     crop_meta = _read_stage_meta(crops_url, storage_options)
-    reading_rows: list[dict] = []
+    reading_rows = tables.TableBuilder(tables.READINGS)
     by_image: dict[str, dict[int, Reading]] = {}
     for batch in _iter_crops(crops_url, storage_options, batch_rows):
         begin = time.perf_counter()
@@ -610,19 +609,21 @@ def recognize_shard(
         share = (time.perf_counter() - begin) / max(len(batch), 1)
         for (uri, index, _), reading in zip(batch, readings, strict=True):
             by_image.setdefault(uri, {})[index] = reading
-            reading_rows.append(
-                {
-                    "image_uri": uri,
-                    "det_index": index,
-                    "text": reading.text,
-                    "confidence": float(reading.confidence),
-                    "char_positions": [float(v) for v in reading.char_positions],
-                    "char_confidences": [float(v) for v in reading.char_confidences],
-                    "flipped": bool(reading.flipped),
-                    "rec_seconds": share,
-                }
+            reading_rows.extend(
+                [
+                    {
+                        "image_uri": uri,
+                        "det_index": index,
+                        "text": reading.text,
+                        "confidence": float(reading.confidence),
+                        "char_positions": [float(v) for v in reading.char_positions],
+                        "char_confidences": [float(v) for v in reading.char_confidences],
+                        "flipped": bool(reading.flipped),
+                        "rec_seconds": share,
+                    }
+                ]
             )
-    word_rows: list[dict] = []
+    word_rows = tables.TableBuilder(tables.WORDS)
     crop_errors = crop_meta.get(_ERRORS_META, {})
     for row in detections.to_pylist():
         if row["error"] is not None or row["image_uri"] in crop_errors or not row["quads"]:
@@ -641,12 +642,12 @@ def recognize_shard(
     _fence_staging(staging_root, storage_options)
     _write_stage(
         stage_url(staging_root, "words", shard),
-        tables.to_table(tables.WORDS, word_rows),
+        word_rows.table(),
         meta,
         storage_options,
     )
     url = stage_url(staging_root, "readings", shard)
-    return _write_stage(url, tables.to_table(tables.READINGS, reading_rows), meta, storage_options)
+    return _write_stage(url, reading_rows.table(), meta, storage_options)
 
 
 def _read_stage_meta(url: str, storage_options: StorageOptions) -> dict[str, Any]:

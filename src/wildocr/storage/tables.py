@@ -334,6 +334,34 @@ def to_table(schema: pa.Schema, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+class TableBuilder:
+    """A table built row by row, held as Arrow record batches of `block` rows rather than dicts.
+
+    A row as a Python dict costs ~10x its Arrow columns, and a long shard holds hundreds of thousands of
+    word rows: kept as dicts they were most of a 1,500-photo shard's memory growth (docs/performance.md).
+    """
+
+    def __init__(self, schema: pa.Schema, block: int = 4096) -> None:
+        self.schema = schema
+        self.block = block
+        self._rows: list[Mapping[str, Any]] = []
+        self._batches: list[pa.RecordBatch] = []
+
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) >= self.block:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._batches.extend(to_table(self.schema, self._rows).to_batches())
+            self._rows = []
+
+    def table(self) -> pa.Table:
+        self._flush()
+        return pa.Table.from_batches(self._batches, schema=self.schema)
+
+
 # Parquet -----------------------------------------------------------------------------------------------
 
 
