@@ -82,8 +82,9 @@ class SessionOptions:
     streams: int = 1  # OpenVINO: requests that may run at once (the engine's worker threads)
     # Memory (docs/performance.md measures each): one CPU arena shared by every session of the process, so
     # detection, orientation and recognition reuse each other's freed buffers instead of each keeping its
-    # own peak, and no call re-faults fresh pages (what plain malloc'd buffers cost: ~35% more CPU with a
-    # low mmap threshold). Memory patterns stay off: they plan and keep one block per input shape.
+    # own peak, and no call re-faults fresh pages (what plain malloc'd buffers cost: ~50% more CPU with a
+    # 1 MB mmap threshold). Memory patterns stay off: they plan and keep one block per input shape. The
+    # arena lives as long as the process and keeps its largest working set (one task, one engine).
     cpu_arena: bool = True
     shared_arena: bool = True  # CPU only; a CUDA session keeps its own allocators
     mem_pattern: bool = False
