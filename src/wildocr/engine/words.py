@@ -109,27 +109,57 @@ def split_line(
     character's step minus half a character pitch to its last character's step plus half a pitch, never
     past the midpoint to the neighbouring word.
     """
+    return [
+        word
+        for word, _ in line_words(
+            detection,
+            crop_quad,
+            reading,
+            line_id,
+            quarter_turns,
+            height_scale,
+            split_at_symbols,
+            trim_to_characters,
+        )
+    ]
+
+
+def line_words(
+    detection: Detection,
+    crop_quad: np.ndarray,
+    reading: Reading,
+    line_id: int,
+    quarter_turns: int = 0,
+    height_scale: float = 1.0,
+    split_at_symbols: bool = True,
+    trim_to_characters: bool = True,
+) -> list[tuple[Word, np.ndarray]]:
+    """`split_line`, each word with its characters' CTC confidences (what the word verifier reads)."""
     spans = _split_spans(reading, split_at_symbols)
     if not spans:
         return []
+    conf = (
+        np.asarray(reading.char_confidences, dtype=np.float64)
+        if len(reading.char_confidences) == len(reading.text)
+        else np.full(len(reading.text), reading.confidence)
+    )
     quad = np.asarray(crop_quad, dtype=np.float64)
     # The crop was turned `quarter_turns` × 90° counter-clockwise (tall text, upside-down text): the corner
     # that became the crop's top-left is `quarter_turns` places further round the quad.
     quad = np.roll(quad, -quarter_turns, axis=0)
     whole_line = len(spans) == 1 and spans[0][0] == reading.text.strip()  # nothing cut off either end
     if (whole_line and not trim_to_characters) or not reading.char_positions:
-        text = spans[0][0] if len(spans) == 1 else reading.text.strip()
+        if len(spans) == 1:
+            text, chars = spans[0][0], conf[spans[0][1] : spans[0][2] + 1]
+        else:
+            text, chars = reading.text.strip(), conf
         quad = np.roll(np.asarray(detection.quad, dtype=np.float64), -quarter_turns, axis=0)
-        return [_word(text, tighten(quad, height_scale), reading.confidence, detection.score, line_id)]
+        word = _word(text, tighten(quad, height_scale), reading.confidence, detection.score, line_id)
+        return [(word, chars)]
     pos = np.asarray(reading.char_positions)
-    conf = (
-        np.asarray(reading.char_confidences)
-        if reading.char_confidences
-        else np.full(len(pos), reading.confidence)
-    )
     gaps = np.diff(pos)
     pitch = float(np.median(gaps)) if gaps.size else 0.05
-    words: list[Word] = []
+    words: list[tuple[Word, np.ndarray]] = []
     for k, (text, first, last) in enumerate(spans):
         left = pos[first] - 0.5 * pitch
         right = pos[last] + 0.5 * pitch
@@ -150,13 +180,7 @@ def split_line(
             right = min(right, (pos[last] + pos[spans[k + 1][1]]) / 2.0)
         else:
             right = min(1.0, right)
-        words.append(
-            _word(
-                text,
-                tighten(_interpolate(quad, left, right), height_scale),
-                float(conf[first : last + 1].mean()),
-                detection.score,
-                line_id,
-            )
-        )
+        chars = conf[first : last + 1]
+        box = tighten(_interpolate(quad, left, right), height_scale)
+        words.append((_word(text, box, float(chars.mean()), detection.score, line_id), chars))
     return words
