@@ -20,7 +20,8 @@ from wildocr.engine.detection import DetectorConfig, TextDetector
 from wildocr.engine.orientation import OrientationClassifier
 from wildocr.engine.recognition import RecognizerConfig, TextRecognizer
 from wildocr.engine.types import Detection, ImageResult, Reading, Word
-from wildocr.engine.words import split_line
+from wildocr.engine.verify import word_features, word_probabilities
+from wildocr.engine.words import line_words
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,15 @@ class EngineConfig:
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     pad_ratio: float = 0.015  # crop padding, fraction of the box size (the reference set-up's 1.5%)
     use_orientation: bool = True  # 0/180° classifier on the crops
-    # Words read with a lower confidence (mean of their characters' CTC max-probabilities) are dropped:
+    # Words read with a lower confidence (mean of their characters' CTC max-probabilities) are never kept:
     # below it they are mostly unreadable or non-text (measured in docs/accuracy.md).
-    min_confidence: float = 0.7
+    min_confidence: float = 0.5
+    # Above that floor the word verifier (engine/verify.py) decides: a word is kept when it is likely text
+    # (P >= min_text_probability) and its reading likely right (P >= min_reading_probability). False =
+    # the floor alone (the build before it used min_confidence=0.7 alone).
+    verify_words: bool = True
+    min_text_probability: float = 0.5
+    min_reading_probability: float = 0.25
     # Reported word boxes keep this share of the (unclipped, padded-for-reading) box height, so they sit
     # tight on the glyphs like word-level annotations do; crops still use the full box.
     box_height_scale: float = 0.7
@@ -251,26 +258,52 @@ class OCREngine:
                 chosen[i] = replace(alternative, flipped=True)
         return chosen
 
-    def assemble(
-        self, image_size: tuple[int, int], detections: Sequence[Detection], readings: Sequence[Reading]
-    ) -> list[Word]:
-        """Split lines into words and drop low-confidence ones; line ids follow reading order."""
-        words: list[Word] = []
+    def candidate_words(
+        self,
+        image_size: tuple[int, int],
+        detections: Sequence[Detection],
+        readings: Sequence[Reading],
+        line_id: int = 0,
+    ) -> list[list[tuple[Word, np.ndarray]]]:
+        """Each line's words with their verifier features, before any is dropped (`bench/fit_verifier.py`
+        fits the verifier on these); words of line k carry line id `line_id + k`."""
+        lines = []
         quads = self.padded_quads(image_size, detections)
-        line_id = 0
-        for det, quad, reading in zip(detections, quads, readings, strict=True):
+        for k, (det, quad, reading) in enumerate(zip(detections, quads, readings, strict=True)):
             turns = (1 if is_vertical(quad) else 0) + (2 if reading.flipped else 0)
-            line = split_line(
+            line = line_words(
                 det,
                 quad,
                 reading,
-                line_id,
+                line_id + k,
                 quarter_turns=turns,
                 height_scale=self.config.box_height_scale,
                 split_at_symbols=self.config.split_at_symbols,
                 trim_to_characters=self.config.trim_to_characters,
             )
-            kept = [w for w in line if w.confidence >= self.config.min_confidence]
+            lines.append(
+                [(w, word_features(w.text, chars, w.det_score, reading.confidence)) for w, chars in line]
+            )
+        return lines
+
+    def keeps(self, word: Word, features: np.ndarray) -> bool:
+        """Whether a candidate word goes into the results (the confidence floor, then the verifier)."""
+        if word.confidence < self.config.min_confidence:
+            return False
+        if not self.config.verify_words:
+            return True
+        is_text, read_right = word_probabilities(features)
+        cfg = self.config
+        return is_text >= cfg.min_text_probability and read_right >= cfg.min_reading_probability
+
+    def assemble(
+        self, image_size: tuple[int, int], detections: Sequence[Detection], readings: Sequence[Reading]
+    ) -> list[Word]:
+        """Split lines into words and keep the verified ones; line ids follow reading order."""
+        words: list[Word] = []
+        line_id = 0
+        for line in self.candidate_words(image_size, detections, readings):
+            kept = [replace(w, line_id=line_id) for w, features in line if self.keeps(w, features)]
             if kept:
                 words.extend(kept)
                 line_id += 1
