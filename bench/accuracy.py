@@ -52,7 +52,15 @@ from common import (
 SETTINGS: dict[str, dict[str, object]] = {
     "default": {},
     # The build before issue 14's levers (docs/accuracy.md, "Levers on the 1,000 photos").
-    "before14": {"split_at_symbols": False, "trim_to_characters": False, "det_split_fill": 0.0},
+    "before14": {
+        "split_at_symbols": False,
+        "trim_to_characters": False,
+        "det_split_fill": 0.0,
+        "verify_words": False,
+        "min_confidence": 0.7,
+    },
+    # The default before the word verifier: one threshold on the mean character probability.
+    "no-verify": {"verify_words": False, "min_confidence": 0.7},
     "no-symbol-split": {"split_at_symbols": False},
     "no-trim": {"trim_to_characters": False},
     "split-joined": {"det_split_fill": 0.5},
@@ -65,8 +73,8 @@ SETTINGS: dict[str, dict[str, object]] = {
     "det-box0.6": {"det_box_thresh": 0.6},
     "unclip2.0": {"det_unclip_ratio": 2.0},
     "pad0": {"pad_ratio": 0.0},
-    "conf0.3": {"min_confidence": 0.3},
-    "conf0.5": {"min_confidence": 0.5},
+    "conf0.3": {"verify_words": False, "min_confidence": 0.3},
+    "conf0.5": {"verify_words": False, "min_confidence": 0.5},
     "boxh1.0": {"box_height_scale": 1.0},
 }
 PEER = "peer (rapidocr)"
