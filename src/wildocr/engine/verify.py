@@ -88,13 +88,13 @@ class LogisticModel:
 # to raw features here.
 # Is it text: the word's box matches an annotated word (a box on nothing, or on a fragment, is not).
 TEXT_MODEL = LogisticModel(
-    weights=(1.0811, -0.6077, 1.033, 2.0909, 4.9403, -1.317, -0.0261, -0.3964, 0.3892),
-    bias=-8.8162,
+    weights=(1.0811, -0.6077, 1.0327, 2.0908, 4.9425, -1.317, -0.0261, -0.3964, 0.3892),
+    bias=-8.8175,
 )
 # Is the reading right: the matched word's text is the same (case and outer punctuation aside).
 READING_MODEL = LogisticModel(
-    weights=(0.9464, -0.3485, 6.433, 1.5821, 2.6935, -1.3339, -0.0829, -0.4264, 0.3582),
-    bias=-12.0031,
+    weights=(0.9464, -0.3485, 6.4327, 1.582, 2.694, -1.3339, -0.0829, -0.4264, 0.3582),
+    bias=-12.0032,
 )
 
 
