@@ -263,10 +263,9 @@ class OCREngine:
         image_size: tuple[int, int],
         detections: Sequence[Detection],
         readings: Sequence[Reading],
-        line_id: int = 0,
     ) -> list[list[tuple[Word, np.ndarray]]]:
         """Each line's words with their verifier features, before any is dropped (`bench/fit_verifier.py`
-        fits the verifier on these); words of line k carry line id `line_id + k`."""
+        fits the verifier on these); words of line k carry line id k."""
         lines = []
         quads = self.padded_quads(image_size, detections)
         for k, (det, quad, reading) in enumerate(zip(detections, quads, readings, strict=True)):
@@ -275,7 +274,7 @@ class OCREngine:
                 det,
                 quad,
                 reading,
-                line_id + k,
+                k,
                 quarter_turns=turns,
                 height_scale=self.config.box_height_scale,
                 split_at_symbols=self.config.split_at_symbols,
