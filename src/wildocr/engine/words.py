@@ -7,6 +7,7 @@ cut; the cut positions map back onto the line's quadrilateral by linear interpol
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 import numpy as np
 
@@ -93,35 +94,9 @@ def _word(text: str, quad: np.ndarray, confidence: float, det_score: float, line
     return Word(text, round(confidence, 4), round(det_score, 4), line_id, poly, bbox)
 
 
-def split_line(
-    detection: Detection,
-    crop_quad: np.ndarray,
-    reading: Reading,
-    line_id: int,
-    quarter_turns: int = 0,
-    height_scale: float = 1.0,
-    split_at_symbols: bool = True,
-    trim_to_characters: bool = True,
-) -> list[Word]:
-    """Words of one line. `crop_quad` is the padded quad the crop was cut from (positions are relative to it).
-
-    `quarter_turns` counts how the crop was turned before reading. A word's extent runs from its first
-    character's step minus half a character pitch to its last character's step plus half a pitch, never
-    past the midpoint to the neighbouring word.
-    """
-    return [
-        word
-        for word, _ in line_words(
-            detection,
-            crop_quad,
-            reading,
-            line_id,
-            quarter_turns,
-            height_scale,
-            split_at_symbols,
-            trim_to_characters,
-        )
-    ]
+def split_line(*args: Any, **kwargs: Any) -> list[Word]:
+    """The words of `line_words` without their character confidences."""
+    return [word for word, _ in line_words(*args, **kwargs)]
 
 
 def line_words(
@@ -134,7 +109,13 @@ def line_words(
     split_at_symbols: bool = True,
     trim_to_characters: bool = True,
 ) -> list[tuple[Word, np.ndarray]]:
-    """`split_line`, each word with its characters' CTC confidences (what the word verifier reads)."""
+    """Words of one line, each with its characters' CTC confidences (what the word verifier reads).
+
+    `crop_quad` is the padded quad the crop was cut from (positions are relative to it); `quarter_turns`
+    counts how the crop was turned before reading. A word's extent runs from its first character's step
+    minus half a character pitch to its last character's step plus half a pitch, never past the midpoint
+    to the neighbouring word.
+    """
     spans = _split_spans(reading, split_at_symbols)
     if not spans:
         return []
