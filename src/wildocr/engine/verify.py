@@ -3,7 +3,7 @@
 One threshold on the recogniser's mean character probability (the old `min_confidence = 0.7`) mixes two
 different failures: boxes on things that are not text (junk that lowers detection and end-to-end
 precision alike) and real words read wrong (which only the end-to-end score sees). Two small logistic
-models over the same eight features of a reading tell them apart better than the mean alone: the mean
+models over the same nine features of a reading tell them apart better than the mean alone: the mean
 hides one unsure character in a long word, and short readings and random case changes are wrong more often
 at the same mean. Both were fitted on the TUNE half of the ICDAR 2015 photos and kept because
 they hold on the CHECK half (docs/accuracy.md); `bench/fit_verifier.py` refits them and prints this file's
