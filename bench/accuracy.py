@@ -41,6 +41,8 @@ from common import (
     load_icdar_gt,
     markdown_table,
     peer_script,
+    polygon,
+    polygon_iou,
     replace_generated_section,
     run_eval,
     run_peer,
@@ -216,23 +218,15 @@ GREEN, ORANGE, MAGENTA, GREY, RED = (40, 200, 40), (0, 150, 255), (255, 0, 255),
 
 def _match_gt(gt: list, preds: list[dict]) -> list[tuple[str, str | None]]:
     """Per GT word: 'read' (a prediction with IoU > 0.5 and the same text), 'wrong' (box only), 'missed'."""
-    from shapely.geometry import Polygon
-
-    def poly(points) -> Polygon:
-        p = Polygon(points)
-        return p if p.is_valid else p.buffer(0)
-
-    pred_polys = [(poly(w["poly"]), w["text"]) for w in preds]
+    pred_polys = [(polygon(w["poly"]), w["text"]) for w in preds]
     out: list[tuple[str, str | None]] = []
     for g in gt:
         if g.dont_care:
             out.append(("dontcare", None))
             continue
-        gp, best, best_text = poly(g.quad.tolist()), 0.0, None
+        gp, best, best_text = polygon(g.quad.tolist()), 0.0, None
         for pp, text in pred_polys:
-            inter = gp.intersection(pp).area
-            union = gp.area + pp.area - inter
-            iou = inter / union if union > 0 else 0.0
+            iou = polygon_iou(gp, pp)
             if iou > best:
                 best, best_text = iou, text
         if best <= 0.5:

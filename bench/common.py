@@ -92,6 +92,20 @@ def clean_text(text: str) -> str:
     return text.strip(SPECIAL).upper()
 
 
+def polygon(points):
+    """A shapely polygon as ic15_eval.py builds it (self-intersecting quads repaired with buffer(0))."""
+    from shapely.geometry import Polygon
+
+    poly = Polygon(points)
+    return poly if poly.is_valid else poly.buffer(0)
+
+
+def polygon_iou(a, b) -> float:
+    inter = a.intersection(b).area
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
 def in_dictionary(text: str) -> bool:
     """ic15_eval.py's end-to-end 'care' rule: >= 3 Latin letters, no inner punctuation."""
     t = text[:-2] if text[-2:] in ("'s", "'S") else text

@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from shapely.geometry import Polygon
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
@@ -30,6 +29,8 @@ from common import (
     gt_path,
     list_images,
     load_icdar_gt,
+    polygon,
+    polygon_iou,
     run_eval,
     shared_dir,
 )
@@ -41,29 +42,18 @@ TUNE = range(1, 501)
 L2 = 1.0  # ridge on standardised features: the two models have 9 weights for ~2,500 labelled words
 
 
-def _polygon(points) -> Polygon:
-    poly = Polygon(points)
-    return poly if poly.is_valid else poly.buffer(0)
-
-
-def _iou(a: Polygon, b: Polygon) -> float:
-    inter = a.intersection(b).area
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
 def label(words, gt_file: Path) -> list[tuple[int, int] | None]:
     """(is text, read right) per word; None for a word over a don't-care region (not scored)."""
     gts = load_icdar_gt(gt_file)
-    care = [(_polygon(g.quad.tolist()), g.text) for g in gts if not g.dont_care]
-    dont_care = [_polygon(g.quad.tolist()) for g in gts if g.dont_care]
+    care = [(polygon(g.quad.tolist()), g.text) for g in gts if not g.dont_care]
+    dont_care = [polygon(g.quad.tolist()) for g in gts if g.dont_care]
     labels: list[tuple[int, int] | None] = []
     for word in words:
-        poly = _polygon(word.poly)
+        poly = polygon(word.poly)
         if poly.area <= 0 or any(poly.intersection(g).area / poly.area > 0.5 for g in dont_care):
             labels.append(None)
             continue
-        matched = [text for g, text in care if _iou(poly, g) > 0.5]
+        matched = [text for g, text in care if polygon_iou(poly, g) > 0.5]
         labels.append((int(bool(matched)), int(any(clean_text(t) == clean_text(word.text) for t in matched))))
     return labels
 
