@@ -36,6 +36,7 @@ from common import (
     eval_script,
     gt_path,
     header_lines,
+    image_number,
     in_dictionary,
     list_images,
     load_icdar_gt,
@@ -86,12 +87,6 @@ DOC = REPO / "docs" / "accuracy.md"
 # (--data, names not img_N) form one group, "all".
 HALVES: dict[str, range] = {"tune": range(1, 501), "check": range(501, 1001)}
 SPLITS = ("tune", "check", "all")
-
-
-def image_number(path: Path) -> int | None:
-    """N of `img_N.jpg`, else None."""
-    stem = path.stem
-    return int(stem[4:]) if stem.startswith("img_") and stem[4:].isdigit() else None
 
 
 def split_images(images: list[Path], split: str, limit: int = 0) -> dict[str, list[Path]]:

@@ -59,6 +59,12 @@ def list_images(folder: Path, limit: int = 0) -> list[Path]:
     return [folder / n for n in names]
 
 
+def image_number(path: Path) -> int | None:
+    """N of `img_N.jpg`, else None."""
+    stem = path.stem
+    return int(stem[4:]) if stem.startswith("img_") and stem[4:].isdigit() else None
+
+
 def gt_path(gt_dir: Path, image: Path) -> Path:
     return gt_dir / f"gt_{image.stem}.txt"
 

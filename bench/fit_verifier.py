@@ -6,7 +6,8 @@ Reads img_1-img_500 with the engine (models, crops and word splitting as in prod
 candidate word above the confidence floor (`min_confidence`), labels it against the ground truth (IoU
 > 0.5 with an annotated word = text; and the same text, case and outer punctuation aside = read right;
 words lying over a don't-care region are left out), fits the two logistic models and prints them in the
-form verify.py holds. The check half (img_501-img_1000) is never read here: it is what
+form verify.py holds (another set with ICDAR-style ground truth, photos not named img_N: all of its
+photos). The check half (img_501-img_1000) is never read here: it is what
 `bench/accuracy.py --split check` scores the result on. `--score` also prints the tune half's
 detection / end-to-end scores with the refitted models at the engine's default thresholds.
 """
@@ -27,6 +28,7 @@ from common import (
     decode_file,
     eval_script,
     gt_path,
+    image_number,
     list_images,
     load_icdar_gt,
     polygon,
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None or not (args.data / "images").is_dir():
         ap.error("no ICDAR 2015 photos: pass --data DIR (with images/ and gts/)")
     engine = OCREngine(EngineConfig(verify_words=False))
-    photos = [p for p in list_images(args.data / "images") if int(p.stem.split("_")[-1]) in TUNE]
+    photos = list_images(args.data / "images")
+    if any(image_number(p) is not None for p in photos):  # ICDAR 2015 train: the tune half only
+        photos = [p for p in photos if image_number(p) in TUNE]
     photos = photos[: args.limit] if args.limit else photos
     rows, all_words = [], []
     for n, path in enumerate(photos, 1):
