@@ -247,7 +247,7 @@ def memory_soak(
     import re
     import tempfile
 
-    from wildocr.pipeline import shard as pipeline_shard
+    from wildocr.pipeline import fused, run
 
     engine = make_engine(device)
     points: list[dict] = []
@@ -285,17 +285,17 @@ def memory_soak(
         for n in range(total):
             os.link(sources[n % len(sources)], photos / f"img_{n:06d}.jpg")
         root, dt, run_id = str(Path(tmp, "ocr")), "2026-01-01", "soak"
-        staging = pipeline_shard.staging_root(root, dt, run_id)
-        manifest = pipeline_shard.manifest_url(staging)
-        pipeline_shard.build_manifest(str(photos), manifest, shard_size=total, dt=dt)
+        staging = run.staging_root(root, dt, run_id)
+        manifest = run.manifest_url(staging)
+        run.build_manifest(str(photos), manifest, shard_size=total, dt=dt)
         handler = Progress()
-        shard_log = logging.getLogger(pipeline_shard.__name__)
+        shard_log = logging.getLogger(fused.__name__)
         shard_log.addHandler(handler)
         shard_log.setLevel(logging.INFO)
         reset_peak_rss()
         points.append({"images": 0, "rss_mb": round(rss_mb(), 1), "seconds": 0.0})
         try:
-            summary = pipeline_shard.process_shard(
+            summary = fused.process_shard(
                 manifest, 0, output_root=root, dt=dt, run_id=run_id, engine=engine, chunk_size=chunk
             )
         finally:
@@ -308,14 +308,14 @@ def memory_soak(
                     "seconds": round(time.perf_counter() - start, 1),
                 }
             )
-        pipeline_shard.remove_staging(staging)
+        run.remove_staging(staging)
     first, last = points[1]["rss_mb"], points[-1]["rss_mb"]
     growth = (last - first) / first if first else 0.0
     return {
         "device": device,
         "images": total,
-        "images_ok": summary.get("ok"),
-        "words": summary.get("words"),
+        "images_ok": summary.ok,
+        "words": summary.words,
         "distinct_photos": len(images),
         "scale": scale,
         "every": every,
@@ -461,33 +461,35 @@ def whole_process_body(argv: list[str], result: dict, source: str) -> str:
 # -- one Airflow-like task per process: its peak RSS ------------------------------------------------------
 _TASK = """
 import sys
-from wildocr.engine import EngineConfig, OCREngine
-from wildocr.pipeline import shard
+from wildocr.pipeline import fused, staged
+from wildocr.pipeline.options import shared_engine
 stage, manifest, staging, root = sys.argv[1:5]
-engine = None if stage == "publish" else OCREngine(EngineConfig(), lazy=True)  # as get_engine() builds it
+engine = shared_engine()  # lazy, as the operators build it: each stage loads only its models
 if stage == "fused":
-    shard.process_shard(manifest, 0, output_root=root, dt="2026-01-01", run_id="t", engine=engine)
+    fused.process_shard(manifest, 0, output_root=root, dt="2026-01-01", run_id="t", engine=engine.load())
 elif stage == "detect":
-    shard.detect_shard(manifest, 0, staging_root=staging, engine=engine)
+    staged.detect_shard(manifest, 0, staging_root=staging, engine=engine.load("detect"))
 elif stage == "crop":
-    shard.crop_shard(manifest, 0, staging_root=staging, engine=engine)
+    staged.crop_shard(manifest, 0, staging_root=staging, engine=engine)
 elif stage == "recognize":
-    shard.recognize_shard(0, staging_root=staging, engine=engine)
+    staged.recognize_shard(manifest, 0, staging_root=staging, engine=engine.load("recognize"))
 else:
-    shard.publish_shard(manifest, 0, staging_root=staging, output_root=root, dt="2026-01-01", run_id="t")
+    staged.publish_shard(
+        manifest, 0, staging_root=staging, output_root=root, dt="2026-01-01", run_id="t", engine=engine
+    )
 """
 
 
 def task_memory(folder: Path, work: Path) -> dict:
     """Each shard task (fused; staged detect, crop, recognize, publish) in a fresh process, as a Celery
     task runner runs it: wall, CPU and peak RSS (os.wait4) of each, over one shard of the photos."""
-    from wildocr.pipeline import shard as pipeline_shard
+    from wildocr.pipeline import run as pipeline_run
 
     root = str(work / "ocr")
-    staging = pipeline_shard.staging_root(root, "2026-01-01", "t")
-    manifest = pipeline_shard.manifest_url(staging)
+    staging = pipeline_run.staging_root(root, "2026-01-01", "t")
+    manifest = pipeline_run.manifest_url(staging)
     photos = len(list_images(folder))
-    pipeline_shard.build_manifest(str(folder), manifest, shard_size=photos, dt="2026-01-01")
+    pipeline_run.build_manifest(str(folder), manifest, shard_size=photos, dt="2026-01-01")
     rows = {}
     for stage in ("detect", "crop", "recognize", "publish", "fused"):
         run = measure_process([sys.executable, "-c", _TASK, stage, manifest, staging, root])

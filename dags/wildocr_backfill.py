@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from wildocr.airflow import settings
-from wildocr.airflow.pipeline import DEFAULT_ARGS, ocr_tasks
+from wildocr.airflow.taskgraph import DEFAULT_ARGS, engine_options_param, ocr_tasks
 
 with DAG(
     dag_id="wildocr_backfill",
@@ -61,6 +61,7 @@ with DAG(
             description="Skip OCR of photos whose bytes (SHA-256) were read ok on an earlier date: their "
             "images row says status skipped and duplicate_of names the copy read before.",
         ),
+        "engine_options": engine_options_param(),
     },
     tags=["wildocr", "ocr", "backfill"],
     doc_md=__doc__,
@@ -74,4 +75,5 @@ with DAG(
         mode="{{ params.mode }}",
         skip_done="{{ params.skip_done }}",
         skip_seen_content="{{ params.skip_seen_content }}",
+        engine_options="{{ params.engine_options }}",
     )

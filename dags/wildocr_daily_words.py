@@ -19,7 +19,7 @@ from airflow.sdk import DAG, Param, PartitionedAssetTimetable, get_current_conte
 from airflow.sdk.exceptions import AirflowFailException
 
 from wildocr.airflow import settings
-from wildocr.airflow.operators import WORDS_ASSET, triggering_partition
+from wildocr.airflow.assets import WORDS_ASSET, triggering_partition
 
 with DAG(
     dag_id="wildocr_daily_words",
@@ -55,11 +55,8 @@ with DAG(
         dt = dt or params.get("dt")
         if not dt:
             raise AirflowFailException("no partition key (not asset-triggered) and no `dt` Param")
-        root = (
-            extra.get("output_root")
-            or params.get("output_root")
-            or Variable.get(settings.VAR_OUTPUT_ROOT, default=None)
-            or settings.default_output_root()
+        root = extra.get("output_root") or settings.output_root(
+            params.get("output_root"), Variable.get(settings.VAR_OUTPUT_ROOT, default=None)
         )
         figures = extra.get("by_dt", {}).get(dt, {})
         print(f"dt={dt} root={root} producer figures={figures}")

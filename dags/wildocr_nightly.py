@@ -15,7 +15,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from wildocr.airflow import settings
-from wildocr.airflow.pipeline import DEFAULT_ARGS, ocr_tasks
+from wildocr.airflow.taskgraph import DEFAULT_ARGS, engine_options_param, ocr_tasks
 
 with DAG(
     dag_id="wildocr_nightly",
@@ -57,6 +57,7 @@ with DAG(
             description="Skip OCR of photos whose bytes (SHA-256) were read ok on an earlier date: their "
             "images row says status skipped and duplicate_of names the copy read before.",
         ),
+        "engine_options": engine_options_param(),
     },
     tags=["wildocr", "ocr"],
     doc_md=__doc__,
@@ -68,4 +69,5 @@ with DAG(
         shard_size="{{ params.shard_size }}",
         mode="{{ params.mode }}",
         skip_seen_content="{{ params.skip_seen_content }}",
+        engine_options="{{ params.engine_options }}",
     )

@@ -14,14 +14,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from wildocr.airflow.settings import CONN_ID
+from wildocr.storage.objectstore import is_s3_url
 
 log = logging.getLogger(__name__)
-
-S3_PROTOCOLS = ("s3", "s3a", "s3n")
-
-
-def is_s3_url(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in S3_PROTOCOLS if "://" in url else False
 
 
 def storage_options_for(urls: Iterable[str], conn_id: str | None = CONN_ID) -> dict[str, Any] | None:

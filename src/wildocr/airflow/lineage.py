@@ -21,8 +21,7 @@ Which task says what:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from openlineage.client.event_v2 import InputDataset, OutputDataset
@@ -41,9 +40,9 @@ from openlineage.client.generated.output_statistics_output_dataset import (
 from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
 from openlineage.client.generated.storage_dataset import StorageDatasetFacet
 
+from wildocr.pipeline.outputs import ShardSummary
 from wildocr.storage import tables
-
-S3_SCHEMES = ("s3", "s3a", "s3n")
+from wildocr.storage.objectstore import S3_SCHEMES
 
 
 def dataset_name(url: str) -> tuple[str, str]:
@@ -80,26 +79,28 @@ def schema_facet(table: str) -> SchemaDatasetFacet:
     return SchemaDatasetFacet(fields=fields)
 
 
-def _quality(table: str, summary: Mapping[str, Any]) -> DataQualityMetricsDatasetFacet:
+def _rows_and_bytes(table: str, summary: ShardSummary) -> tuple[int, int]:
+    if table == "images":
+        return summary.images, summary.images_bytes
+    return summary.words, summary.words_bytes
+
+
+def _quality(table: str, summary: ShardSummary) -> DataQualityMetricsDatasetFacet:
     if table == "images":
         columns = {
             # `error` is null on ok rows: its non-null count is the error rows
-            "error": ColumnMetrics(nullCount=summary["ok"], count=summary["errors"]),
-            "n_words": ColumnMetrics(sum=summary["words"]),
+            "error": ColumnMetrics(nullCount=summary.ok, count=summary.errors),
+            "n_words": ColumnMetrics(sum=summary.words),
         }
     else:
-        columns = {"text": ColumnMetrics(nullCount=0, count=summary["words"])}
-    return DataQualityMetricsDatasetFacet(
-        columnMetrics=columns,
-        rowCount=summary[table],
-        bytes=summary[f"{table}_bytes"],
-        fileCount=1,
-    )
+        columns = {"text": ColumnMetrics(nullCount=0, count=summary.words)}
+    rows, size = _rows_and_bytes(table, summary)
+    return DataQualityMetricsDatasetFacet(columnMetrics=columns, rowCount=rows, bytes=size, fileCount=1)
 
 
-def shard_outputs(output_root: str, summary: Mapping[str, Any]) -> list[OutputDataset]:
+def shard_outputs(output_root: str, summary: ShardSummary) -> list[OutputDataset]:
     """The `images` and `words` tables as written by one shard task (its summary from the pipeline)."""
-    dt = summary["dt"]
+    dt = summary.dt
     outputs = []
     for table in tables.TABLES:
         namespace, name = dataset_name(f"{output_root.rstrip('/')}/{table}")
@@ -115,7 +116,9 @@ def shard_outputs(output_root: str, summary: Mapping[str, Any]) -> list[OutputDa
                 },
                 outputFacets={
                     "outputStatistics": OutputStatisticsOutputDatasetFacet(
-                        rowCount=summary[table], size=summary[f"{table}_bytes"], fileCount=1
+                        rowCount=_rows_and_bytes(table, summary)[0],
+                        size=_rows_and_bytes(table, summary)[1],
+                        fileCount=1,
                     ),
                     "subset": OutputSubsetOutputDatasetFacet(
                         outputCondition=PartitionSubsetCondition(partitions=[partition])

@@ -25,9 +25,7 @@ def output_root() -> str:
 
     from wildocr.airflow import settings
 
-    return (Variable.get(settings.VAR_OUTPUT_ROOT, default=None) or settings.default_output_root()).rstrip(
-        "/"
-    )
+    return settings.output_root(variable=Variable.get(settings.VAR_OUTPUT_ROOT, default=None))
 
 
 def partition_url(root: str, table: str, dt: str) -> str:

@@ -6,10 +6,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -24,6 +25,9 @@ from wildocr.engine.verify import word_features, word_probabilities
 from wildocr.engine.words import line_words
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,11 @@ class OCREngine:
         """map() over the engine's worker threads (ONNX Runtime sessions are safe to call concurrently)."""
         return list(self._pool.map(fn, items)) if self._pool else [fn(x) for x in items]
 
+    def map_images(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """map() over images the way detection runs them: one at a time on all the cores unless
+        `detect_workers` allows several (the fused path detects and crops each image through this)."""
+        return self._map(fn, items) if self.detect_workers > 1 else [fn(item) for item in items]
+
     # -- the three stages, usable one by one (the Airflow operators stage them) --------------------
     def detect(self, image: np.ndarray) -> list[Detection]:
         return self.detector(image)
@@ -322,11 +331,7 @@ class OCREngine:
         results: list[ImageResult] = []
         all_dets: list[list[Detection]] = []
         crops: list[np.ndarray] = []
-        detected = (
-            self._map(detect_and_crop, images)
-            if self.detect_workers > 1
-            else [detect_and_crop(image) for image in images]  # one at a time, on all the cores
-        )
+        detected = self.map_images(detect_and_crop, images)
         for result, dets, image_crops in detected:
             results.append(result)
             all_dets.append(dets)

@@ -11,6 +11,7 @@ object costs a listing entry or a few hundred KiB, never its whole size in memor
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
 from collections import deque
@@ -26,8 +27,17 @@ from wildocr.engine.imageio import ImageDecodeError, check_header, decode_photo
 from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
-# Per-object read failures that mean "this object", not "the store": they become error rows.
-OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)
+# Per-object read failures that mean "this object", not "the store": they become error rows. A store
+# outage (s3fs raises OSError(EIO) and the like) is none of these: it fails the task, which retries.
+OBJECT_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+OBJECT_READ_ERRNOS = frozenset({errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO, errno.EISDIR, errno.ENOTDIR})
+
+
+def is_object_error(exc: OSError) -> bool:
+    """Whether a read failure belongs to the object (a broken or looping link, a bad path), not the store."""
+    return isinstance(exc, OBJECT_READ_ERRORS) or exc.errno in OBJECT_READ_ERRNOS
+
+
 # Objects larger than this are refused unread: an uncompressed 8-bit RGB image at the default 80 MP pixel
 # limit is 240 MB, and `prefetch` (4) objects can be in memory at once.
 DEFAULT_MAX_BYTES = 256 * 2**20
@@ -75,10 +85,12 @@ def load_image(
             check_header(head, max_pixels=max_pixels)
         # bounded even if the object grew since it was listed
         data = objectstore.read_bytes(obj.uri, storage_options, end=max_bytes + 1)
-    except OBJECT_READ_ERRORS as exc:
-        return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
     except ImageDecodeError as exc:
         return Loaded(obj, None, str(exc))
+    except OSError as exc:
+        if not is_object_error(exc):
+            raise
+        return Loaded(obj, None, f"read failed: {type(exc).__name__}: {exc}")
     if len(data) > max_bytes:
         return Loaded(obj, None, f"refused: more than the limit of {max_bytes} bytes (grew since listed)")
     sha256 = hashlib.sha256(data).hexdigest()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from wildocr.engine.imageio import DEFAULT_MAX_PIXELS, ImageDecodeError
-from wildocr.engine.types import ImageResult, Word
+from wildocr.engine.types import Word
 from wildocr.pipeline.loader import load_image
 from wildocr.render import encode_jpeg, fit_within, render_overlay
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
@@ -56,6 +56,5 @@ def overlay_jpeg(
 ) -> bytes:
     """The photo with each word's box and text drawn at full resolution, then scaled to `max_side`."""
     image = _load(image_uri, storage_options, max_pixels)
-    height, width = image.shape[:2]
-    drawn = render_overlay(image, ImageResult(width=width, height=height, words=list(words)))
+    drawn = render_overlay(image, words)
     return encode_jpeg(fit_within(drawn, max_side), quality=85)

@@ -25,6 +25,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 log = logging.getLogger(__name__)
 
+S3_SCHEMES = ("s3", "s3a", "s3n")  # what Hadoop, Spark and Airflow's amazon provider call S3
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 S3_SINGLE_PUT_LIMIT = 5 * 2**30  # S3 refuses a single PUT above 5 GiB
 
@@ -103,9 +104,15 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def is_s3_url(url: str) -> bool:
+    """Whether a URL names S3 or a look-alike (MinIO, Ceph ...): `s3://`, `s3a://` or `s3n://`."""
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in S3_SCHEMES
+
+
 def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
     """S3 and its look-alikes (MinIO, Ceph ...): buckets, keys, no folders, conditional PUTs."""
-    return bool({"s3", "s3a"} & set(_protocols(fs)))
+    return bool(set(S3_SCHEMES) & set(_protocols(fs)))
 
 
 def is_image_key(name: str) -> bool:
@@ -285,9 +292,9 @@ def object_size(uri: str, storage_options: StorageOptions = None) -> int:
 
 def _s3_object(uri: str, storage_options: StorageOptions) -> tuple[Any, str, str] | None:
     """(filesystem, bucket, key) of an `s3://` object URL, split by hand: the key is taken verbatim."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme.lower() not in ("s3", "s3a"):
+    if not is_s3_url(uri):
         return None
+    scheme, _, rest = uri.partition("://")
     bucket, _, key = rest.partition("/")
     fs, _ = url_to_fs(f"{scheme}://{bucket}", storage_options)
     return fs, bucket, key

@@ -18,6 +18,7 @@ import datetime as _dt
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +27,8 @@ import pyarrow.parquet as pq
 from wildocr.engine.exif import PhotoMetadata
 from wildocr.engine.scripts import script_of
 from wildocr.engine.types import Word
+from wildocr.storage import objectstore
+from wildocr.storage.objectstore import StorageOptions
 
 # 2: images gained sha256, duplicate_of and the photo metadata columns, words gained script (all nullable,
 # appended at the end: files of version 1 read beside version 2 by column name, the new columns null).
@@ -205,6 +208,15 @@ def validate_dt(dt: str) -> str:
     return dt
 
 
+def is_valid_dt(text: object) -> bool:
+    """`validate_dt` as a test: for folder names, which may be anything."""
+    try:
+        validate_dt(text)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
 def validate_shard(shard: int) -> int:
     if isinstance(shard, bool) or not isinstance(shard, int) or shard < 0:
         raise ValueError(f"shard must be an int >= 0, got {shard!r}")
@@ -231,6 +243,35 @@ def partition_url(root: str, table: str, dt: str) -> str:
 def part_url(root: str, table: str, dt: str, shard: int) -> str:
     """`ROOT/<table>/dt=<dt>/part-<shard>.parquet`, built only from validated parts."""
     return f"{partition_url(root, table, dt)}/{part_name(shard)}"
+
+
+@dataclass(frozen=True, slots=True)
+class PartFile:
+    dt: str
+    shard: int
+    url: str
+
+
+def part_files(
+    root: str, table: str, dt: str | None = None, storage_options: StorageOptions = None
+) -> list[PartFile]:
+    """The part files of a table, of one dt partition when `dt` is given, sorted by (dt, shard).
+
+    The one listing every reader uses: only `dt=<calendar date>/part-SSSSS.parquet` counts, so a stray
+    folder (`dt=latest`), staging or a temporary file never becomes rows.
+    """
+    table_url = f"{root.rstrip('/')}/{table}"
+    listed = partition_url(root, table, dt) if dt is not None else table_url
+    prefix = objectstore.canonical(table_url, storage_options).rstrip("/") + "/"
+    found = []
+    for url in objectstore.list_files(listed, storage_options):
+        rel = url[len(prefix) :].split("/") if url.startswith(prefix) else []
+        if len(rel) != 2 or not rel[0].startswith("dt=") or not is_valid_dt(rel[0][3:]):
+            continue
+        shard = parse_part_name(rel[1])
+        if shard is not None:
+            found.append(PartFile(rel[0][3:], shard, url))
+    return sorted(found, key=lambda p: (p.dt, p.shard))
 
 
 # Rows --------------------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ PAGE_SIZE = 100  # thumbnails per partition page
 SEARCH_LIMIT = 200  # images per search
 SETTINGS_TTL_SECONDS = 60.0  # how long the output root and the S3 options are reused
 IMAGE_CACHE_SECONDS = 3600  # browsers may keep a picture this long (its ETag changes with a rerun)
-RUN_XCOM_TASK, RUN_XCOM_KEY = "manifest", "run"  # where ManifestOperator leaves the run's plan
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 _templates.env.filters["query"] = lambda params: urlencode({k: v for k, v in params.items() if v is not None})
@@ -81,19 +80,20 @@ def clear_settings_cache() -> None:
 
 
 def output_root() -> str:
-    """The Variable `wildocr_output_root`, else the embedded default (read from the metadata DB)."""
+    """The DAGs' rule without a Param: the Variable `wildocr_output_root` (read from the metadata DB, as
+    the api-server has no task context), else the embedded default."""
     from airflow.models import Variable
 
     def compute() -> str:
-        value = Variable.get(settings.VAR_OUTPUT_ROOT, default_var=None)
-        return (str(value).strip() if value else settings.default_output_root()).rstrip("/")
+        return settings.output_root(variable=Variable.get(settings.VAR_OUTPUT_ROOT, default_var=None))
 
     return _cache.get("output_root", compute)
 
 
 def storage_options(url: str) -> dict[str, Any] | None:
     """fsspec options for a URL: from the `wildocr_s3` connection for S3, None for local files."""
-    from wildocr.airflow.hooks import is_s3_url, storage_options_for
+    from wildocr.airflow.hooks import storage_options_for
+    from wildocr.storage.objectstore import is_s3_url
 
     return _cache.get(("options", is_s3_url(url)), lambda: storage_options_for([url]))
 
@@ -328,7 +328,11 @@ def _run_plan(dag_id: str, run_id: str) -> dict[str, Any] | None:
     with create_session() as session:
         row = session.scalars(
             XComModel.get_many(
-                run_id=run_id, key=RUN_XCOM_KEY, task_ids=RUN_XCOM_TASK, dag_ids=dag_id, map_indexes=-1
+                run_id=run_id,
+                key=settings.RUN_XCOM_KEY,
+                task_ids=settings.MANIFEST_TASK,
+                dag_ids=dag_id,
+                map_indexes=-1,
             )
         ).first()
         value = XComModel.deserialize_value(row) if row is not None else None

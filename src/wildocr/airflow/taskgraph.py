@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import TriggerRule, chain, task_group
+from airflow.sdk import Param, TriggerRule, chain, task_group
 
 from wildocr.airflow import settings
 from wildocr.airflow.operators import (
@@ -32,6 +32,17 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def engine_options_param() -> Param:
+    """The `engine_options` Param of the OCR DAGs: flat engine options, checked by the manifest task."""
+    return Param(
+        {},
+        type="object",
+        description='Engine options for this run, e.g. {"verify_words": false} for dense small print or '
+        '{"det_limit_side": 960}: any flat option of wildocr.engine.EngineConfig (docs/tuning.md). An '
+        "unknown key fails the run before any image is read.",
+    )
+
+
 def ocr_tasks(
     *,
     source_prefix: str | None,
@@ -43,11 +54,11 @@ def ocr_tasks(
     skip_done: bool | str = False,
     skip_seen_content: bool | str = False,
     conn_id: str | None = settings.CONN_ID,
-    engine_options: Mapping[str, Any] | None = None,
+    engine_options: Mapping[str, Any] | str | None = None,
 ) -> tuple[ManifestOperator, FinalizeOperator]:
     """Create the tasks in the current DAG; arguments are usually `{{ params.x }}` templates."""
     manifest = ManifestOperator(
-        task_id="manifest",
+        task_id=settings.MANIFEST_TASK,
         source_prefix=source_prefix,
         output_root=output_root,
         dt=dt,
@@ -56,22 +67,26 @@ def ocr_tasks(
         mode=mode,
         skip_done=skip_done,
         skip_seen_content=skip_seen_content,
+        engine_options=engine_options,
         conn_id=conn_id,
     )
     step = {"conn_id": conn_id, "engine_options": engine_options}
 
-    @task_group(group_id="ocr")
+    @task_group(group_id=settings.OCR_GROUP)
     def ocr(shard: dict[str, Any]) -> None:
         chain(
-            TextDetectionOperator(task_id="detect", shard=shard, **step),
-            CropOperator(task_id="crop", shard=shard, **step),
-            CtcRecognitionOperator(task_id="recognize", shard=shard, **step),
-            PublishOperator(task_id="publish", shard=shard, **step),
+            TextDetectionOperator(task_id=settings.DETECT_TASK, shard=shard, **step),
+            CropOperator(task_id=settings.CROP_TASK, shard=shard, **step),
+            CtcRecognitionOperator(task_id=settings.RECOGNIZE_TASK, shard=shard, **step),
+            PublishOperator(task_id=settings.PUBLISH_TASK, shard=shard, **step),
         )
 
     shards = ocr.expand(shard=manifest.output)
     finalize = FinalizeOperator(
-        task_id="finalize", run=manifest.output["run"], conn_id=conn_id, trigger_rule=TriggerRule.NONE_FAILED
+        task_id=settings.FINALIZE_TASK,
+        run=manifest.output[settings.RUN_XCOM_KEY],
+        conn_id=conn_id,
+        trigger_rule=TriggerRule.NONE_FAILED,
     )
     shards >> finalize
     return manifest, finalize

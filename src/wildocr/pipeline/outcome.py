@@ -1,0 +1,321 @@
+"""The one image path: every entry point turns an object into an `ImageOutcome` through these steps.
+
+    load (loader.py) -> detect -> crop -> recognize (the crops of many images at once) -> assemble
+
+`wildocr ocr`, `wildocr run` and the fused Airflow task run the steps back to back (`read_objects`); the
+staged tasks (pipeline/staged.py) run the same steps one per task, with Parquet files in between. Both end
+in `image_row` / `word_rows`, the only code that turns an outcome into table rows.
+
+The per-image rules live here once: an error from loading is the image's outcome; an image the engine
+raises on (while it still reads a blank probe) gets "engine failed on this image" and the others go on; an
+image whose decoding and detection took longer than the time limit gets an error and no words; bytes read
+on an earlier date (`seen`) are skipped and point at that copy.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
+from wildocr.engine.types import Detection, Reading, Word
+from wildocr.pipeline.loader import Loaded, chunked, iter_loaded
+from wildocr.storage import tables
+from wildocr.storage.objectstore import ObjectInfo, StorageOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 8  # images whose crops are recognised together
+DEFAULT_PREFETCH = 4  # objects fetched and decoded ahead
+# Decoding + detection of one image taking longer than this gives an error row instead of its words. The
+# time is spent by then: this marks pathological images, it does not stop them (the pixel limit and the
+# detector's fixed input size are what bound the work per image). None turns it off.
+DEFAULT_MAX_SECONDS_PER_IMAGE = 300.0
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Engine(Protocol):
+    """What the pipeline needs from `wildocr.engine.OCREngine` (the stages, one by one)."""
+
+    @property
+    def model_info(self) -> dict[str, str]: ...
+    def map_images(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def crop(self, image: np.ndarray, detections: Sequence[Detection]) -> list[np.ndarray]: ...
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]: ...
+    def assemble(
+        self, image_size: tuple[int, int], detections: Sequence[Detection], readings: Sequence[Reading]
+    ) -> list[Word]: ...
+
+
+@dataclass(slots=True)
+class ImageOutcome:
+    """Everything the pipeline knows about one object: its words, or why it has none.
+
+    `duplicate_of` set with no error means skipped: the same bytes were read on an earlier date.
+    Within a shard, `duplicates.mark_rows` sets `duplicate_of` of later copies on the rows.
+    """
+
+    obj: ObjectInfo
+    sha256: str | None = None
+    photo: dict[str, Any] = field(default_factory=lambda: tables.photo_values(None))  # PHOTO_COLUMNS
+    duplicate_of: str | None = None
+    width: int | None = None
+    height: int | None = None
+    detections: list[Detection] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)
+    det_seconds: float = 0.0
+    rec_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.duplicate_of is not None and self.error is None
+
+    @property
+    def needs_reading(self) -> bool:
+        """Detected without error and with boxes: its crops go to recognition."""
+        return self.error is None and not self.skipped and bool(self.detections)
+
+
+# The steps ------------------------------------------------------------------------------------------
+
+
+def start(item: Loaded, seen: Mapping[str, str] | None = None) -> ImageOutcome:
+    """The outcome of loading: an error, a skip (bytes in `seen`), or an image to detect."""
+    outcome = ImageOutcome(
+        item.obj, sha256=item.sha256, photo=tables.photo_values(item.metadata), error=item.error
+    )
+    if item.skipped and seen is not None and item.sha256 is not None:
+        outcome.duplicate_of = seen[item.sha256]
+    return outcome
+
+
+_PROBE = np.full((64, 64, 3), 255, np.uint8)
+
+
+def _engine_still_works(step: Callable[[], object], what: str) -> bool:
+    """Whether a step still succeeds on a blank probe: tells a broken engine from one bad image."""
+    try:
+        step()
+    except Exception:
+        log.exception("the engine fails on a blank probe image (%s): treating it as broken", what)
+        return False
+    return True
+
+
+def _engine_failed(exc: Exception) -> str:
+    return f"engine failed on this image: {type(exc).__name__}: {exc}"
+
+
+def over_time(seconds: float, limit: float | None) -> str | None:
+    """The error of an image whose decoding + detection took longer than `limit` seconds, else None."""
+    if limit is None or seconds <= limit:
+        return None
+    return f"refused: decoding and detection took {seconds:.3f} s, over the per-image limit of {limit:g} s"
+
+
+def detect(
+    engine: Engine,
+    outcome: ImageOutcome,
+    image: np.ndarray,
+    *,
+    decode_seconds: float = 0.0,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
+    crop: bool = False,
+) -> list[np.ndarray]:
+    """Detect (and with `crop`, crop) one image into its outcome; returns the crops (none on error).
+
+    An engine that raises on this image but still reads a blank probe costs this image its words; an
+    engine that fails the probe too is broken, and the exception propagates (the task fails and retries).
+    """
+    outcome.height, outcome.width = int(image.shape[0]), int(image.shape[1])
+    begin = time.perf_counter()
+    crops: list[np.ndarray] = []
+    try:
+        detections = engine.detect(image)
+        if crop:
+            crops = engine.crop(image, detections)
+    except Exception as exc:
+        if not _engine_still_works(lambda: engine.detect(_PROBE), "detect"):
+            raise
+        log.warning("engine failed on one image of %dx%d: %r", image.shape[1], image.shape[0], exc)
+        outcome.error, detections, crops = _engine_failed(exc), [], []
+    outcome.det_seconds = time.perf_counter() - begin
+    outcome.error = outcome.error or over_time(decode_seconds + outcome.det_seconds, max_seconds)
+    if outcome.error is not None:
+        return []
+    outcome.detections = detections
+    return crops
+
+
+def crop(engine: Engine, outcome: ImageOutcome, image: np.ndarray) -> list[np.ndarray]:
+    """The padded crops of an outcome's boxes (the staged crop task; the fused path crops in `detect`)."""
+    try:
+        return engine.crop(image, outcome.detections)
+    except Exception as exc:
+        if not _engine_still_works(lambda: engine.crop(_PROBE, []), "crop"):
+            raise
+        outcome.error = _engine_failed(exc)
+        return []
+
+
+def recognize(engine: Engine, crops_by_image: Sequence[Sequence[np.ndarray]]) -> list[list[Reading] | str]:
+    """The readings of many images' crops, recognised together; an image the recognizer raises on alone
+    gets an error message instead of readings (the others are read again without it)."""
+    flat = [c for crops in crops_by_image for c in crops]
+    try:
+        readings = engine.recognize(flat) if flat else []
+    except Exception as exc:
+        log.warning("recognition failed on %d crops (%s); checking the engine", len(flat), exc)
+        if not _engine_still_works(lambda: engine.recognize([_PROBE]), "recognize"):
+            raise
+        out: list[list[Reading] | str] = []
+        for crops in crops_by_image:
+            try:
+                out.append(engine.recognize(crops) if crops else [])
+            except Exception as one:
+                out.append(_engine_failed(one))
+        return out
+    grouped: list[list[Reading] | str] = []
+    offset = 0
+    for crops in crops_by_image:
+        grouped.append(readings[offset : offset + len(crops)])
+        offset += len(crops)
+    return grouped
+
+
+def assemble(
+    engine: Engine, outcome: ImageOutcome, readings: Sequence[Reading] | str, rec_seconds: float
+) -> None:
+    """Words from an outcome's boxes and their readings (or the recognizer's error for this image)."""
+    outcome.rec_seconds = rec_seconds
+    if isinstance(readings, str):
+        outcome.error = readings
+        return
+    if outcome.error is None and outcome.detections:
+        if len(readings) != len(outcome.detections):
+            raise RuntimeError(
+                f"{outcome.obj.uri}: {len(outcome.detections)} boxes but {len(readings)} readings"
+            )
+        size = (outcome.height or 0, outcome.width or 0)
+        outcome.words = engine.assemble(size, outcome.detections, readings)
+
+
+def read_chunk(
+    engine: Engine,
+    items: Sequence[Loaded],
+    *,
+    seen: Mapping[str, str] | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
+) -> list[ImageOutcome]:
+    """Every step for a chunk of loaded objects: detect and crop each, recognise all their crops at once.
+
+    The pixels are let go as soon as an image is cropped.
+    """
+    outcomes = [start(item, seen) for item in items]
+    todo = [(o, item) for o, item in zip(outcomes, items, strict=True) if item.image is not None]
+
+    def detect_one(pair: tuple[ImageOutcome, Loaded]) -> list[np.ndarray]:
+        outcome, item = pair
+        assert item.image is not None
+        crops = detect(
+            engine,
+            outcome,
+            item.image,
+            decode_seconds=item.decode_seconds,
+            max_seconds=max_seconds,
+            crop=True,
+        )
+        item.image = None
+        return crops
+
+    crops = engine.map_images(detect_one, todo)
+    begin = time.perf_counter()
+    readings = recognize(engine, crops)
+    seconds = time.perf_counter() - begin
+    total = max(sum(map(len, crops)), 1)
+    for (outcome, _), image_crops, image_readings in zip(todo, crops, readings, strict=True):
+        # Recognition ran for all images at once: charge each image its share of the crops.
+        assemble(engine, outcome, image_readings, seconds * len(image_crops) / total)
+    return outcomes
+
+
+def read_objects(
+    engine: Engine,
+    objects: Sequence[ObjectInfo],
+    storage_options: StorageOptions,
+    *,
+    seen: Mapping[str, str] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    prefetch: int = DEFAULT_PREFETCH,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
+    keep_pixels: bool = False,
+) -> Iterator[tuple[ImageOutcome, np.ndarray | None]]:
+    """Load and read objects in order: (outcome, pixels when `keep_pixels` else None) for each.
+
+    Memory: at most `prefetch + chunk_size` decoded images at a time (plus the crops of one chunk).
+    """
+    loaded = iter_loaded(
+        objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, skip_sha256=seen or None
+    )
+    for chunk in chunked(loaded, chunk_size):
+        pixels = [item.image if keep_pixels else None for item in chunk]
+        yield from zip(read_chunk(engine, chunk, seen=seen, max_seconds=max_seconds), pixels, strict=True)
+
+
+# Rows --------------------------------------------------------------------------------------------------
+
+
+def image_row(
+    outcome: ImageOutcome,
+    *,
+    run_id: str,
+    shard: int,
+    processed_at: _dt.datetime,
+    model_info: Mapping[str, str],
+) -> dict[str, Any]:
+    """The `images` row of one outcome (`tables.IMAGES`)."""
+    return tables.image_row(
+        image_uri=outcome.obj.uri,
+        etag=outcome.obj.etag,
+        size=outcome.obj.size,
+        run_id=run_id,
+        shard=shard,
+        processed_at=processed_at,
+        model_info=model_info,
+        width=outcome.width,
+        height=outcome.height,
+        error=outcome.error,
+        n_words=0 if outcome.error else len(outcome.words),
+        det_seconds=outcome.det_seconds,
+        rec_seconds=outcome.rec_seconds,
+        sha256=outcome.sha256,
+        duplicate_of=outcome.duplicate_of,
+        skipped=outcome.skipped,
+        photo=outcome.photo,
+    )
+
+
+def word_rows(outcome: ImageOutcome, shard: int) -> list[dict[str, Any]]:
+    """The `words` rows of one outcome (none when it has an error)."""
+    return [] if outcome.error else tables.word_rows(outcome.obj.uri, outcome.words, shard)
+
+
+def to_json(outcome: ImageOutcome) -> dict[str, Any]:
+    """The JSON line `wildocr ocr` prints for one outcome."""
+    record: dict[str, Any] = {"image": outcome.obj.uri.rsplit("/", 1)[-1], "uri": outcome.obj.uri}
+    if outcome.error is None:
+        record.update(width=outcome.width, height=outcome.height, words=[w.to_json() for w in outcome.words])
+    else:
+        record.update(error=outcome.error, words=[])
+    return record
