@@ -58,14 +58,11 @@ def mark_partition(
     `fence`, when given, is called before each write (the run's lease check). Files written before
     `images.sha256` existed are left as they are.
     """
-    partition = tables.partition_url(output_root, "images", dt)
     parts: list[tuple[str, pa.Table]] = []
-    for url in sorted(objectstore.list_files(partition, storage_options)):
-        if tables.parse_part_name(url.rsplit("/", 1)[-1]) is None:
-            continue
-        table = tables.read_parquet_bytes(objectstore.read_bytes(url, storage_options))
+    for part in tables.part_files(output_root, "images", dt, storage_options):
+        table = tables.read_parquet_bytes(objectstore.read_bytes(part.url, storage_options))
         if "sha256" in table.schema.names:
-            parts.append((url, table))
+            parts.append((part.url, table))
     first = first_copies(
         row
         for _, table in parts

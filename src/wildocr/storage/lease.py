@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 
 from wildocr.storage import objectstore, tables
@@ -31,7 +30,6 @@ from wildocr.storage.objectstore import StorageOptions
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "_lease.json"
-_DT_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class PartitionBusyError(RuntimeError):
@@ -50,7 +48,7 @@ def run_layout(url: str) -> tuple[str, str] | None:
     parts = url.rstrip("/").split("/")
     if parts and parts[-1] == "manifest.parquet":
         parts = parts[:-1]
-    if len(parts) >= 4 and parts[-3] == "_staging" and _DT_RE.fullmatch(parts[-2]) and parts[-1]:
+    if len(parts) >= 4 and parts[-3] == "_staging" and tables.is_valid_dt(parts[-2]) and parts[-1]:
         return "/".join(parts[:-3]), parts[-2]
     return None
 

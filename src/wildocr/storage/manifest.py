@@ -77,13 +77,10 @@ def done_keys(
     """
     tables.validate_dt(exclude_dt)
     done: set[tuple[str, str]] = set()
-    prefix = objectstore.canonical(objectstore.join(output_root, "images"), storage_options)
-    for url in objectstore.list_files(prefix, storage_options):
-        rel = url[len(prefix) :].strip("/").split("/")
-        if len(rel) != 2 or not rel[0].startswith("dt=") or tables.parse_part_name(rel[1]) is None:
+    for part in tables.part_files(output_root, "images", storage_options=storage_options):
+        if part.dt == exclude_dt:
             continue
-        if rel[0] == f"dt={exclude_dt}":
-            continue
+        url = part.url
         data = objectstore.read_bytes(url, storage_options)
         table = tables.read_parquet_bytes(data).select(["image_uri", "etag", "status"])
         ok = table.filter(pc.is_in(table["status"], pa.array([tables.STATUS_OK, tables.STATUS_SKIPPED])))
@@ -99,14 +96,10 @@ def seen_content(output_root: str, *, before_dt: str, storage_options: StorageOp
     over (their photos are read again).
     """
     tables.validate_dt(before_dt)
-    prefix = objectstore.canonical(objectstore.join(output_root, "images"), storage_options)
     parts: list[pa.Table] = []
-    for url in objectstore.list_files(prefix, storage_options):
-        rel = url[len(prefix) :].strip("/").split("/")
-        if len(rel) != 2 or not rel[0].startswith("dt=") or tables.parse_part_name(rel[1]) is None:
-            continue
-        dt = rel[0][3:]
-        if not _is_dt(dt) or dt >= before_dt:  # YYYY-MM-DD strings sort as dates
+    for part in tables.part_files(output_root, "images", storage_options=storage_options):
+        url, dt = part.url, part.dt
+        if dt >= before_dt:  # YYYY-MM-DD strings sort as dates
             continue
         table = tables.read_columns(
             objectstore.read_bytes(url, storage_options), ["image_uri", "sha256", "status"]
@@ -131,14 +124,6 @@ def seen_content(output_root: str, *, before_dt: str, storage_options: StorageOp
     hashes = table["sha256"].to_pylist()
     first = [i for i, h in enumerate(hashes) if i == 0 or hashes[i - 1] != h]
     return table.take(first).cast(tables.SEEN)
-
-
-def _is_dt(text: str) -> bool:
-    try:
-        tables.validate_dt(text)
-    except ValueError:
-        return False
-    return True
 
 
 def seen_url_for(manifest_url: str) -> str:

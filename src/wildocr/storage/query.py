@@ -26,7 +26,6 @@ from wildocr.storage.objectstore import StorageOptions
 
 IMAGE_KEY_CHARS = 16  # hex characters of sha256(image_uri): a short, stable id for URLs
 _IMAGE_KEY_RE = re.compile(rf"^[0-9a-f]{{{IMAGE_KEY_CHARS}}}$")
-_PARTITION_DIR_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 _IMAGE_COLUMNS = (
     "image_uri",
     "etag",
@@ -122,8 +121,8 @@ class TableReader:
     def _files(self, table: str, dt: str | None, shard: int | None = None) -> list[str]:
         """The table's part files (of one partition when `dt` is given; of one shard too), for DuckDB.
 
-        Listed here and handed to DuckDB as a list, not as a glob: only `dt=<calendar date>` folders and
-        `*.parquet` names count, so a stray folder (`dt=latest`), staging or a temp file never breaks a read.
+        Listed by `tables.part_files` and handed to DuckDB as a list, not as a glob, so a stray folder
+        (`dt=latest`), staging or a temp file never breaks a read.
         """
         if dt is not None and shard is not None:
             fs, path = objectstore.url_to_fs(
@@ -132,21 +131,12 @@ class TableReader:
             fs.invalidate_cache()
             found = fs.exists(path)
             return [path if objectstore.is_local(fs) else fs.unstrip_protocol(path)] if found else []
-        if dt is None:
-            pattern = f"{self._root_path}/{table}/dt=*/*.parquet"
-        else:
-            _, partition = objectstore.url_to_fs(
-                tables.partition_url(self.root, table, dt), self.storage_options
-            )
-            pattern = f"{partition}/*.parquet"
-        self._fs.invalidate_cache()
-        files = []
-        for path in sorted(self._fs.glob(pattern)):
-            folder = path.rsplit("/", 2)[-2]
-            match = _PARTITION_DIR_RE.match(folder)
-            if match and is_valid_dt(match.group(1)):
-                files.append(path if objectstore.is_local(self._fs) else self._fs.unstrip_protocol(path))
-        return files
+        parts = tables.part_files(self.root, table, dt, self.storage_options)
+        return [self._duckdb_path(part.url) for part in parts]
+
+    def _duckdb_path(self, url: str) -> str:
+        """A part file as DuckDB opens it: a plain path locally, the URL through the registered fsspec."""
+        return objectstore.url_to_fs(url, self.storage_options)[1] if objectstore.is_local(self._fs) else url
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect()
@@ -296,15 +286,6 @@ class TableReader:
             SearchHit(dt, image_key(uri), uri, int(shard), tuple(words), float(conf), bool(exact))
             for dt, uri, shard, words, conf, exact in rows
         ]
-
-
-def is_valid_dt(text: object) -> bool:
-    """Whether `text` is a `dt` partition value (`tables.validate_dt` without the exception)."""
-    try:
-        tables.validate_dt(text)  # type: ignore[arg-type]
-    except ValueError:
-        return False
-    return True
 
 
 def _image_entry(dt: str, row: Sequence[Any]) -> ImageEntry:

@@ -49,11 +49,7 @@ def top_words_url(output_root: str, dt: str) -> str:
 
 def read_partition(output_root: str, table: str, dt: str, storage_options: StorageOptions = None) -> pa.Table:
     """All rows of one dt partition of `images` or `words` (part files only, never temporary files)."""
-    parts = [
-        url
-        for url in objectstore.list_files(tables.partition_url(output_root, table, dt), storage_options)
-        if tables.parse_part_name(url.rsplit("/", 1)[-1]) is not None
-    ]
+    parts = [part.url for part in tables.part_files(output_root, table, dt, storage_options)]
     schema = tables.OUTPUT_SCHEMAS[table]
     pieces = [pq.read_table(io.BytesIO(objectstore.read_bytes(url, storage_options))) for url in parts]
     return pa.concat_tables(pieces) if pieces else schema.empty_table()

@@ -302,7 +302,7 @@ def create_app() -> FastAPI:
 
     @app.get("/run", response_class=HTMLResponse, dependencies=[Depends(_requires_run_read())])
     def run(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
-        from wildocr.storage.query import is_valid_dt
+        from wildocr.storage.tables import is_valid_dt
 
         plan = _run_plan(dag_id, run_id)
         tables = reader()
