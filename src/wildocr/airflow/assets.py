@@ -22,7 +22,8 @@ def triggering_partition(context: Context, asset: Asset = WORDS_ASSET) -> tuple[
     carry the same key. A manual run has neither: (None, {}).
     """
     key = context.get("partition_key")
-    events = list(context.get("triggering_asset_events", {}).get(asset, []) or [])
+    by_asset: Any = context.get("triggering_asset_events") or {}
+    events = list(by_asset.get(asset, []) or [])
     matching = [e for e in events if getattr(e, "partition_key", None) == key] if key else []
     extra = dict((matching or events)[-1].extra or {}) if (matching or events) else {}
     return key, extra

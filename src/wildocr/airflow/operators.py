@@ -333,7 +333,12 @@ class FinalizeOperator(BaseOperator):
         pulled = context["ti"].xcom_pull(task_ids=list(settings.SUMMARY_TASKS)) or []
         summaries = [s for s in map(ShardSummary.from_xcom, pulled) if s is not None]
         figures = run_figures(summaries, plan.dts)
-        summary = {"output_root": plan.output_root, "dts": plan.dts, "run_id": plan.run_id, "mode": plan.mode}
+        summary: dict[str, Any] = {
+            "output_root": plan.output_root,
+            "dts": plan.dts,
+            "run_id": plan.run_id,
+            "mode": plan.mode,
+        }
         for outlet in self.outlets:
             if isinstance(outlet, Asset) and outlet.uri in (
                 settings.IMAGES_ASSET_URI,

@@ -55,8 +55,9 @@ BROWSER_VIEWS: list[dict[str, Any]] = [
 
 class WildOcrPlugin(AirflowPlugin):
     name = "wildocr"
-    macros: ClassVar[list] = [output_root, partition_url]
-    external_views: ClassVar[list] = BROWSER_VIEWS
+    # AirflowPlugin declares these as instance attributes, but the plugin manager reads them off the class.
+    macros: ClassVar[list] = [output_root, partition_url]  # type: ignore[misc]
+    external_views: ClassVar[list] = BROWSER_VIEWS  # type: ignore[misc]
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param, TriggerRule, chain, task_group
+from airflow.sdk import Param, TriggerRule, XComArg, chain, task_group
 
 from wildocr.airflow import settings
 from wildocr.airflow.operators import (
@@ -70,21 +70,28 @@ def ocr_tasks(
         engine_options=engine_options,
         conn_id=conn_id,
     )
-    step = {"conn_id": conn_id, "engine_options": engine_options}
 
     @task_group(group_id=settings.OCR_GROUP)
     def ocr(shard: dict[str, Any]) -> None:
         chain(
-            TextDetectionOperator(task_id=settings.DETECT_TASK, shard=shard, **step),
-            CropOperator(task_id=settings.CROP_TASK, shard=shard, **step),
-            CtcRecognitionOperator(task_id=settings.RECOGNIZE_TASK, shard=shard, **step),
-            PublishOperator(task_id=settings.PUBLISH_TASK, shard=shard, **step),
+            TextDetectionOperator(
+                task_id=settings.DETECT_TASK, shard=shard, conn_id=conn_id, engine_options=engine_options
+            ),
+            CropOperator(
+                task_id=settings.CROP_TASK, shard=shard, conn_id=conn_id, engine_options=engine_options
+            ),
+            CtcRecognitionOperator(
+                task_id=settings.RECOGNIZE_TASK, shard=shard, conn_id=conn_id, engine_options=engine_options
+            ),
+            PublishOperator(
+                task_id=settings.PUBLISH_TASK, shard=shard, conn_id=conn_id, engine_options=engine_options
+            ),
         )
 
     shards = ocr.expand(shard=manifest.output)
     finalize = FinalizeOperator(
         task_id=settings.FINALIZE_TASK,
-        run=manifest.output[settings.RUN_XCOM_KEY],
+        run=XComArg(manifest, key=settings.RUN_XCOM_KEY),
         conn_id=conn_id,
         trigger_rule=TriggerRule.NONE_FAILED,
     )

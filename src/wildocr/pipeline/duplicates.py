@@ -16,7 +16,8 @@ URI and shards are URI ranges, so only copies in later shards than their origina
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -37,7 +38,7 @@ def first_copies(rows: Iterable[tuple[str, str | None, str]]) -> dict[str, str]:
     return first
 
 
-def mark_rows(rows: list[MutableMapping]) -> None:
+def mark_rows(rows: Sequence[MutableMapping[str, Any]]) -> None:
     """Set `duplicate_of` on `images` rows (in place) by the rule above, among these rows only."""
     first = first_copies((r["image_uri"], r["sha256"], r["status"]) for r in rows)
     for row in rows:

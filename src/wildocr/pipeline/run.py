@@ -248,7 +248,7 @@ def build_manifest(
             skip_seen_root=skip_seen_root,
         )
     except BaseException:
-        if taken:
+        if taken and layout is not None:
             lease.release(*layout, owner, storage_options)
         raise
     return list(range(info.n_shards))
