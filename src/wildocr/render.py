@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from wildocr.engine.types import Word
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         import matplotlib
 

@@ -240,8 +240,9 @@ def _background(rng: np.random.Generator, w: int, h: int, mode: Mode) -> tuple[n
         colour = rng.uniform(0, 255, 3)
         cv2.ellipse(blobs, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour.tolist(), -1)
         cv2.ellipse(alpha, centre, axes, 0, 0, 360, float(rng.uniform(0.3, 0.7)), -1)
-    blobs = cv2.resize(cv2.GaussianBlur(blobs, (0, 0), 4), (w, h), interpolation=cv2.INTER_CUBIC)
-    alpha = cv2.resize(cv2.GaussianBlur(alpha, (0, 0), 4), (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
+    blobs = np.asarray(cv2.resize(cv2.GaussianBlur(blobs, (0, 0), 4), (w, h), interpolation=cv2.INTER_CUBIC))
+    alpha = np.asarray(cv2.resize(cv2.GaussianBlur(alpha, (0, 0), 4), (w, h), interpolation=cv2.INTER_CUBIC))
+    alpha = alpha[..., None]
     img = img * (1 - alpha) + blobs * alpha
 
     texture = rng.integers(0, 4)
@@ -461,7 +462,7 @@ def _place_lines(
                 continue
             # A small gap around each claim keeps neighbouring lines apart, as on real facades.
             gap = max(3, int(mode.text_height[0] * 0.3))
-            taken |= cv2.dilate(claim, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8))
+            np.bitwise_or(taken, cv2.dilate(claim, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)), out=taken)
             _draw_line(rng, canvas, ink, rot, ox, oy, claim, mode)
             placed.extend((b, t) for b, t in zip(boxes, rot.texts, strict=True))
             drawn += 1
@@ -539,10 +540,10 @@ def render_sample(
     if not clean:  # uneven light: a smooth multiplicative field over the whole scene
         canvas *= 1 + mode.lighting * _smooth_noise(rng, w, h, rng.uniform(200, 500))[..., None]
     img = cv2.warpPerspective(canvas, hom, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    ink = cv2.warpPerspective(ink, hom, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    ink = np.asarray(cv2.warpPerspective(ink, hom, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0))
     if not clean:
-        img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(*mode.blur_sigma)))
-        img += rng.normal(0, rng.uniform(*mode.noise_sigma), img.shape).astype(np.float32)
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), float(rng.uniform(*mode.blur_sigma))))
+        img += np.asarray(rng.normal(0, rng.uniform(*mode.noise_sigma), img.shape), np.float32)
     rgb = np.clip(np.round(img), 0, 255).astype(np.uint8)
 
     words = []
