@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from wildocr.pipeline.loader import chunked as chunked  # one chunking rule, the pipeline's
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -130,11 +132,6 @@ def decode_file(path: Path) -> np.ndarray:
     from wildocr.engine import decode_image
 
     return decode_image(path.read_bytes())
-
-
-def chunked(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> None:
