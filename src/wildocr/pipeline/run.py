@@ -184,6 +184,8 @@ def plan_run(
     if max_shards is not None and total > max_shards:
         # n_shards <= images/size + dates, and images <= total * old size.
         if max_shards <= len(dts):
+            for dt in dts:  # give the leases back: no retry makes this plan fit
+                remove_staging(staging[dt], storage_options)
             raise ValueError(f"{len(dts)} dates cannot fit in {max_shards} shards")
         grown = math.ceil(total * shard_size / (max_shards - len(dts)))
         log.warning(
