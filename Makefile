@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= cpu,openvino,airflow,dev
+PORT   ?= 8080
 
-.PHONY: setup demo ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu clean
+.PHONY: setup demo ui ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -16,6 +17,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup  ## the nightly Airflow DAG on generated photos, embedded default (local store, SQLite)
 	$(BIN)/python include/demo.py
+
+ui: setup  ## after `make demo`: the Airflow UI on the demo's runs and tables; prints the URL and the login
+	$(BIN)/python include/ui.py --port $(PORT)
 
 ocr-demo: setup  ## the engine alone: generated photos -> JSON lines + overlay PNGs
 	$(BIN)/python include/sample_data.py data/samples --count 6

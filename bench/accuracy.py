@@ -81,7 +81,7 @@ SETTINGS: dict[str, dict[str, object]] = {
     "boxh1.0": {"box_height_scale": 1.0},
 }
 PEER = "peer (rapidocr)"
-DOC = REPO / "docs" / "accuracy.md"
+DOC = REPO / "docs" / "benchmarks.md"
 
 # The fixed split of ICDAR 2015 train (1,000 photos): choose on TUNE, quote CHECK. Photos of other sets
 # (--data, names not img_N) form one group, "all".

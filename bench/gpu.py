@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, bench_photos, header_lines, list_images, markdown_table, replace_generated_section
 
-DOC = REPO / "docs" / "performance.md"
+DOC = REPO / "docs" / "benchmarks.md"
 PHOTOS = REPO / ".bench-photos" / "gpu"
 DEFAULT_JSON = REPO / "out" / "bench" / "gpu.json"
 BATCHES = (32, 128, 256)

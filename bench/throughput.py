@@ -53,7 +53,7 @@ from common import (
     write_synthetic_set,
 )
 
-DOC = REPO / "docs" / "performance.md"
+DOC = REPO / "docs" / "benchmarks.md"
 STAGES = ("decode", "detect", "crop", "recognize", "assemble", "write")
 
 
