@@ -7,7 +7,6 @@ cut; the cut positions map back onto the line's quadrilateral by linear interpol
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
 
 import numpy as np
 
@@ -92,11 +91,6 @@ def _word(text: str, quad: np.ndarray, confidence: float, det_score: float, line
         round(float(ys.max()), 1),
     )
     return Word(text, round(confidence, 4), round(det_score, 4), line_id, poly, bbox)
-
-
-def split_line(*args: Any, **kwargs: Any) -> list[Word]:
-    """The words of `line_words` without their character confidences."""
-    return [word for word, _ in line_words(*args, **kwargs)]
 
 
 def line_words(
