@@ -6,13 +6,16 @@ The network is ONNX; everything around it is here so that it can be tested witho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 import pyclipper
 
 from wildocr.engine.types import Detection
+
+if TYPE_CHECKING:
+    from wildocr.engine.backends import Session
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,9 @@ def sort_reading_order(detections: list[Detection]) -> list[Detection]:
 
 
 class TextDetector:
-    """The DB detector over one ONNX session."""
+    """The DB detector over one inference session (any backend)."""
 
-    def __init__(self, session: ort.InferenceSession, cfg: DetectorConfig) -> None:
+    def __init__(self, session: Session, cfg: DetectorConfig) -> None:
         self.session = session
         self.cfg = cfg
         self._input = session.get_inputs()[0].name

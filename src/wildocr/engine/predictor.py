@@ -65,12 +65,8 @@ class EngineConfig:
     # time keeps one image's activations alive instead of `workers` of them (docs/performance.md: peak RSS
     # over 60 photos 786 → 539 MB); recognition batches still run on `workers` threads. 0 = workers.
     detect_workers: int = 1
-    # ONNX Runtime memory and threads (models.SessionOptions says why these defaults): one CPU arena shared
-    # by the three sessions, no per-shape memory patterns, no spinning idle threads.
-    ort_cpu_arena: bool = True
-    ort_shared_arena: bool = True
-    ort_mem_pattern: bool = False
-    ort_spinning: bool = False
+    # ONNX Runtime's memory settings are not here: they are backends.SessionOptions (OCREngine's
+    # `session_options`, for measurements).
 
     def with_options(self, **options: object) -> EngineConfig:
         """A copy with flat options applied: `det_*` go to the detector, `rec_*` to the recognizer."""
@@ -87,26 +83,30 @@ class OCREngine:
 
     `lazy=True` loads each model on first use, for processes that run one stage only (the staged Airflow
     tasks: cropping needs no model at all, recognition no detector); the default loads all of them now, so
-    that a missing or corrupt model file fails at start-up, before any image is read.
+    that a missing or corrupt model file fails at start-up, before any image is read. `session_options`
+    (backends.SessionOptions) changes ONNX Runtime's memory and thread settings, for measurements.
     """
 
-    def __init__(self, config: EngineConfig | None = None, *, lazy: bool = False) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        lazy: bool = False,
+        session_options: backends.SessionOptions | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
-        on_gpu = models.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
+        on_gpu = backends.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
         cores = os.cpu_count() or 1
         self.workers = self.config.workers or (1 if on_gpu else cores)
         threads = self.config.threads or max(1, cores // self.workers)
         self.backend = backends.resolve_backend(self.config.backend, on_gpu)
-        self._options = models.SessionOptions(
+        self._options = replace(
+            session_options or backends.SessionOptions(),
             device=self.config.device,
             # OpenVINO: one pool of workers x threads cores, split into one stream per worker thread.
             intra_op_threads=threads * self.workers if self.backend == "openvino" else threads,
             backend=self.backend,
             streams=self.workers,
-            cpu_arena=self.config.ort_cpu_arena,
-            mem_pattern=self.config.ort_mem_pattern,
-            spinning=self.config.ort_spinning,
-            shared_arena=self.config.ort_shared_arena,
         )
         self.detect_workers = min(self.config.detect_workers or self.workers, self.workers)
         self._det_options = self._options
@@ -128,7 +128,7 @@ class OCREngine:
         self._expected_provider = (
             backends.OPENVINO_PROVIDER
             if self.backend == "openvino"
-            else models.available_providers(self.config.device)[0]
+            else backends.available_providers(self.config.device)[0]
         )
         self._load_lock = threading.Lock()
         self._det_model: Path | None = None
@@ -178,7 +178,7 @@ class OCREngine:
         if self._detector is None:
             with self._load_lock:
                 if self._detector is None:
-                    session = models.create_session(self._detector_model(), self._det_options)
+                    session = backends.create_session(self._detector_model(), self._det_options)
                     self._detector = TextDetector(session, self.config.detector)
         return self._detector
 
@@ -188,7 +188,7 @@ class OCREngine:
             with self._load_lock:
                 if self._recognizer is None:
                     rec_model = models.with_device_argmax(self._rec_path)
-                    session = models.create_session(rec_model, self._options)
+                    session = backends.create_session(rec_model, self._options)
                     charset = models.recognizer_charset(rec_model)
                     self._recognizer = TextRecognizer(session, charset, self.config.recognizer)
         return self._recognizer
@@ -200,7 +200,7 @@ class OCREngine:
                 if not self._classifier_loaded:
                     if self.config.use_orientation:
                         self._classifier = OrientationClassifier(
-                            models.create_session(self._cls_path, self._options)
+                            backends.create_session(self._cls_path, self._options)
                         )
                     self._classifier_loaded = True
         return self._classifier

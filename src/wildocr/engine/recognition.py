@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from wildocr.engine.types import Reading
+
+if TYPE_CHECKING:
+    from wildocr.engine.backends import Session
 
 REC_HEIGHT = 48
 BLANK = 0
@@ -102,9 +105,9 @@ def ctc_greedy_decode(
 
 
 class TextRecognizer:
-    """Batched recognition over one ONNX session whose outputs are (argmax index, max probability)."""
+    """Batched recognition over one inference session whose outputs are (argmax index, max probability)."""
 
-    def __init__(self, session: ort.InferenceSession, charset: Sequence[str], cfg: RecognizerConfig) -> None:
+    def __init__(self, session: Session, charset: Sequence[str], cfg: RecognizerConfig) -> None:
         self.session = session
         self.charset = list(charset)
         self._input = session.get_inputs()[0].name
