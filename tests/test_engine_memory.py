@@ -111,8 +111,9 @@ def test_lazy_engine_loads_only_the_models_a_stage_runs(photos) -> None:
     folder, truth = photos
     engine = OCREngine(EngineConfig(device="cpu"), lazy=True)
     loaded = lambda: (engine._detector is not None, engine._recognizer is not None, engine._classifier_loaded)  # noqa: E731
-    info = engine.model_info  # hashes of the files: no session needed
-    assert info["rec_model"] and len(info["det_sha256"]) == 64
+    info = engine.model_info  # hashes of the files: no session needed, and no int8 detector built
+    assert info["rec_model"] and len(info["rec_sha256"]) == 64
+    assert "det_sha256" not in info and "det_model" not in info  # not resolved yet
     assert loaded() == (False, False, False)
     image = decode_image((folder / truth[0]["image"]).read_bytes())
     eager = OCREngine(EngineConfig(device="cpu"))
@@ -124,8 +125,11 @@ def test_lazy_engine_loads_only_the_models_a_stage_runs(photos) -> None:
     assert loaded() == (False, True, True)
     assert engine.detect(image) == detections
     assert loaded() == (True, True, True)
-    assert engine.model_info == eager.model_info == info
+    assert engine.model_info == eager.model_info
+    assert len(engine.model_info["det_sha256"]) == 64 and engine.model_info["det_model"].endswith("(int8)")
+    assert {k: v for k, v in engine.model_info.items() if not k.startswith("det_")} == info
     staged = OCREngine(EngineConfig(device="cpu"), lazy=True).load("detect")  # what the detect task does
     assert (staged._detector is not None, staged._recognizer is None) == (True, True)
+    assert staged.model_info == eager.model_info
     with pytest.raises(ValueError, match="stage must be"):
         staged.load("crop")

@@ -214,16 +214,26 @@ class OCREngine:
 
     @property
     def model_info(self) -> dict[str, str]:
-        """Model names and file hashes, as written into every row (reads no model into memory)."""
+        """Model names and file hashes, as written into every row. Builds and loads nothing.
+
+        The detector's keys (det_model, det_sha256) appear only once its model file is resolved: after
+        `load("detect")`, `load()` (what the constructor does unless lazy) or any detection. Before that,
+        knowing the int8 file's hash could mean building it (about 15 s on a cold cache), so a lazy engine
+        that has not detected yet reports rec_* and cls_* only. det_sha256 is the hash of the file that
+        runs: the int8 file itself when quantised. cls_* are empty strings when orientation is off.
+        """
         use_cls = self.config.use_orientation
-        return {
-            "det_model": self._det_path.name + (" (int8)" if self._det_precision == "int8" else ""),
-            "det_sha256": models.file_sha256(self._detector_model()),  # the int8 file itself when quantised
-            "rec_model": self._rec_path.name,
-            "rec_sha256": models.file_sha256(self._rec_path),
-            "cls_model": self._cls_path.name if use_cls else "",
-            "cls_sha256": models.file_sha256(self._cls_path) if use_cls else "",
-        }
+        info = {}
+        if self._det_model is not None:
+            info["det_model"] = self._det_path.name + (" (int8)" if self._det_precision == "int8" else "")
+            info["det_sha256"] = models.file_sha256(self._det_model)
+        info.update(
+            rec_model=self._rec_path.name,
+            rec_sha256=models.file_sha256(self._rec_path),
+            cls_model=self._cls_path.name if use_cls else "",
+            cls_sha256=models.file_sha256(self._cls_path) if use_cls else "",
+        )
+        return info
 
     def _map(self, fn, items):
         """map() over the engine's worker threads (ONNX Runtime sessions are safe to call concurrently)."""
