@@ -20,15 +20,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    limit_side: int = 736  # the network input's short side is scaled to this (see resize_for_detection)
-    max_side: int = 2400  # ... while the long side stays at most this
-    thresh: float = 0.3  # probability for a pixel to count as text
-    box_thresh: float = 0.5  # mean probability inside a box to keep it
-    unclip_ratio: float = 1.6  # DB boxes are shrunk text kernels: grow them back by area*ratio/perimeter
-    min_size: float = 3.0  # shortest box side (network pixels) to keep
+    """The DB detector's settings (`EngineConfig.detector`; `--option det_KEY=VALUE`).
+
+    Attributes:
+        limit_side: the network input's short side is scaled to this, up or down
+            (`resize_for_detection`): small print needs pixels, large inputs cost time.
+        max_side: ... while its long side stays at most this, which bounds the work per image.
+        thresh: probability for a pixel of the map to count as text.
+        box_thresh: mean probability inside a box to keep it (drops faint false regions).
+        unclip_ratio: DB boxes are shrunk text kernels; they grow back by area * ratio / perimeter.
+        min_size: shortest box side, in network pixels, to keep.
+        max_candidates: regions looked at per image at most.
+        precision: auto | fp32 | int8. int8 (quantised once at load time, cached: engine/quantize.py)
+            detects faster on CPU at the same accuracy (docs/accuracy.md); auto = int8 on CPU, fp32 on
+            GPU (CUDA gains nothing from these QDQ models).
+    """
+
+    limit_side: int = 736
+    max_side: int = 2400
+    thresh: float = 0.3
+    box_thresh: float = 0.5
+    unclip_ratio: float = 1.6
+    min_size: float = 3.0
     max_candidates: int = 1000
-    # int8 detector (quantised once at load time, cached): faster detection on CPU at the same accuracy
-    # (docs/accuracy.md). "auto" = int8 on CPU, fp32 on GPU (CUDA gains nothing from these QDQ models).
     precision: str = "auto"  # auto | fp32 | int8
 
 

@@ -26,14 +26,24 @@ CPU_MAX_BATCH_WIDTH = 2560
 
 @dataclass(frozen=True)
 class RecognizerConfig:
+    """How crops are batched for the recogniser (`EngineConfig.recognizer`; `--option rec_KEY=VALUE`).
+
+    Attributes:
+        batch_size: crops per network call at most.
+        width_buckets: widths crops are padded to (after scaling to 48 px high), so the network sees a
+            few input shapes instead of one per batch; wider crops are squeezed into the last bucket.
+        fixed_batch: pad every batch to `batch_size` rows, so the network only ever sees
+            len(width_buckets) shapes: worth it on GPU (no re-planning, stable cuDNN kernels), wasted
+            work on CPU. None = on GPU only.
+        max_batch_width: rows x bucket width per batch at most (a wide bucket gets fewer rows):
+            activations grow with both, and past a few thousand columns a bigger batch is no faster on CPU
+            (docs/performance.md). None = 2560 on CPU and no cap on GPU (large batches are what it
+            needs); 0 = no cap.
+    """
+
     batch_size: int = 32
     width_buckets: tuple[int, ...] = (160, 320, 480, 640, 960, 1280)
-    # Pad every batch to `batch_size` rows, so the network only ever sees len(width_buckets) shapes:
-    # worth it on GPU (no re-planning, stable cuDNN kernels), wasted work on CPU. None = GPU only.
     fixed_batch: bool | None = None
-    # Rows x bucket width per batch at most (a wide bucket gets fewer rows): activations grow with both,
-    # and past a few thousand columns a bigger batch is no faster on CPU (docs/performance.md). None = 2560
-    # on CPU, no cap on GPU (large batches are what it needs); 0 = no cap.
     max_batch_width: int | None = None
 
 
