@@ -33,6 +33,7 @@ test-fast: setup  ## everything but the slow end-to-end and fault-injection test
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench-accuracy: setup
 	$(BIN)/python bench/accuracy.py

@@ -6,13 +6,13 @@ The network is ONNX; everything around it is here so that it can be tested witho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
 import pyclipper
 
-from wildocr.engine.types import Detection
+from wildocr.engine.types import Detection, Quad
 
 if TYPE_CHECKING:
     from wildocr.engine.backends import Session
@@ -108,7 +108,7 @@ def boxes_from_probability(
     """Probability map (H×W in network pixels) → detections in image pixels."""
     img_h, img_w = image_size
     map_h, map_w = prob.shape
-    bitmap = (prob > cfg.thresh).astype(np.uint8)
+    bitmap: np.ndarray = (prob > cfg.thresh).astype(np.uint8)
     bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     contours = contours[: cfg.max_candidates]
@@ -134,7 +134,8 @@ def boxes_from_probability(
         quad[:, 1] = np.clip(quad[:, 1] * sy, 0, img_h - 1)
         if np.linalg.norm(quad[0] - quad[1]) <= 3 or np.linalg.norm(quad[0] - quad[3]) <= 3:
             continue
-        detections.append(Detection(quad=tuple(map(tuple, quad.round(1).tolist())), score=round(score, 4)))
+        corners = cast(Quad, tuple(map(tuple, quad.round(1).tolist())))
+        detections.append(Detection(quad=corners, score=round(score, 4)))
     return sort_reading_order(detections)
 
 
@@ -163,7 +164,8 @@ class TextDetector:
         self._input = session.get_inputs()[0].name
 
     def probability_map(self, image_bgr: np.ndarray) -> np.ndarray:
-        size = resize_for_detection(*image_bgr.shape[:2], self.cfg)
+        height, width = image_bgr.shape[:2]
+        size = resize_for_detection(height, width, self.cfg)
         out = self.session.run(None, {self._input: preprocess(image_bgr, size)})[0]
         return out[0, 0]
 

@@ -77,7 +77,8 @@ def calibration_inputs(limit_side: int = CALIBRATION_SIDE) -> list[np.ndarray]:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        inputs.append(preprocess(bgr, resize_for_detection(*bgr.shape[:2], cfg)))
+        height, width = bgr.shape[:2]
+        inputs.append(preprocess(bgr, resize_for_detection(height, width, cfg)))
     return inputs
 
 

@@ -7,10 +7,11 @@ cut; the cut positions map back onto the line's quadrilateral by linear interpol
 from __future__ import annotations
 
 import unicodedata
+from typing import cast
 
 import numpy as np
 
-from wildocr.engine.types import Detection, Reading, Word
+from wildocr.engine.types import Detection, Quad, Reading, Word
 
 # Read between words but part of none: a middle dot or bullet between sign words, a bar.
 _SEPARATORS = frozenset("·•|¦")
@@ -82,7 +83,7 @@ def tighten(quad: np.ndarray, height_scale: float) -> np.ndarray:
 
 
 def _word(text: str, quad: np.ndarray, confidence: float, det_score: float, line_id: int) -> Word:
-    poly = tuple((round(float(x), 1), round(float(y), 1)) for x, y in quad)
+    poly = cast(Quad, tuple((round(float(x), 1), round(float(y), 1)) for x, y in quad))
     xs, ys = quad[:, 0], quad[:, 1]
     bbox = (
         round(float(xs.min()), 1),
