@@ -37,6 +37,7 @@ test-fast: setup  ## everything but the slow end-to-end and fault-injection test
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench-accuracy: setup
 	$(BIN)/python bench/accuracy.py
@@ -45,7 +46,7 @@ bench-throughput: setup
 	$(BIN)/python bench/throughput.py
 
 clean:
-	rm -rf data airflow_home .pytest_cache .ruff_cache
+	rm -rf data airflow_home .pytest_cache .ruff_cache .mypy_cache
 
 bench-gpu: setup  ## GPU run: fresh venv with the gpu extra, CUDA check, photos/s, crops/s, agreement (bench/gpu.py)
 	$(BIN)/python bench/gpu.py

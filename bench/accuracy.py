@@ -58,7 +58,6 @@ SETTINGS: dict[str, dict[str, object]] = {
     "before14": {
         "split_at_symbols": False,
         "trim_to_characters": False,
-        "det_split_fill": 0.0,
         "verify_words": False,
         "min_confidence": 0.7,
     },
@@ -66,8 +65,6 @@ SETTINGS: dict[str, dict[str, object]] = {
     "no-verify": {"verify_words": False, "min_confidence": 0.7},
     "no-symbol-split": {"split_at_symbols": False},
     "no-trim": {"trim_to_characters": False},
-    "split-joined": {"det_split_fill": 0.5},
-    "split-valley": {"det_split_fill": 0.5, "det_split_valley": 0.75},
     "fp32-det": {"det_precision": "fp32"},
     "no-cls": {"use_orientation": False},
     "det960": {"det_limit_side": 960},

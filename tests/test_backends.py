@@ -49,7 +49,7 @@ def _read_rate(out: Path, truth: list[dict]) -> float:
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_each_backend_reads_generated_photos(backend: str, tmp_path: Path) -> None:
     if backend == "openvino" and not backends.openvino_available():
-        pytest.skip("openvino is not installed (it comes with the cpu extra)")
+        pytest.skip("openvino is not installed (the openvino extra)")
     truth = generate(str(tmp_path / "photos"), count=4, seed=11)
     out = tmp_path / "words.jsonl"
     images = [str(tmp_path / "photos" / line["image"]) for line in truth]
@@ -74,7 +74,7 @@ def test_openvino_session_answers_like_an_onnxruntime_session() -> None:
     (probs,) = ov.run(None, {name: batch})
     assert ov.get_providers() == [backends.OPENVINO_PROVIDER]
     assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    ort = models.create_session(path, models.SessionOptions(device="cpu", intra_op_threads=1))
+    ort = backends.create_session(path, backends.SessionOptions(device="cpu", intra_op_threads=1))
     assert np.allclose(probs, ort.run(None, {ort.get_inputs()[0].name: batch})[0], atol=1e-4)
     again = ov.run(None, {name: batch[:1]})[0]
     assert np.allclose(again[0], probs[0], atol=1e-5)  # outputs are copies, not the request's buffers

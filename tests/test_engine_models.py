@@ -131,6 +131,30 @@ def test_batched_and_one_by_one_recognition_agree(engine: OCREngine, tmp_path: P
     assert sum(a == b for a, b in zip(batched, single, strict=True)) >= 0.95 * len(crops)
 
 
+def test_int8_cache_key_covers_the_calibration_photos(tmp_path: Path, monkeypatch) -> None:
+    """The int8 detector is quantised from the shipped photos, never from the sample generator, and a
+    changed photo means a new cache file, not a stale one."""
+    import shutil
+
+    from wildocr.engine import models, quantize
+
+    fp32 = models.model_path(models.DET_MODEL)
+    key = quantize.cache_key(fp32)
+    assert [p.name for p in quantize.calibration_files()][:2] == ["00-normal.png", "01-hard.png"]
+    assert len(quantize.calibration_files()) == 12
+    same, changed = tmp_path / "same", tmp_path / "changed"
+    for folder in (same, changed):
+        shutil.copytree(quantize.CALIBRATION_DIR, folder)
+    (changed / "00-normal.png").write_bytes((changed / "01-hard.png").read_bytes())
+    monkeypatch.setattr(quantize, "CALIBRATION_DIR", same)
+    assert quantize.cache_key(fp32) == key
+    monkeypatch.setattr(quantize, "CALIBRATION_DIR", changed)
+    assert quantize.cache_key(fp32) != key
+    code = "import sys, wildocr.engine; print('wildocr.samples' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_missing_model_file_fails_at_start_with_its_name(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WILDOCR_MODELS_DIR", str(tmp_path))
     with pytest.raises(ModelFileError, match=r"PP-OCRv6_det_small\.onnx"):

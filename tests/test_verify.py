@@ -18,7 +18,7 @@ from include.sample_data import generate
 from wildocr.engine import EngineConfig, OCREngine, decode_image
 from wildocr.engine.types import Detection, Reading
 from wildocr.engine.verify import FEATURES, word_features, word_probabilities
-from wildocr.engine.words import line_words, split_line
+from wildocr.engine.words import line_words
 
 
 def texture_board(seed: int, patches: int = 40) -> np.ndarray:
@@ -126,7 +126,6 @@ def test_line_words_carry_each_words_character_confidences() -> None:
     pairs = line_words(det, quad, reading, 0)
     assert [w.text for w, _ in pairs] == ["ab", "cd"]
     assert [c.tolist() for _, c in pairs] == [[0.9, 0.8], [0.7, 0.6]]
-    assert [w for w, _ in pairs] == split_line(det, quad, reading, 0)
 
 
 def test_floor_and_switch() -> None:

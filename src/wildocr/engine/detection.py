@@ -5,35 +5,44 @@ The network is ONNX; everything around it is here so that it can be tested witho
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 import pyclipper
 
-from wildocr.engine.types import Detection
+from wildocr.engine.types import Detection, Quad
+
+if TYPE_CHECKING:
+    from wildocr.engine.backends import Session
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    limit_side: int = 736  # the network input's short side is scaled to this (see resize_for_detection)
-    max_side: int = 2400  # ... while the long side stays at most this
-    thresh: float = 0.3  # probability for a pixel to count as text
-    box_thresh: float = 0.5  # mean probability inside a box to keep it
-    unclip_ratio: float = 1.6  # DB boxes are shrunk text kernels: grow them back by area*ratio/perimeter
-    min_size: float = 3.0  # shortest box side (network pixels) to keep
+    """The DB detector's settings (`EngineConfig.detector`; `--option det_KEY=VALUE`).
+
+    Attributes:
+        limit_side: the network input's short side is scaled to this, up or down
+            (`resize_for_detection`): small print needs pixels, large inputs cost time.
+        max_side: ... while its long side stays at most this, which bounds the work per image.
+        thresh: probability for a pixel of the map to count as text.
+        box_thresh: mean probability inside a box to keep it (drops faint false regions).
+        unclip_ratio: DB boxes are shrunk text kernels; they grow back by area * ratio / perimeter.
+        min_size: shortest box side, in network pixels, to keep.
+        max_candidates: regions looked at per image at most.
+        precision: auto | fp32 | int8. int8 (quantised once at load time, cached: engine/quantize.py)
+            detects faster on CPU at the same accuracy (docs/accuracy.md); auto = int8 on CPU, fp32 on
+            GPU (CUDA gains nothing from these QDQ models).
+    """
+
+    limit_side: int = 736
+    max_side: int = 2400
+    thresh: float = 0.3
+    box_thresh: float = 0.5
+    unclip_ratio: float = 1.6
+    min_size: float = 3.0
     max_candidates: int = 1000
-    # A region that fills less than `split_fill` of its rotated rectangle is not one straight line (lines
-    # joined through an arrow or a frame): it is opened along the text direction and re-split. Off by
-    # default: right where it fires, but it fired on no photo of the check half (docs/accuracy.md).
-    split_fill: float = 0.0
-    # Words merged into one region (a narrow gap bridged at `thresh`) are cut where the probability along
-    # the line falls below `split_valley` between two strong parts (0 = off).
-    split_valley: float = 0.0
-    # int8 detector (quantised once at load time, cached): faster detection on CPU at the same accuracy
-    # (docs/accuracy.md). "auto" = int8 on CPU, fp32 on GPU (CUDA gains nothing from these QDQ models).
     precision: str = "auto"  # auto | fp32 | int8
 
 
@@ -93,81 +102,16 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     return np.asarray(expanded[0], dtype=np.float32)
 
 
-def split_joined(contour: np.ndarray, fill: float) -> list[np.ndarray]:
-    """Pieces of a region that is not one straight line (fills < `fill` of its rotated rectangle).
-
-    Text lines joined by a vertical stroke (an arrow column, a frame, a bar between lines) form one region
-    whose rectangle covers all of them. An opening with a horizontal run twice the region's stroke
-    thickness removes the thin joints and keeps the lines; [contour] when nothing separates.
-    """
-    rect = cv2.minAreaRect(contour)
-    rect_area = rect[1][0] * rect[1][1]
-    if fill <= 0 or rect_area <= 0 or cv2.contourArea(contour) >= fill * rect_area:
-        return [contour]
-    x, y, w, h = cv2.boundingRect(contour)
-    mask = np.zeros((h + 2, w + 2), dtype=np.uint8)
-    cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x - 1, y - 1)], 1)
-    thickness = 2.0 * float(cv2.distanceTransform(mask, cv2.DIST_L2, 3).max())
-    run = max(3, round(2 * thickness))
-    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
-    pieces, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if len(pieces) < 2:
-        return [contour]
-    return [p + np.array([x - 1, y - 1], dtype=p.dtype) for p in pieces]
-
-
-def split_valleys(contour: np.ndarray, prob: np.ndarray, level: float) -> list[np.ndarray]:
-    """Pieces of a region cut across its long axis where the strongest probability falls below `level`.
-
-    DB separates words by a dip in the probability map; where the dip stays above the binarisation
-    threshold the words form one region. Cuts need a strong part (at least the line's thickness long)
-    on both sides, so gaps between letters, which are short and shallow, stay joined.
-    """
-    x, y, w, h = cv2.boundingRect(contour)
-    mask = np.zeros((h, w), dtype=np.uint8)
-    cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x, y)], 1)
-    (_, _), (rw, rh), angle = cv2.minAreaRect(contour)
-    long_side, short_side = max(rw, rh), min(rw, rh)
-    if short_side <= 0 or long_side < 3 * short_side:
-        return [contour]
-    theta = np.deg2rad(angle if rw >= rh else angle + 90.0)
-    ys, xs = np.nonzero(mask)
-    u = xs * np.cos(theta) + ys * np.sin(theta)
-    bins = np.floor(u - u.min()).astype(np.int64)
-    profile = np.zeros(bins.max() + 1, dtype=np.float32)
-    np.maximum.at(profile, bins, prob[y + ys, x + xs])
-    strong = profile >= level
-    min_part = max(2, round(short_side))
-    cut = np.zeros_like(strong)
-    runs = np.flatnonzero(np.diff(np.concatenate([[0], strong.astype(np.int8), [0]])))
-    parts = list(zip(runs[::2], runs[1::2], strict=True))  # strong runs [start, end)
-    big = [p for p in parts if p[1] - p[0] >= min_part]
-    for (_, end), (start, _) in itertools.pairwise(big):
-        cut[end:start] = True
-    if not cut.any():
-        return [contour]
-    keep = mask.copy()
-    keep[ys[cut[bins]], xs[cut[bins]]] = 0
-    pieces, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    pieces = [p for p in pieces if len(p) >= 3]
-    return [p + np.array([x, y], dtype=p.dtype) for p in pieces] if len(pieces) >= 2 else [contour]
-
-
 def boxes_from_probability(
     prob: np.ndarray, image_size: tuple[int, int], cfg: DetectorConfig
 ) -> list[Detection]:
     """Probability map (H×W in network pixels) → detections in image pixels."""
     img_h, img_w = image_size
     map_h, map_w = prob.shape
-    bitmap = (prob > cfg.thresh).astype(np.uint8)
+    bitmap: np.ndarray = (prob > cfg.thresh).astype(np.uint8)
     bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     contours = contours[: cfg.max_candidates]
-    if cfg.split_fill > 0:
-        contours = [piece for c in contours if len(c) >= 3 for piece in split_joined(c, cfg.split_fill)]
-    if cfg.split_valley > 0:
-        level = cfg.split_valley
-        contours = [piece for c in contours if len(c) >= 3 for piece in split_valleys(c, prob, level)]
     sx, sy = img_w / map_w, img_h / map_h
     detections: list[Detection] = []
     for contour in contours:
@@ -190,7 +134,8 @@ def boxes_from_probability(
         quad[:, 1] = np.clip(quad[:, 1] * sy, 0, img_h - 1)
         if np.linalg.norm(quad[0] - quad[1]) <= 3 or np.linalg.norm(quad[0] - quad[3]) <= 3:
             continue
-        detections.append(Detection(quad=tuple(map(tuple, quad.round(1).tolist())), score=round(score, 4)))
+        corners = cast(Quad, tuple(map(tuple, quad.round(1).tolist())))
+        detections.append(Detection(quad=corners, score=round(score, 4)))
     return sort_reading_order(detections)
 
 
@@ -211,15 +156,16 @@ def sort_reading_order(detections: list[Detection]) -> list[Detection]:
 
 
 class TextDetector:
-    """The DB detector over one ONNX session."""
+    """The DB detector over one inference session (any backend)."""
 
-    def __init__(self, session: ort.InferenceSession, cfg: DetectorConfig) -> None:
+    def __init__(self, session: Session, cfg: DetectorConfig) -> None:
         self.session = session
         self.cfg = cfg
         self._input = session.get_inputs()[0].name
 
     def probability_map(self, image_bgr: np.ndarray) -> np.ndarray:
-        size = resize_for_detection(*image_bgr.shape[:2], self.cfg)
+        height, width = image_bgr.shape[:2]
+        size = resize_for_detection(height, width, self.cfg)
         out = self.session.run(None, {self._input: preprocess(image_bgr, size)})[0]
         return out[0, 0]
 

@@ -21,6 +21,7 @@ Fields (the `images` columns of the same names):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import numbers
@@ -149,10 +150,11 @@ def _read_time(meta: PhotoMetadata, ifd0: dict, exif_ifd: dict, gps_ifd: dict) -
                 meta.warnings.append(f"capture time {_show(raw)} is not text")
             continue
         match = _DATETIME_RE.fullmatch(text.strip())
-        try:
-            local = _dt.datetime(*(int(g) for g in match.groups())) if match else None
-        except ValueError:
-            local = None
+        local = None
+        if match:
+            year, month, day, hour, minute, second = (int(g) for g in match.groups())
+            with contextlib.suppress(ValueError):  # 2023:02:30, 25:00:00
+                local = _dt.datetime(year, month, day, hour, minute, second)
         if local is None or not MIN_YEAR <= local.year <= MAX_YEAR:
             meta.warnings.append(f"capture time {_show(raw)} is not a date between {MIN_YEAR} and {MAX_YEAR}")
             continue
@@ -221,10 +223,11 @@ def _coordinate(
         return None
     parts = raw if isinstance(raw, tuple) else (raw,)
     values = [_number(p) for p in parts]
-    if not 1 <= len(values) <= 3 or any(v is None or v < 0 for v in values):
+    checked = [v for v in values if v is not None and v >= 0]
+    if not 1 <= len(values) <= 3 or len(checked) != len(values):
         meta.warnings.append(f"GPS {name} {_show(raw)} is not degrees/minutes/seconds: dropped")
         return None
-    degrees, minutes, seconds = (*values, 0.0, 0.0)[:3]
+    degrees, minutes, seconds = (*checked, 0.0, 0.0)[:3]
     if minutes >= 60 or seconds > 60:  # 60 s happens: writers that round 59.99995 up
         meta.warnings.append(f"GPS {name} {_show(raw)} has minutes or seconds over 60: dropped")
         return None

@@ -72,7 +72,7 @@ def decode_photo(
         # Pillow's own guard raises above ~179 MP while the header is parsed (and only warns from ~89 MP,
         # which the `max_pixels` check below covers). No `warnings.catch_warnings` here: it swaps the
         # process-wide filters and decoding runs in a thread pool.
-        image = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
+        image: Image.Image = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
     except UnidentifiedImageError:
         raise ImageDecodeError(_unsupported(data)) from None
     except Image.DecompressionBombError as exc:

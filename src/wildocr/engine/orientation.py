@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import onnxruntime as ort
+
+if TYPE_CHECKING:
+    from wildocr.engine.backends import Session
 
 CLS_SHAPE = (48, 192)  # height, width the classifier was trained at
 
 
 class OrientationClassifier:
-    def __init__(self, session: ort.InferenceSession, threshold: float = 0.9, batch_size: int = 64) -> None:
+    def __init__(self, session: Session, threshold: float = 0.9, batch_size: int = 64) -> None:
         self.session = session
         self.threshold = threshold
         self.batch_size = batch_size

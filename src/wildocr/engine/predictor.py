@@ -6,11 +6,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -26,57 +26,69 @@ from wildocr.engine.words import line_words
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-R = TypeVar("R")
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Every knob of the engine, with defaults that hold for photos in general."""
+    """Every knob of the engine a user may turn, with defaults that hold for photos in general.
+
+    `wildocr ocr --option KEY=VALUE` and the DAG's `engine_options` reach these fields by name
+    (`with_options`): `det_*` keys set `detector`, `rec_*` keys set `recognizer`.
+
+    Attributes:
+        detector: detection settings (`DetectorConfig`).
+        recognizer: recognition batching (`RecognizerConfig`).
+        pad_ratio: crop padding, a fraction of the box size (the reference set-up's 1.5%): recognisers
+            read better with a little margin around the glyphs.
+        use_orientation: run the 0/180° classifier on the crops, so upside-down text is read too.
+        min_confidence: words whose confidence (the mean of their characters' CTC max-probabilities) is
+            lower are never kept: below it they are mostly unreadable or not text (docs/accuracy.md).
+        verify_words: above that floor the word verifier (engine/verify.py) decides; False = the floor
+            alone (the build before it used min_confidence=0.7 alone).
+        min_text_probability: the verifier keeps a word only if it is this likely to be text ...
+        min_reading_probability: ... and its reading this likely to be right.
+        box_height_scale: reported word boxes keep this share of the (padded-for-reading) box height, so
+            they sit tight on the glyphs as word-level annotations do; crops still use the full box.
+        split_at_symbols: words also end at separators (·, •, |), arrows and pictographs, and where Latin
+            meets another script (engine/words.py); False = at spaces only.
+        trim_to_characters: a word's box spans its characters' CTC positions (± half a pitch) even when
+            the line holds one word, so an unread logo or arrow beside it stays out; False = the line box.
+        device: auto | cpu | cuda (auto: CUDA when ONNX Runtime offers it).
+        workers: images (and recognition batches) run at once on CPU; 0 = one per core on CPU, 1 on
+            GPU. Independent calls scale better than one call spread over all cores.
+        threads: intra-op threads per inference call; 0 = cores // workers.
+        backend: auto | onnxruntime | openvino (engine/backends/). ONNX Runtime by default: OpenVINO
+            needs less CPU per photo but its words are not the same (docs/performance.md), and accuracy
+            comes first. auto = OpenVINO on CPU when installed.
+        detect_workers: images whose detector network runs at once on CPU, each on
+            cores // detect_workers threads; 0 = workers. One at a time keeps one image's activations
+            alive instead of `workers` of them (docs/performance.md, "Where the memory went"), at some
+            wall time; recognition batches still run on `workers` threads.
+
+    ONNX Runtime's memory settings are not here: they are `backends.SessionOptions` (pass one to
+    `OCREngine` to change them for a measurement).
+    """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
-    pad_ratio: float = 0.015  # crop padding, fraction of the box size (the reference set-up's 1.5%)
-    use_orientation: bool = True  # 0/180° classifier on the crops
-    # Words read with a lower confidence (mean of their characters' CTC max-probabilities) are never kept:
-    # below it they are mostly unreadable or non-text (measured in docs/accuracy.md).
+    pad_ratio: float = 0.015
+    use_orientation: bool = True
     min_confidence: float = 0.5
-    # Above that floor the word verifier (engine/verify.py) decides: a word is kept when it is likely text
-    # (P >= min_text_probability) and its reading likely right (P >= min_reading_probability). False =
-    # the floor alone (the build before it used min_confidence=0.7 alone).
     verify_words: bool = True
     min_text_probability: float = 0.5
     min_reading_probability: float = 0.25
-    # Reported word boxes keep this share of the (unclipped, padded-for-reading) box height, so they sit
-    # tight on the glyphs like word-level annotations do; crops still use the full box.
     box_height_scale: float = 0.7
-    # Words also end at separators (·, •, |), arrows and pictographs, and where Latin meets another script
-    # (engine/words.py); False = spaces only.
     split_at_symbols: bool = True
-    # A word's box spans its characters' CTC positions (± half a pitch) even when the line holds one word,
-    # so an unread logo or arrow beside it stays out of the box; False = the whole line box.
     trim_to_characters: bool = True
     device: str = "auto"  # auto | cpu | cuda
-    # CPU parallelism: `workers` images (and recognition batches) run at once, each ONNX Runtime call on
-    # `threads` intra-op threads. Independent calls scale better than one call spread over all cores.
-    workers: int = 0  # 0 = one per core on CPU, 1 on GPU
-    threads: int = 0  # 0 = cores // workers
-    # Inference backend (engine/backends.py): auto = OpenVINO on CPU when installed, else ONNX Runtime.
-    # ONNX Runtime by default: OpenVINO needs ~25% less CPU per photo, but its words are not the same
-    # (end-to-end hmean -0.007 on 200 check photos, docs/performance.md), and accuracy comes first.
+    workers: int = 0
+    threads: int = 0
     backend: str = "onnxruntime"  # auto | onnxruntime | openvino
-    # Images whose detector network runs at once on CPU, each on cores // detect_workers threads. One at a
-    # time keeps one image's activations alive instead of `workers` of them (docs/performance.md: peak RSS
-    # over 60 photos 786 → 539 MB); recognition batches still run on `workers` threads. 0 = workers.
     detect_workers: int = 1
-    # ONNX Runtime memory and threads (models.SessionOptions says why these defaults): one CPU arena shared
-    # by the three sessions, no per-shape memory patterns, no spinning idle threads.
-    ort_cpu_arena: bool = True
-    ort_shared_arena: bool = True
-    ort_mem_pattern: bool = False
-    ort_spinning: bool = False
 
-    def with_options(self, **options: object) -> EngineConfig:
+    def with_options(self, **options: Any) -> EngineConfig:
         """A copy with flat options applied: `det_*` go to the detector, `rec_*` to the recognizer."""
         det = {k[4:]: v for k, v in options.items() if k.startswith("det_")}
         rec = {k[4:]: v for k, v in options.items() if k.startswith("rec_")}
@@ -89,28 +101,43 @@ class EngineConfig:
 class OCREngine:
     """Loads the three PP-OCR models once and reads batches of images.
 
-    `lazy=True` loads each model on first use, for processes that run one stage only (the staged Airflow
-    tasks: cropping needs no model at all, recognition no detector); the default loads all of them now, so
-    that a missing or corrupt model file fails at start-up, before any image is read.
+    `read` runs the whole pipeline; `detect`, `crop`, `recognize` and `assemble` run its stages one by one
+    (the staged Airflow tasks). Work within one call runs on the engine's own worker threads.
+
+    Args:
+        config: the engine's settings (`EngineConfig()` when None).
+        lazy: load each model on first use, for processes that run one stage only (cropping needs no
+            model at all, recognition no detector). The default loads all of them now, so that a missing
+            or corrupt model file fails at start-up, before any image is read.
+        session_options: ONNX Runtime memory and thread settings to start from (`backends.SessionOptions`;
+            its defaults when None). Device, threads, backend and streams always come from `config`; this
+            is for measurements, not for users.
+
+    Raises:
+        ModelFileError: a model file is missing or unreadable (at once unless `lazy`).
+        ValueError: an unknown device, backend or detector precision.
     """
 
-    def __init__(self, config: EngineConfig | None = None, *, lazy: bool = False) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        lazy: bool = False,
+        session_options: backends.SessionOptions | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
-        on_gpu = models.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
+        on_gpu = backends.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
         cores = os.cpu_count() or 1
         self.workers = self.config.workers or (1 if on_gpu else cores)
         threads = self.config.threads or max(1, cores // self.workers)
         self.backend = backends.resolve_backend(self.config.backend, on_gpu)
-        self._options = models.SessionOptions(
+        self._options = replace(
+            session_options or backends.SessionOptions(),
             device=self.config.device,
             # OpenVINO: one pool of workers x threads cores, split into one stream per worker thread.
             intra_op_threads=threads * self.workers if self.backend == "openvino" else threads,
             backend=self.backend,
             streams=self.workers,
-            cpu_arena=self.config.ort_cpu_arena,
-            mem_pattern=self.config.ort_mem_pattern,
-            spinning=self.config.ort_spinning,
-            shared_arena=self.config.ort_shared_arena,
         )
         self.detect_workers = min(self.config.detect_workers or self.workers, self.workers)
         self._det_options = self._options
@@ -132,7 +159,7 @@ class OCREngine:
         self._expected_provider = (
             backends.OPENVINO_PROVIDER
             if self.backend == "openvino"
-            else models.available_providers(self.config.device)[0]
+            else backends.available_providers(self.config.device)[0]
         )
         self._load_lock = threading.Lock()
         self._det_model: Path | None = None
@@ -182,7 +209,7 @@ class OCREngine:
         if self._detector is None:
             with self._load_lock:
                 if self._detector is None:
-                    session = models.create_session(self._detector_model(), self._det_options)
+                    session = backends.create_session(self._detector_model(), self._det_options)
                     self._detector = TextDetector(session, self.config.detector)
         return self._detector
 
@@ -192,7 +219,7 @@ class OCREngine:
             with self._load_lock:
                 if self._recognizer is None:
                     rec_model = models.with_device_argmax(self._rec_path)
-                    session = models.create_session(rec_model, self._options)
+                    session = backends.create_session(rec_model, self._options)
                     charset = models.recognizer_charset(rec_model)
                     self._recognizer = TextRecognizer(session, charset, self.config.recognizer)
         return self._recognizer
@@ -204,7 +231,7 @@ class OCREngine:
                 if not self._classifier_loaded:
                     if self.config.use_orientation:
                         self._classifier = OrientationClassifier(
-                            models.create_session(self._cls_path, self._options)
+                            backends.create_session(self._cls_path, self._options)
                         )
                     self._classifier_loaded = True
         return self._classifier
@@ -218,22 +245,32 @@ class OCREngine:
 
     @property
     def model_info(self) -> dict[str, str]:
-        """Model names and file hashes, as written into every row (reads no model into memory)."""
-        use_cls = self.config.use_orientation
-        return {
-            "det_model": self._det_path.name + (" (int8)" if self._det_precision == "int8" else ""),
-            "det_sha256": models.file_sha256(self._detector_model()),  # the int8 file itself when quantised
-            "rec_model": self._rec_path.name,
-            "rec_sha256": models.file_sha256(self._rec_path),
-            "cls_model": self._cls_path.name if use_cls else "",
-            "cls_sha256": models.file_sha256(self._cls_path) if use_cls else "",
-        }
+        """Model names and file hashes, as written into every row. Builds and loads nothing.
 
-    def _map(self, fn, items):
-        """map() over the engine's worker threads (ONNX Runtime sessions are safe to call concurrently)."""
+        The detector's keys (det_model, det_sha256) appear only once its model file is resolved: after
+        `load("detect")`, `load()` (what the constructor does unless lazy) or any detection. Before that,
+        knowing the int8 file's hash could mean building it (about 15 s on a cold cache), so a lazy engine
+        that has not detected yet reports rec_* and cls_* only. det_sha256 is the hash of the file that
+        runs: the int8 file itself when quantised. cls_* are empty strings when orientation is off.
+        """
+        use_cls = self.config.use_orientation
+        info = {}
+        if self._det_model is not None:
+            info["det_model"] = self._det_path.name + (" (int8)" if self._det_precision == "int8" else "")
+            info["det_sha256"] = models.file_sha256(self._det_model)
+        info.update(
+            rec_model=self._rec_path.name,
+            rec_sha256=models.file_sha256(self._rec_path),
+            cls_model=self._cls_path.name if use_cls else "",
+            cls_sha256=models.file_sha256(self._cls_path) if use_cls else "",
+        )
+        return info
+
+    def _map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+        """map() over the engine's worker threads (every backend's sessions are safe to call concurrently)."""
         return list(self._pool.map(fn, items)) if self._pool else [fn(x) for x in items]
 
-    def map_images(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map_images(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         """map() over images the way detection runs them: one at a time on all the cores unless
         `detect_workers` allows several (the fused path detects and crops each image through this)."""
         return self._map(fn, items) if self.detect_workers > 1 else [fn(item) for item in items]
@@ -252,7 +289,7 @@ class OCREngine:
         """Read crops (from any number of images) in bucketed batches.
 
         Crops the orientation classifier calls upside-down are read both ways and keep the more confident
-        reading: the classifier alone turns ~2% of upright words on real photos (docs/accuracy.md).
+        reading: the classifier alone turns some upright words on real photos (docs/accuracy.md).
         """
         if not crops:
             return []

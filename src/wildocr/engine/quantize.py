@@ -1,31 +1,57 @@
 """An int8 copy of the detector, made once at load time and cached on disk.
 
-Static (QDQ, per-channel) quantisation needs calibration images. They must be deterministic, so that every
-worker builds the same model and reruns read the same words: they are rendered by `wildocr.samples`
-(scene-text photos drawn with fixed seeds), at the detector's usual input size.
+Static (QDQ, per-channel) quantisation needs calibration images. They must be the same everywhere, so that
+every worker builds the same model and reruns read the same words: twelve generated scene-text photos ship
+with the package (`calibration/*.png`, lossless; `bench/make_calibration.py` wrote them and says how). The
+cache key hashes those files, the fp32 model, the quantiser settings and the versions of the libraries
+that write the model, so a change to any of them builds a new file instead of reusing a stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from wildocr.engine.detection import DetectorConfig, preprocess, resize_for_detection
 from wildocr.engine.models import ModelFileError, file_sha256
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_VERSION = "2"  # bump when the calibration set or settings change
-CALIBRATION_IMAGES = 12
+CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+# Bump when the code that turns the files into network inputs (detection.preprocess and
+# resize_for_detection) or `_quantize` changes in a way the settings below do not record.
+CALIBRATION_VERSION = "2"
 # Calibration photos go through the detector at this short side, whatever size it later runs at: ranges
 # seen at 960 px cover the default 736 px (the measured set-up in docs/accuracy.md) and larger inputs.
 CALIBRATION_SIDE = 960
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """What `_quantize` passes to onnxruntime.quantization.quantize_static (names of its enums), and the
+    opset the fp32 model is converted to first. Part of the cache key."""
+
+    opset: int = 13  # per-channel DequantizeLinear needs opset 13; the shipped detector is opset 11
+    quant_format: str = "QDQ"
+    per_channel: bool = True
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    # Convolutions carry the cost; element-wise ops and the up-sampling head stay float, which keeps the
+    # probability map's low tail (and so DB's precision) close to the fp32 model's.
+    op_types_to_quantize: tuple[str, ...] = ("Conv",)
+
+
+QUANT_SETTINGS = QuantSettings()
 
 
 def cache_dir() -> Path:
@@ -35,28 +61,62 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def calibration_inputs(limit_side: int = CALIBRATION_SIDE) -> list[np.ndarray]:
-    """Network inputs for calibration: generated photos, normal and hard, as the detector would see them."""
-    from wildocr.samples import render_sample
+def calibration_files() -> list[Path]:
+    """The calibration photos, in name order (the order they are fed to the calibrator)."""
+    files = sorted(CALIBRATION_DIR.glob("*.png"))
+    if not files:
+        raise ModelFileError(f"no calibration photos in {CALIBRATION_DIR} (a broken install?)")
+    return files
 
+
+def calibration_inputs(limit_side: int = CALIBRATION_SIDE) -> list[np.ndarray]:
+    """Network inputs for calibration: the shipped photos as the detector would see them."""
     cfg = DetectorConfig(limit_side=limit_side)
     inputs = []
-    for i in range(CALIBRATION_IMAGES):
-        rgb = render_sample(seed=20261125, index=i, hard=i % 2 == 1).rgb
+    for path in calibration_files():
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        inputs.append(preprocess(bgr, resize_for_detection(*bgr.shape[:2], cfg)))
+        height, width = bgr.shape[:2]
+        inputs.append(preprocess(bgr, resize_for_detection(height, width, cfg)))
     return inputs
 
 
-def int8_detector(fp32_path: Path) -> Path:
-    """Path of the cached int8 detector for `fp32_path`, building it (~15 s on 2 cores) when missing.
+def _library_version(*names: str) -> str:
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "none"
 
-    The cache key holds everything the bytes depend on (model, calibration set and its input size), so
-    every machine builds the same file and reruns read the same words.
+
+def cache_key(fp32_path: Path) -> str:
+    """What the int8 file's bytes depend on, hashed: model, calibration photos, settings, library versions."""
+    identity = {
+        "model": file_sha256(fp32_path),
+        "calibration": {path.name: file_sha256(path) for path in calibration_files()},
+        "calibration_side": CALIBRATION_SIDE,
+        "calibration_version": CALIBRATION_VERSION,
+        "settings": asdict(QUANT_SETTINGS),
+        "onnx": _library_version("onnx"),
+        "onnxruntime": _library_version("onnxruntime", "onnxruntime-gpu"),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def int8_path(fp32_path: Path) -> Path:
+    """Where the int8 detector for `fp32_path` is (or will be) cached; builds nothing."""
+    return cache_dir() / f"{fp32_path.stem}.int8-{cache_key(fp32_path)}.onnx"
+
+
+def int8_detector(fp32_path: Path) -> Path:
+    """Path of the cached int8 detector for `fp32_path`, building it (about 15 s) when missing.
+
+    The cache key holds everything the bytes depend on (`cache_key`), so every machine builds the same file
+    and reruns read the same words.
     """
-    identity = f"{file_sha256(fp32_path)}:{CALIBRATION_VERSION}:{CALIBRATION_SIDE}"
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    target = cache_dir() / f"{fp32_path.stem}.int8-{key}.onnx"
+    target = int8_path(fp32_path)
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -77,26 +137,24 @@ def _quantize(source: Path, target: Path) -> None:
         def __init__(self, name: str) -> None:
             self._items = iter([{name: x} for x in calibration_inputs()])
 
-        def get_next(self) -> dict | None:
+        def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._items, None)
 
+    settings = QUANT_SETTINGS
     model = onnx.load(str(source))
     input_name = model.graph.input[0].name
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        # Per-channel DequantizeLinear needs opset 13; the shipped detector is opset 11.
-        upgraded = Path(tmp) / "fp32-opset13.onnx"
-        onnx.save(version_converter.convert_version(model, 13), str(upgraded))
+        upgraded = Path(tmp) / f"fp32-opset{settings.opset}.onnx"
+        onnx.save(version_converter.convert_version(model, settings.opset), str(upgraded))
         partial = Path(tmp) / "int8.onnx"
         quantize_static(
             str(upgraded),
             str(partial),
             Reader(input_name),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            # Convolutions carry the cost; element-wise ops and the up-sampling head stay float, which
-            # keeps the probability map's low tail (and so DB's precision) close to the fp32 model's.
-            op_types_to_quantize=["Conv"],
+            quant_format=QuantFormat[settings.quant_format],
+            per_channel=settings.per_channel,
+            activation_type=QuantType[settings.activation_type],
+            weight_type=QuantType[settings.weight_type],
+            op_types_to_quantize=list(settings.op_types_to_quantize),
         )
         os.replace(partial, target)  # atomic: concurrent workers never load half a file

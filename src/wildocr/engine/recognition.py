@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from wildocr.engine.types import Reading
+
+if TYPE_CHECKING:
+    from wildocr.engine.backends import Session
 
 REC_HEIGHT = 48
 BLANK = 0
@@ -23,14 +26,24 @@ CPU_MAX_BATCH_WIDTH = 2560
 
 @dataclass(frozen=True)
 class RecognizerConfig:
+    """How crops are batched for the recogniser (`EngineConfig.recognizer`; `--option rec_KEY=VALUE`).
+
+    Attributes:
+        batch_size: crops per network call at most.
+        width_buckets: widths crops are padded to (after scaling to 48 px high), so the network sees a
+            few input shapes instead of one per batch; wider crops are squeezed into the last bucket.
+        fixed_batch: pad every batch to `batch_size` rows, so the network only ever sees
+            len(width_buckets) shapes: worth it on GPU (no re-planning, stable cuDNN kernels), wasted
+            work on CPU. None = on GPU only.
+        max_batch_width: rows x bucket width per batch at most (a wide bucket gets fewer rows):
+            activations grow with both, and past a few thousand columns a bigger batch is no faster on CPU
+            (docs/performance.md). None = 2560 on CPU and no cap on GPU (large batches are what it
+            needs); 0 = no cap.
+    """
+
     batch_size: int = 32
     width_buckets: tuple[int, ...] = (160, 320, 480, 640, 960, 1280)
-    # Pad every batch to `batch_size` rows, so the network only ever sees len(width_buckets) shapes:
-    # worth it on GPU (no re-planning, stable cuDNN kernels), wasted work on CPU. None = GPU only.
     fixed_batch: bool | None = None
-    # Rows x bucket width per batch at most (a wide bucket gets fewer rows): activations grow with both,
-    # and past a few thousand columns a bigger batch is no faster on CPU (docs/performance.md). None = 2560
-    # on CPU, no cap on GPU (large batches are what it needs); 0 = no cap.
     max_batch_width: int | None = None
 
 
@@ -102,9 +115,9 @@ def ctc_greedy_decode(
 
 
 class TextRecognizer:
-    """Batched recognition over one ONNX session whose outputs are (argmax index, max probability)."""
+    """Batched recognition over one inference session whose outputs are (argmax index, max probability)."""
 
-    def __init__(self, session: ort.InferenceSession, charset: Sequence[str], cfg: RecognizerConfig) -> None:
+    def __init__(self, session: Session, charset: Sequence[str], cfg: RecognizerConfig) -> None:
         self.session = session
         self.charset = list(charset)
         self._input = session.get_inputs()[0].name

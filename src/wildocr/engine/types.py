@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 Point = tuple[float, float]
+Quad = tuple[Point, Point, Point, Point]  # clockwise from the top-left: tl, tr, br, bl
 
 
 @dataclass(frozen=True, slots=True)
 class Detection:
     """One text region from the detector: a clockwise quadrilateral (tl, tr, br, bl) and its DB score."""
 
-    quad: tuple[Point, Point, Point, Point]
+    quad: Quad
     score: float
 
 
@@ -35,7 +36,7 @@ class Word:
     confidence: float
     det_score: float
     line_id: int
-    poly: tuple[Point, Point, Point, Point]
+    poly: Quad
     bbox: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
 
     def to_json(self) -> dict:

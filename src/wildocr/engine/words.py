@@ -7,11 +7,11 @@ cut; the cut positions map back onto the line's quadrilateral by linear interpol
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import cast
 
 import numpy as np
 
-from wildocr.engine.types import Detection, Reading, Word
+from wildocr.engine.types import Detection, Quad, Reading, Word
 
 # Read between words but part of none: a middle dot or bullet between sign words, a bar.
 _SEPARATORS = frozenset("·•|¦")
@@ -83,7 +83,7 @@ def tighten(quad: np.ndarray, height_scale: float) -> np.ndarray:
 
 
 def _word(text: str, quad: np.ndarray, confidence: float, det_score: float, line_id: int) -> Word:
-    poly = tuple((round(float(x), 1), round(float(y), 1)) for x, y in quad)
+    poly = cast(Quad, tuple((round(float(x), 1), round(float(y), 1)) for x, y in quad))
     xs, ys = quad[:, 0], quad[:, 1]
     bbox = (
         round(float(xs.min()), 1),
@@ -92,11 +92,6 @@ def _word(text: str, quad: np.ndarray, confidence: float, det_score: float, line
         round(float(ys.max()), 1),
     )
     return Word(text, round(confidence, 4), round(det_score, 4), line_id, poly, bbox)
-
-
-def split_line(*args: Any, **kwargs: Any) -> list[Word]:
-    """The words of `line_words` without their character confidences."""
-    return [word for word, _ in line_words(*args, **kwargs)]
 
 
 def line_words(

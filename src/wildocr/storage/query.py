@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
@@ -204,7 +204,9 @@ class TableReader:
         condition = " AND ".join(where)
         scan = self._scan(_IMAGE_COLUMNS)
         con = self._connect()
-        (total,) = con.execute(f"SELECT count(*) FROM {scan} WHERE {condition}", params).fetchone()
+        (total,) = cast(
+            tuple[int], con.execute(f"SELECT count(*) FROM {scan} WHERE {condition}", params).fetchone()
+        )
         rel = con.execute(
             f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {scan} WHERE {condition} "
             "ORDER BY image_uri LIMIT $limit OFFSET $offset",
@@ -237,7 +239,7 @@ class TableReader:
             "WHERE image_uri = $uri ORDER BY processed_at DESC LIMIT 1",
             {"files": files, "uri": match},
         ).fetchone()
-        return _image_entry(dt, row)
+        return _image_entry(dt, cast(tuple[Any, ...], row))  # the URI was just read: its row exists
 
     def words(self, dt: str, image_uri: str, *, shard: int | None = None) -> list[Word]:
         """The words read in one image of partition `dt`, in reading order, as the engine's `Word`s.
