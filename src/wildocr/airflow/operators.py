@@ -181,12 +181,11 @@ class _ShardOperator(BaseOperator):
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> Any:
         raise NotImplementedError
 
-    def engine(self, *stages: str) -> OCREngine:
-        """The process's engine for these options, with the models of `stages` loaded (none: lazy)."""
+    def engine(self) -> OCREngine:
+        """The process's engine for these options; each pipeline step loads the models it runs."""
         from wildocr.pipeline.options import shared_engine
 
-        engine = shared_engine(params.engine_options(self.engine_options))
-        return engine.load(*stages) if stages else engine
+        return shared_engine(params.engine_options(self.engine_options))
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The task that wrote the shard's part files reports prefix in, tables out; others nothing."""
@@ -223,14 +222,14 @@ class TextDetectionOperator(_ShardOperator):
                 output_root=spec.output_root,
                 dt=spec.dt,
                 run_id=spec.run_id,
-                engine=self.engine("detect", "recognize"),
+                engine=self.engine(),
                 storage_options=options,
             )
         return staged.detect_shard(
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine("detect"),
+            engine=self.engine(),
             storage_options=options,
         )
 
@@ -267,7 +266,7 @@ class CtcRecognitionOperator(_ShardOperator):
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine("recognize"),
+            engine=self.engine(),
             storage_options=options,
         )
 

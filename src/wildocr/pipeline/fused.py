@@ -46,6 +46,7 @@ def process_shard(
     """
     started = time.perf_counter()
     tables.validate_dt(dt)
+    engine.load("detect", "recognize")  # a bad model file fails the task before any image is read
     owner = run.owner_of(manifest_url, storage_options)
     run.fence(output_root, dt, owner, storage_options)  # a run without the lease stops before reading
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)

@@ -126,6 +126,7 @@ def detect_shard(
     max_seconds_per_image: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
 ) -> str:
     """Stage 1 (GPU): each object's outcome up to detection (its boxes, or why it has none)."""
+    engine.load("detect")  # a bad model file fails the task before any image is read
     run.fence_staging(staging_root, storage_options)
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
     seen = manifest.read_seen(info, storage_options)
@@ -227,6 +228,7 @@ def recognize_shard(
     batch_rows: int = DEFAULT_REC_CHUNK,
 ) -> str:
     """Stage 3 (GPU): every crop's reading, `batch_rows` crops at a time (one row per box)."""
+    engine.load("recognize")
     run.fence_staging(staging_root, storage_options)
     manifest.shard_objects(manifest_url, shard, storage_options)  # the shard must exist in this manifest
     crops_url = run.stage_url(staging_root, "crops", shard)
