@@ -54,7 +54,7 @@ from common import (
 # variants also work from the command line: --option "name:det_limit_side=1280,min_confidence=0.3".
 SETTINGS: dict[str, dict[str, object]] = {
     "default": {},
-    # The build before issue 14's levers (docs/accuracy.md, "Levers on the 1,000 photos").
+    # The build before issue 14's levers (docs/benchmarks.md, "Levers on the 1,000 photos").
     "before14": {
         "split_at_symbols": False,
         "trim_to_characters": False,

@@ -6,7 +6,7 @@
    when it is there, else generated 1280x720 photos), so that the folder travels with the working tree.
 2. Looks for a GPU (`nvidia-smi`). None: says so clearly (`NO GPU PRESENT`), still runs the measuring code
    on CPU over a few photos (so the script itself is known to work), writes the JSON marked `"gpu": false`
-   and exits 0; docs/performance.md is left alone.
+   and exits 0; docs/benchmarks.md is left alone.
 3. With a GPU: creates a fresh venv (`--venv`) and installs the `gpu` extra into it (`pip install -c
    constraints.txt -e ".[gpu]"`; PIP_INDEX_URL / PIP_FIND_LINKS are honoured for offline machines), then
    re-runs itself inside that venv with `--measure`.
@@ -14,12 +14,12 @@
    CUDAExecutionProvider (ONNX Runtime silently falls back to CPU when the CUDA libraries do not load),
    then measures photos/s end to end (decode + engine.read + JSON, warm), crops/s of recognition alone at
    batch 32/128/256, GPU vs CPU agreement of the words on the same photos, and peak GPU memory (nvidia-smi
-   polled every 50 ms, the process's own use). Writes one JSON and the table in docs/performance.md.
+   polled every 50 ms, the process's own use). Writes one JSON and the table in docs/benchmarks.md.
 
 Exit codes: 0 measured (or no GPU present, said on stdout and in the JSON); 3 a GPU is there but the gpu
 extra would not install or CUDA was not really used (the reason is printed); 1 anything else.
 Everything is bounded to stay under 6 minutes on one GPU (install ~2-3 min where wheels are cached).
-When $OUT is set (the device machine's result folder), the JSON and docs/performance.md are copied there.
+When $OUT is set (the device machine's result folder), the JSON and docs/benchmarks.md are copied there.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # the second stage, in the venv
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    ap.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
+    ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     args = ap.parse_args(argv)
 
     started = time.perf_counter()

@@ -340,7 +340,7 @@ def test_nightly_run_runs_gpu_steps_on_the_gpu_worker_and_matches_truth(stack: S
     _assert_matches_truth(stack, DAY, truth)
     stack.clean_rows = {t: _deterministic(stack.rows(t, DAY)) for t in ("images", "words")}
     # Yesterday's scheduled run has no photos folder: it fails by design (a missing prefix never empties a
-    # partition, docs/reliability.md), so its outcome is not waited for; it wrote no partition.
+    # partition, docs/operations.md), so its outcome is not waited for; it wrote no partition.
     assert not stack.sql(
         "SELECT 1 FROM task_instance WHERE run_id = %s AND state = 'success' AND task_id LIKE 'ocr.%%'",
         scheduled[0][0],

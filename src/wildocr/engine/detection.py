@@ -32,7 +32,7 @@ class DetectorConfig:
         min_size: shortest box side, in network pixels, to keep.
         max_candidates: regions looked at per image at most.
         precision: auto | fp32 | int8. int8 (quantised once at load time, cached: engine/quantize.py)
-            detects faster on CPU at the same accuracy (docs/accuracy.md); auto = int8 on CPU, fp32 on
+            detects faster on CPU at the same accuracy (docs/benchmarks.md); auto = int8 on CPU, fp32 on
             GPU (CUDA gains nothing from these QDQ models).
     """
 

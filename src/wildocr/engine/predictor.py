@@ -44,7 +44,7 @@ class EngineConfig:
             read better with a little margin around the glyphs.
         use_orientation: run the 0/180° classifier on the crops, so upside-down text is read too.
         min_confidence: words whose confidence (the mean of their characters' CTC max-probabilities) is
-            lower are never kept: below it they are mostly unreadable or not text (docs/accuracy.md).
+            lower are never kept: below it they are mostly unreadable or not text (docs/benchmarks.md).
         verify_words: above that floor the word verifier (engine/verify.py) decides; False = the floor
             alone (the build before it used min_confidence=0.7 alone).
         min_text_probability: the verifier keeps a word only if it is this likely to be text ...
@@ -60,11 +60,11 @@ class EngineConfig:
             GPU. Independent calls scale better than one call spread over all cores.
         threads: intra-op threads per inference call; 0 = cores // workers.
         backend: auto | onnxruntime | openvino (engine/backends/). ONNX Runtime by default: OpenVINO
-            needs less CPU per photo but its words are not the same (docs/performance.md), and accuracy
+            needs less CPU per photo but its words are not the same (docs/benchmarks.md), and accuracy
             comes first. auto = OpenVINO on CPU when installed.
         detect_workers: images whose detector network runs at once on CPU, each on
             cores // detect_workers threads; 0 = workers. One at a time keeps one image's activations
-            alive instead of `workers` of them (docs/performance.md, "Where the memory went"), at some
+            alive instead of `workers` of them (docs/benchmarks.md), at some
             wall time; recognition batches still run on `workers` threads.
 
     ONNX Runtime's memory settings are not here: they are `backends.SessionOptions` (pass one to
@@ -289,7 +289,7 @@ class OCREngine:
         """Read crops (from any number of images) in bucketed batches.
 
         Crops the orientation classifier calls upside-down are read both ways and keep the more confident
-        reading: the classifier alone turns some upright words on real photos (docs/accuracy.md).
+        reading: the classifier alone turns some upright words on real photos (docs/benchmarks.md).
         """
         if not crops:
             return []

@@ -32,7 +32,7 @@ CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 # resize_for_detection) or `_quantize` changes in a way the settings below do not record.
 CALIBRATION_VERSION = "2"
 # Calibration photos go through the detector at this short side, whatever size it later runs at: ranges
-# seen at 960 px cover the default 736 px (the measured set-up in docs/accuracy.md) and larger inputs.
+# seen at 960 px cover the default 736 px (the measured set-up in docs/benchmarks.md) and larger inputs.
 CALIBRATION_SIDE = 960
 
 

@@ -37,7 +37,7 @@ class RecognizerConfig:
             work on CPU. None = on GPU only.
         max_batch_width: rows x bucket width per batch at most (a wide bucket gets fewer rows):
             activations grow with both, and past a few thousand columns a bigger batch is no faster on CPU
-            (docs/performance.md). None = 2560 on CPU and no cap on GPU (large batches are what it
+            (docs/benchmarks.md). None = 2560 on CPU and no cap on GPU (large batches are what it
             needs); 0 = no cap.
     """
 

@@ -6,7 +6,7 @@ precision alike) and real words read wrong (which only the end-to-end score sees
 models over the same nine features of a reading tell them apart better than the mean alone: the mean
 hides one unsure character in a long word, and short readings and random case changes are wrong more often
 at the same mean. Both were fitted on the TUNE half of the ICDAR 2015 photos and kept because
-they hold on the CHECK half (docs/accuracy.md); `bench/fit_verifier.py` refits them and prints this file's
+they hold on the CHECK half (docs/benchmarks.md); `bench/fit_verifier.py` refits them and prints this file's
 coefficients.
 """
 

@@ -379,7 +379,7 @@ class TableBuilder:
     """A table built row by row, held as Arrow record batches of `block` rows rather than dicts.
 
     A row as a Python dict costs ~10x its Arrow columns, and a long shard holds hundreds of thousands of
-    word rows: kept as dicts they were most of a 1,500-photo shard's memory growth (docs/performance.md).
+    word rows: kept as dicts they were most of a 1,500-photo shard's memory growth (docs/benchmarks.md).
     """
 
     def __init__(self, schema: pa.Schema, block: int = 4096) -> None:

@@ -9,7 +9,7 @@ in memory at load time), so the weights, the int8 detector and the graph edits a
 `create_session(model, options)` builds a session on the backend `options.backend` names; each backend's
 module (`onnxruntime.py`, `openvino.py`) holds its own set-up, as RapidOCR lays them out.
 
-`backend="auto"` picks OpenVINO on CPU when it is installed (less CPU per photo, docs/performance.md), ONNX
+`backend="auto"` picks OpenVINO on CPU when it is installed (less CPU per photo, docs/benchmarks.md), ONNX
 Runtime otherwise and always on CUDA. The engine's default is ONNX Runtime: OpenVINO's words differ
 slightly (its int8 detector arithmetic), and accuracy comes first.
 """
@@ -60,7 +60,7 @@ class Session(Protocol):
 @dataclass(frozen=True)
 class SessionOptions:
     """How a session runs. The engine fills in the first four from `EngineConfig`; the rest are ONNX
-    Runtime memory and thread settings whose defaults hold for OCR (docs/performance.md measures each).
+    Runtime memory and thread settings whose defaults hold for OCR (docs/benchmarks.md measures each).
 
     Attributes:
         device: auto | cpu | cuda (ONNX Runtime; OpenVINO runs on CPU only).

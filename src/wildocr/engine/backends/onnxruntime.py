@@ -71,6 +71,6 @@ def _register_shared_cpu_arena() -> None:
             return
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
         # 0 = no limit, extend by powers of two (kNextPowerOfTwo: fewer, reusable chunks than
-        # kSameAsRequested, docs/performance.md), default initial chunk and dead-bytes limits.
+        # kSameAsRequested, docs/benchmarks.md), default initial chunk and dead-bytes limits.
         ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 0, -1, -1))
         _shared_arena_registered = True
