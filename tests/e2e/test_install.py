@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_deployment import COMPOSE, env_map, interpolate
+from tests.helpers import COMPOSE, env_map, interpolate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The compose services' host names, swapped for a closed port: nothing may be contacted.
 UNREACHABLE = {
