@@ -15,9 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import COMPOSE, env_map, interpolate
+
+pytestmark = pytest.mark.slow  # `pip check`, `pip freeze` and fresh interpreters that load every component
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -163,6 +163,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
     return folder, generate(str(folder), count=6, seed=5)
 
 
+@pytest.mark.slow  # loads the models once per setting: 28 s measured with the suite on 2 shared cores
 def test_memory_and_concurrency_settings_do_not_change_the_words(photos, ocr_engine) -> None:
     folder, truth = photos
     default = _words(ocr_engine, folder, truth)
@@ -197,6 +198,7 @@ def _peak_mb(folder: Path, options: dict) -> float:
     return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
+@pytest.mark.slow  # two subprocesses that load the models and read photos: 42 s on 2 shared cores
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_reading_photos_holds_about_half_the_memory_it_used_to(tmp_path: Path) -> None:
     """The #15 goal (<= 600 MB over 60 photos) measured the way bench/throughput.py does, on 16 photos."""
