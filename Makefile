@@ -25,14 +25,14 @@ ocr-demo: setup  ## the engine alone: generated photos -> JSON lines + overlay P
 	$(BIN)/python include/sample_data.py data/samples --count 6
 	$(BIN)/wildocr ocr data/samples --out data/samples.jsonl --render data/overlays
 
-test: setup lint
-	$(BIN)/python -m pytest
+test: setup lint  ## every test, then the 25 slowest (those over 1 s)
+	$(BIN)/python -m pytest --durations=25 --durations-min=1
 
 test-stack: setup  ## the deployment for real: scripts/stack.sh up + Celery runs checked (needs postgresql, redis-server)
 	$(BIN)/python -m pytest tests_stack -s
 
-test-fast: setup  ## everything but the slow end-to-end and fault-injection tests
-	$(BIN)/python -m pytest -m "not slow"
+test-fast: setup  ## the inner loop: everything but the tests marked slow (DAG runs, servers, browser, JVM, installs)
+	$(BIN)/python -m pytest -m "not slow" --durations=10 --durations-min=1
 
 lint: setup
 	$(BIN)/ruff check .

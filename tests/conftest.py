@@ -31,7 +31,7 @@ os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 (_TMP / "airflow_home").mkdir()
 # OpenLineage (providers-openlineage reads this once per process): every event of every dag.test() run is
-# appended to one JSON-lines file that tests/test_lineage_partitions.py reads back. Emission in a thread,
+# appended to one JSON-lines file that tests/airflow/test_lineage.py reads back. Emission in a thread,
 # not a fork of the test process.
 os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
     {"type": "file", "log_file_path": str(_TMP / "openlineage.jsonl"), "append": True}
@@ -41,6 +41,10 @@ os.environ["AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD"] = "True"
 
 if str(ROOT) not in sys.path:  # `include.sample_data`, `tests.s3server`, `dags.*`
     sys.path.insert(0, str(ROOT))
+
+# The moto S3 server fixtures (`s3_server`, `s3_bucket`) and the fault-injecting proxy (`fault_proxy`), for
+# every test module.
+pytest_plugins = ["tests.s3server", "tests.faultproxy"]
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +56,19 @@ def airflow_db() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(scope="session")
+def ocr_engine():
+    """The OCR engine with its default settings on CPU, loaded once per session (three ONNX sessions).
+
+    Request it in any test that only needs *an* engine; a test that needs other settings (`lazy=True`, a
+    backend, `verify_words=False`, ...) builds its own `OCREngine`. The engine keeps no per-read state, so
+    sharing it does not couple the tests that use it.
+    """
+    from wildocr.engine import EngineConfig, OCREngine
+
+    return OCREngine(EngineConfig(device="cpu"))
+
+
 @pytest.fixture
 def wildocr_home() -> Path:
     """The embedded default store the DAGs use when no Param or Variable names a location."""
@@ -60,3 +77,33 @@ def wildocr_home() -> Path:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def output_root(tmp_path_factory, ocr_engine) -> str:
+    """Generated photos with EXIF (Canon + GPS, Apple turned 90°, a PNG without), a re-upload of the first,
+    a photo with a bad Orientation and one broken file, OCRed into two daily partitions (one shard each).
+    Shared by tests/storage/test_tables.py (DuckDB) and tests/e2e/test_spark_tables.py (Spark), read only.
+    """
+    from PIL import Image
+
+    from include.sample_data import generate
+    from tests.helpers import DAYS
+    from wildocr.pipeline import shard
+
+    base = tmp_path_factory.mktemp("sql")
+    src = base / "src"
+    generate(str(src), count=3, seed=21, exif=True)
+    (src / "sample_0000_copy.jpg").write_bytes((src / "sample_0000.jpg").read_bytes())
+    (src / "zz_broken.jpg").write_bytes(b"not a photo")
+    odd = Image.new("RGB", (160, 90), "white")
+    exif = Image.Exif()
+    exif[0x0112] = 9  # not an orientation
+    odd.save(src / "zz_odd_exif.jpg", exif=exif)
+    root = str(base / "ocr")
+    manifest_url = str(base / "manifest.parquet")
+    assert shard.build_manifest(str(src), manifest_url, shard_size=3) == [0, 1]
+    engine = ocr_engine
+    for number, day in enumerate(DAYS):
+        shard.process_shard(manifest_url, number, output_root=root, dt=day, run_id="sql-test", engine=engine)
+    return root

@@ -4,7 +4,8 @@ The code under test talks to the proxy exactly as it would to S3 (pass `proxy.st
 proxy forwards every request to moto unchanged, except the ones a rule picks, which get an S3 error
 response (503 SlowDown, 500 InternalError, 403 AccessDenied ...) without reaching moto. Faults live at
 the HTTP level, so botocore's and s3fs's real retry logic is what gets exercised; nothing of ours is
-patched. Every request is logged (method, path, status) for assertions.
+patched. Every request is logged (method, path, status) for assertions. Both plugins are declared once in
+tests/conftest.py:
 
     pytest_plugins = ["tests.s3server", "tests.faultproxy"]
 

@@ -1,7 +1,7 @@
 """A real S3 endpoint on loopback for tests: moto's ThreadedMotoServer, talked to through s3fs.
 
 Shared by the storage, Airflow and reliability tests (owner: storage helper; ask before changing the API).
-Use it as a plugin, which makes the fixtures visible in a test module or conftest.py:
+It is a plugin, declared once in tests/conftest.py, so its fixtures are visible in every test module:
 
     pytest_plugins = ["tests.s3server"]        # the repo root must be on sys.path (conftest.py does it)
 

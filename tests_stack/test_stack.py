@@ -25,7 +25,7 @@ import duckdb
 import psycopg2
 import pytest
 
-from tests.test_airflow_e2e import WORD_RECALL, _recall
+from tests.helpers import WORD_RECALL, _recall
 from wildocr.samples import generate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The engine's pure pieces on hand-built inputs: CTC decoding, bucketing, crop geometry, word splitting."""
+"""`engine/words.py`: lines split into words from CTC positions (pure functions, hand-built inputs)."""
 
 from __future__ import annotations
 
@@ -9,105 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wildocr.engine.crop import crop_quad, is_vertical, pad_quad
-from wildocr.engine.detection import DetectorConfig, boxes_from_probability, order_clockwise
-from wildocr.engine.recognition import (
-    REC_HEIGHT,
-    RecognizerConfig,
-    bucket_width,
-    ctc_greedy_decode,
-    normalise_crop,
-    plan_batches,
-)
 from wildocr.engine.types import Detection, Reading
 from wildocr.engine.words import line_words, tighten
-
-CHARSET = ["<blank>", "a", "b", "c", " "]
-
-
-def test_ctc_collapses_repeats_and_drops_blank() -> None:
-    # a a _ a b b _ _ c  ->  "aabc": a blank between two a's keeps both
-    idx = np.array([1, 1, 0, 1, 2, 2, 0, 0, 3])
-    prob = np.array([0.9, 0.8, 0.99, 0.7, 0.6, 0.5, 0.99, 0.99, 0.4])
-    reading = ctc_greedy_decode(idx, prob, CHARSET)
-    assert reading.text == "aabc"
-    # kept steps are the first of each run: 0 (0.9), 3 (0.7), 4 (0.6), 8 (0.4)
-    assert reading.confidence == pytest.approx(np.mean([0.9, 0.7, 0.6, 0.4]))
-    assert reading.char_positions == pytest.approx([0.5 / 9, 3.5 / 9, 4.5 / 9, 8.5 / 9])
-
-
-def test_ctc_all_blank_is_empty_with_zero_confidence() -> None:
-    reading = ctc_greedy_decode(np.zeros(6, dtype=int), np.ones(6), CHARSET)
-    assert reading.text == "" and reading.confidence == 0.0
-
-
-def test_ctc_positions_are_relative_to_content_not_padding() -> None:
-    idx = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])  # 'a' at step 0 of 10; content fills half the input
-    reading = ctc_greedy_decode(idx, np.ones(10), CHARSET, content_fraction=0.5)
-    assert reading.char_positions == pytest.approx([0.5 / 10 / 0.5])
-
-
-def test_bucket_width_picks_smallest_bucket_and_caps() -> None:
-    buckets = (160, 320, 640)
-    assert bucket_width(100, 48, buckets) == (100, 160)
-    assert bucket_width(200, 48, buckets) == (200, 320)
-    assert bucket_width(100, 24, buckets) == (200, 320)  # scaled to height 48 first
-    assert bucket_width(5000, 48, buckets) == (640, 640)  # very long lines are squeezed into the last
-
-
-def test_plan_batches_groups_by_bucket_and_respects_batch_size() -> None:
-    shapes = [(48, 100)] * 5 + [(48, 300)] * 3 + [(48, 90)]
-    plan = plan_batches(shapes, RecognizerConfig(batch_size=4, width_buckets=(160, 320)))
-    assert [b for b, _ in plan] == [160, 160, 320]
-    assert sorted(i for _, members in plan for i in members) == list(range(9))
-    assert all(len(members) <= 4 for _, members in plan)
-    assert set(plan[-1][1]) == {5, 6, 7}
-
-
-def test_normalise_crop_pads_right_and_scales_to_minus_one_one() -> None:
-    crop = np.full((24, 50, 3), 255, dtype=np.uint8)
-    out = np.zeros((3, REC_HEIGHT, 160), dtype=np.float32)
-    fraction = normalise_crop(crop, 160, out)
-    assert fraction == pytest.approx(100 / 160)
-    assert np.allclose(out[:, :, :100], 1.0) and np.allclose(out[:, :, 100:], 0.0)
-
-
-def test_pad_quad_grows_along_box_axes_and_clamps() -> None:
-    quad = np.array([[100, 50], [300, 50], [300, 90], [100, 90]], dtype=np.float32)
-    padded = pad_quad(quad, 0.015, (200, 400))
-    # 1.5% of the 200 px width on each side, 1.5% of the 40 px height
-    assert padded[0] == pytest.approx([97.0, 49.4])
-    assert padded[2] == pytest.approx([303.0, 90.6])
-    clamped = pad_quad(np.array([[0, 0], [399, 0], [399, 199], [0, 199]], dtype=np.float32), 0.1, (200, 400))
-    assert clamped.min() >= 0 and clamped[:, 0].max() <= 399 and clamped[:, 1].max() <= 199
-
-
-def test_crop_quad_rectifies_and_turns_vertical_text() -> None:
-    image = np.zeros((100, 200, 3), dtype=np.uint8)
-    image[10:30, 20:120] = 255
-    quad = np.array([[20, 10], [120, 10], [120, 30], [20, 30]], dtype=np.float32)
-    crop = crop_quad(image, quad)
-    assert crop.shape[:2] == (20, 100) and crop.mean() > 250
-    tall = np.array([[20, 10], [40, 10], [40, 90], [20, 90]], dtype=np.float32)
-    assert is_vertical(tall)
-    assert crop_quad(image, tall).shape[:2] == (20, 80)  # turned: text now runs left to right
-
-
-def test_order_clockwise_from_any_order() -> None:
-    pts = np.array([[10, 20], [0, 0], [10, 0], [0, 20]], dtype=np.float32)
-    assert order_clockwise(pts).tolist() == [[0, 0], [10, 0], [10, 20], [0, 20]]
-
-
-def test_boxes_from_probability_finds_each_blob_in_image_pixels() -> None:
-    prob = np.zeros((64, 128), dtype=np.float32)
-    prob[10:20, 10:60] = 0.9
-    prob[40:50, 70:120] = 0.8
-    dets = boxes_from_probability(prob, (128, 256), DetectorConfig(unclip_ratio=1.0))
-    assert len(dets) == 2
-    first = np.asarray(dets[0].quad)
-    assert first[:, 0].min() < 25 and first[:, 0].max() > 115  # scaled ×2 to image pixels
-    assert 0.7 < dets[0].score <= 0.9  # mean probability inside the (dilated) contour
-    assert dets[0].quad[0][1] < dets[1].quad[0][1]  # reading order
 
 
 def test_line_words_cut_at_spaces_from_ctc_positions() -> None:

@@ -29,7 +29,7 @@ from wildocr.storage import tables
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # the file transport's file, set up by tests/conftest.py (not imported: pytest loads it as `conftest`)
 OPENLINEAGE_FILE = Path(json.loads(os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"])["log_file_path"])
 

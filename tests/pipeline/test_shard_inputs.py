@@ -15,8 +15,6 @@ import io
 import json
 import logging
 import re
-import struct
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,22 +24,13 @@ import pytest
 from PIL import Image
 
 from include.sample_data import generate
-from tests.test_shard import read_rows, stable
+from tests.helpers import png_header, read_rows, stable
 from wildocr.pipeline import shard
 from wildocr.storage import manifest, objectstore
-
-pytest_plugins = ["tests.s3server"]
 
 DT = "2026-11-24"
 SEED = 2  # image 0 of this seed: 1024x768, 11 words on signs
 MIN_RECALL = 0.7  # share of the drawn words read with the right text at the right place
-
-
-@pytest.fixture(scope="session")
-def ocr_engine():
-    from wildocr.engine import EngineConfig, OCREngine
-
-    return OCREngine(EngineConfig(device="cpu"))
 
 
 # The corpus -------------------------------------------------------------------------------------------
@@ -67,23 +56,6 @@ def _encode(image: Image.Image, fmt: str, **options) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format=fmt, **options)
     return buf.getvalue()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A valid PNG signature and IHDR declaring width x height, with a tiny IDAT: a decompression bomb's
-    header (the pixels are never there; a decoder that trusted the size would allocate them)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 def _tiny(width: int, height: int, value: int = 128) -> bytes:

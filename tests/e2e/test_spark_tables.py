@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_tables_sql import DAYS, connect, named_queries, output_root  # noqa: F401 (fixture)
+from tests.helpers import DAYS, connect, named_queries
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 DDL_ROOT = "s3a://wildocr-lake/ocr"  # the placeholder root in spark_tables.sql
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def statements(sql: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def spark_tables(spark, output_root):  # noqa: F811 (the fixture imported above)
+def spark_tables(spark, output_root):
     ddl = (SQL_DIR / "spark_tables.sql").read_text()
     assert DDL_ROOT in ddl
     for statement in statements(ddl.replace(DDL_ROOT, Path(output_root).as_uri())):
@@ -77,7 +77,7 @@ def _rows(df) -> list[dict]:
     return [row.asDict() for row in df.collect()]
 
 
-def test_spark_ddl_reads_both_partitions_like_duckdb(spark_tables, output_root) -> None:  # noqa: F811
+def test_spark_ddl_reads_both_partitions_like_duckdb(spark_tables, output_root) -> None:
     spark = spark_tables
     partitions = [r["partition"] for r in _rows(spark.sql("SHOW PARTITIONS wildocr.words"))]
     assert partitions == [f"dt={d}" for d in DAYS]
@@ -99,7 +99,7 @@ def test_spark_ddl_reads_both_partitions_like_duckdb(spark_tables, output_root) 
     assert row["t"] is not None and row["s"] > 0 and 0 < row["c"] <= 1
 
 
-def test_every_spark_example_matches_duckdb(spark_tables, output_root) -> None:  # noqa: F811
+def test_every_spark_example_matches_duckdb(spark_tables, output_root) -> None:
     spark = spark_tables
     con = connect(output_root)
     duck = named_queries(SQL_DIR / "duckdb_examples.sql")

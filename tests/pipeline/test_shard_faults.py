@@ -3,7 +3,8 @@
 The claim under test: whatever happens, once the orchestrator's retries are done the tables hold exactly a
 clean run's rows (nothing lost, nothing duplicated), and nothing else is left behind. S3 faults are
 injected at the HTTP level by tests/faultproxy.py in front of the moto server, so botocore's and s3fs's
-real retry logic is what runs; killed workers are real processes ended with SIGKILL.
+real retry logic is what runs; killed workers are real processes ended with SIGKILL. The lease itself (one
+run per dt, fencing, racing runs) is tested in tests/storage/test_lease.py.
 """
 
 from __future__ import annotations
@@ -13,30 +14,18 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from include.sample_data import generate
-from tests.test_shard import read_rows, stable
+from tests.helpers import assert_nothing_left_over, read_rows, stable
 from wildocr.engine import models
 from wildocr.pipeline import shard
 from wildocr.storage import lease, objectstore, tables
-from wildocr.storage.lease import PartitionBusyError
-
-pytest_plugins = ["tests.s3server", "tests.faultproxy"]
 
 DT = "2026-11-24"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def ocr_engine():
-    from wildocr.engine import EngineConfig, OCREngine
-
-    return OCREngine(EngineConfig(device="cpu"))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env() -> dict[str, str]:
@@ -54,14 +43,7 @@ def assert_exactly(out: Path | str, reference: dict[str, list], storage_options=
     assert len({(w["image_uri"], w["word_index"]) for w in words}) == len(words)
 
 
-def assert_nothing_left_over(out: Path) -> None:
-    """Only the part files remain: no staging tree, no lease, no temporary file."""
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files and all(tables.parse_part_name(f.rsplit("/", 1)[-1]) is not None for f in files), files
-    assert not (out / "_staging").exists()
-
-
-# Killed workers (staged path; tests/test_shard.py covers the fused CLI) --------------------------------
+# Killed workers (staged path; tests/pipeline/test_shard.py covers the fused CLI) ----------------------------
 
 # One worker running the staged tasks of a run in order, as Airflow would; `kill` picks the instant it
 # SIGKILLs itself: the n-th detection, or the rename that would publish a file matching a string.
@@ -175,114 +157,6 @@ def test_staged_worker_killed_mid_shard_then_retried_gives_the_clean_tables(
     shard.remove_staging(staging)  # the run's finalize step
     assert_exactly(out, reference)
     assert_nothing_left_over(out)
-
-
-# Two runs of one dt at once ---------------------------------------------------------------------------
-
-
-def _broken_source(root: Path, n: int = 4) -> Path:
-    """Objects that are not images: shards that run in milliseconds (the lease logic does not care)."""
-    src = root / "src"
-    src.mkdir()
-    for i in range(n):
-        (src / f"obj-{i}.jpg").write_bytes(f"not an image {i}".encode())
-    return src
-
-
-def _run(src: Path, out: Path, run_id: str, engine, shard_size: int = 2) -> str:
-    staging = shard.staging_root(str(out), DT, run_id)
-    for n in shard.build_manifest(str(src), shard.manifest_url(staging), shard_size=shard_size, dt=DT):
-        shard.process_shard(
-            shard.manifest_url(staging), n, output_root=str(out), dt=DT, run_id=run_id, engine=engine
-        )
-    return staging
-
-
-def test_a_second_run_of_a_dt_is_refused_until_the_first_finishes(tmp_path, ocr_engine):
-    src = _broken_source(tmp_path)
-    out = tmp_path / "ocr"
-    first = shard.staging_root(str(out), DT, "scheduled__first")
-    second = shard.staging_root(str(out), DT, "manual__second")
-    assert shard.build_manifest(str(src), shard.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
-    with pytest.raises(PartitionBusyError, match=r"dt=2026-11-24 .* being written by another run") as refused:
-        shard.build_manifest(str(src), shard.manifest_url(second), shard_size=2, dt=DT)
-    assert shard.run_key("scheduled__first") in str(refused.value)
-    assert not objectstore.exists(shard.manifest_url(second))  # refused before writing anything
-    # the holder itself may take it again (a retried manifest task), and its shards write
-    assert shard.build_manifest(str(src), shard.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
-    shard.process_shard(
-        shard.manifest_url(first), 0, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
-    )
-    with pytest.raises(PartitionBusyError):  # still refused while the first is half done
-        shard.build_manifest(str(src), shard.manifest_url(second), shard_size=2, dt=DT)
-    shard.process_shard(
-        shard.manifest_url(first), 1, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
-    )
-    shard.remove_staging(first)  # finalize releases the lease
-    assert lease.holder(str(out), DT) is None
-
-    shard.remove_staging(_run(src, out, "manual__second", ocr_engine, shard_size=3))
-    rows = read_rows(str(out), "images")
-    assert Counter(r["run_id"] for r in rows) == {"manual__second": 4}  # one run's output, not a mix
-    assert_nothing_left_over(out)
-
-
-def test_a_run_that_lost_its_lease_cannot_write_any_more(tmp_path, ocr_engine):
-    """Fencing: an operator removed a hung run's lease and started another; the old run wakes up."""
-    src = _broken_source(tmp_path)
-    out = tmp_path / "ocr"
-    old = shard.staging_root(str(out), DT, "scheduled__old")
-    old_manifest = shard.manifest_url(old)
-    shard.build_manifest(str(src), old_manifest, shard_size=2, dt=DT)
-    shard.detect_shard(old_manifest, 0, staging_root=old, engine=ocr_engine)
-    assert lease.force_release(str(out), DT)["owner"] == objectstore.canonical(old_manifest)
-
-    new = shard.staging_root(str(out), DT, "manual__new")
-    shard.build_manifest(str(src), shard.manifest_url(new), shard_size=4, dt=DT)
-    assert not objectstore.list_files(old)  # the dead run's staging was removed by the new lease holder
-    with pytest.raises(PartitionBusyError):
-        shard.process_shard(old_manifest, 1, output_root=str(out), dt=DT, run_id="old", engine=ocr_engine)
-    with pytest.raises(PartitionBusyError):
-        shard.detect_shard(old_manifest, 1, staging_root=old, engine=ocr_engine)
-    with pytest.raises(PartitionBusyError):
-        shard.publish_shard(old_manifest, 0, staging_root=old, output_root=str(out), dt=DT, run_id="old")
-    shard.process_shard(
-        shard.manifest_url(new), 0, output_root=str(out), dt=DT, run_id="new", engine=ocr_engine
-    )
-    shard.remove_staging(new)
-    assert Counter(r["run_id"] for r in read_rows(str(out), "images")) == {"new": 4}
-    assert_nothing_left_over(out)
-
-
-def test_exactly_one_of_many_racing_runs_gets_the_lease(tmp_path, s3_bucket):
-    out = tmp_path / "ocr"
-    barrier = threading.Barrier(8)
-    results: list[str] = []
-
-    def contender(i: int) -> None:
-        barrier.wait()
-        try:
-            lease.acquire(str(out), DT, f"file:///run-{i}/manifest.parquet")
-            results.append("won")
-        except PartitionBusyError:
-            results.append("refused")
-
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == ["refused"] * 7 + ["won"]
-    assert [p.name for p in (out / "_staging" / DT).iterdir()] == [lease.LEASE_NAME]  # no temp file left
-
-    # S3: the create is one conditional PUT (If-None-Match: *); the second run is refused by the store
-    root, options = s3_bucket.url("ocr"), s3_bucket.storage_options
-    lease.acquire(root, DT, "s3://x/run-a/manifest.parquet", options)
-    with pytest.raises(PartitionBusyError, match="run-a"):
-        lease.acquire(root, DT, "s3://x/run-b/manifest.parquet", options)
-    assert lease.release(root, DT, "s3://x/run-b/manifest.parquet", options) is False  # not b's to release
-    assert lease.release(root, DT, "s3://x/run-a/manifest.parquet", options) is True
-    lease.acquire(root, DT, "s3://x/run-b/manifest.parquet", options)
 
 
 @pytest.mark.slow

@@ -7,12 +7,11 @@ first on PATH that leaves a marker if anything ever starts it. Then the single c
 `?versionId=`, a missing prefix on every store, the byte limit and the header read first, `--render`
 never writing over an input, and a Param that tries to print a Variable (real `dag.test()`).
 
-`pytest tests/test_reliability_hostile.py -rP` prints the case table that docs/reliability.md carries.
+`pytest tests/e2e/test_hostile_inputs.py -rP` prints the case table that docs/reliability.md carries.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -23,42 +22,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from include.sample_data import generate
-from tests.test_reliability_inputs import png_header
-from tests.test_shard import read_rows
-from wildocr.engine.imageio import ImageDecodeError, check_header, decode_image
+from tests.helpers import DOS_EPS, EPS, _jpeg, corrupt_scans, png_header, read_rows
 from wildocr.pipeline import loader, shard
 from wildocr.storage import objectstore, tables
-from wildocr.storage.objectstore import ObjectInfo
 
-pytest_plugins = ["tests.s3server"]
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DT = "2026-11-24"
 SEED = 2  # image 0: 1024x768 with 11 words
-EPS = (
-    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
-    b"newpath 0 0 moveto 64 64 lineto stroke showpage\n%%EOF\n"
-)
-# DOS EPS binary header (magic C5D0D3C6, PostScript at offset 32): the other way Pillow recognises EPS
-DOS_EPS = b"\xc5\xd0\xd3\xc6" + (32).to_bytes(4, "little") + len(EPS).to_bytes(4, "little") + bytes(20) + EPS
 HUGE = 300 * 2**20  # a sparse file over the 256 MiB default byte limit
-
-
-def _jpeg(width: int, height: int, value: int = 128) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.full((height, width, 3), value, np.uint8)).save(buf, "JPEG", quality=95)
-    return buf.getvalue()
-
-
-def corrupt_scans(photo: bytes) -> tuple[bytes, bytes]:
-    """(2 KB of zeros over the middle of the scan, a stray end-of-image marker in the middle of it)."""
-    mid = (photo.index(b"\xff\xda") + len(photo)) // 2
-    return photo[:mid] + bytes(2048) + photo[mid + 2048 :], photo[:mid] + b"\xff\xd9" + photo[mid:]
 
 
 @dataclass
@@ -262,32 +237,6 @@ def test_wildocr_ocr_reads_links_and_writes_valid_json_for_every_object(tree, tm
     assert sizes == [(9, 7), (23, 11)]
 
 
-def test_eps_is_refused_in_process_without_a_temp_path_in_the_message(tmp_path):
-    for data in (EPS, DOS_EPS):
-        with pytest.raises(ImageDecodeError) as info:
-            decode_image(data)
-        assert str(info.value) == "unsupported format: EPS"
-        with pytest.raises(ImageDecodeError, match=r"^unsupported format: EPS$"):
-            check_header(data[:256])
-    # a format Pillow does not know at all keeps the old message
-    with pytest.raises(ImageDecodeError, match=r"^not an image \(unrecognised format\)$"):
-        decode_image(b"hello, a text file")
-
-
-def test_corrupt_jpeg_scans_are_errors_but_a_clean_progressive_jpeg_is_not(tmp_path):
-    truth = generate(str(tmp_path), count=1, seed=SEED)[0]
-    photo = (tmp_path / truth["image"]).read_bytes()
-    for bad in corrupt_scans(photo):
-        with pytest.raises(ImageDecodeError, match=r"^corrupt JPEG data: "):
-            decode_image(bad)
-    progressive = io.BytesIO()
-    Image.open(io.BytesIO(photo)).save(progressive, "JPEG", progressive=True, quality=90)
-    cmyk = io.BytesIO()
-    Image.open(io.BytesIO(photo)).convert("CMYK").save(cmyk, "JPEG", quality=90)
-    for good in (photo, progressive.getvalue(), cmyk.getvalue()):
-        assert decode_image(good).shape == (768, 1024, 3)
-
-
 # Unreadable sub-folder ----------------------------------------------------------------------------------
 
 
@@ -369,30 +318,6 @@ def test_s3_keys_with_version_id_like_queries_are_read_as_keys(s3_bucket, tmp_pa
     assert objectstore.read_bytes(uri, options, start=0, end=2) == b"\xff\xd8"
 
 
-# A prefix that does not exist ---------------------------------------------------------------------------
-
-
-def test_a_missing_prefix_fails_on_every_store_and_an_empty_folder_is_an_empty_day(s3_bucket, tmp_path):
-    (tmp_path / "empty").mkdir()
-    assert objectstore.list_images(str(tmp_path / "empty")).images == []
-    with pytest.raises(FileNotFoundError, match=r"cannot list .*/typo: no such folder"):
-        objectstore.list_images(str(tmp_path / "typo"))
-
-    options = s3_bucket.storage_options
-    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/2026-11-23/a.jpg", b"x")
-    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/2026-11-24/", b"")  # a folder marker: an empty day
-    assert objectstore.list_images(s3_bucket.url("in/2026-11-24/"), options).images == []
-    with pytest.raises(FileNotFoundError, match="no object under this prefix"):
-        objectstore.list_images(s3_bucket.url("in/2026-11-25/"), options)
-
-    import fsspec
-
-    fsspec.filesystem("memory").pipe("/wildocr-missing/in/a.jpg", b"x")
-    assert len(objectstore.list_images("memory://wildocr-missing/in").images) == 1
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        objectstore.list_images("memory://wildocr-missing/typo")
-
-
 def test_a_mistyped_prefix_on_a_rerun_keeps_the_published_partition(tmp_path):
     photos = tmp_path / "photos" / DT
     photos.mkdir(parents=True)
@@ -408,45 +333,6 @@ def test_a_mistyped_prefix_on_a_rerun_keeps_the_published_partition(tmp_path):
     assert sorted(p.name for p in (lake / "images" / f"dt={DT}").iterdir()) == published
     assert len(read_rows(str(lake), "images")) == 1
     assert not (lake / "_staging" / DT / "_lease.json").exists()  # the failed run gave its lease back
-
-
-# Size limits --------------------------------------------------------------------------------------------
-
-
-def _bytes_read() -> int:
-    with open("/proc/self/io") as fh:
-        return int(next(line for line in fh if line.startswith("rchar:")).split()[1])
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
-def test_big_objects_are_refused_from_their_size_or_header_without_being_read(tmp_path):
-    huge = tmp_path / "huge.jpg"
-    with open(huge, "wb") as fh:  # 4 GiB + 1, sparse
-        fh.write(_jpeg(8, 8))
-        fh.truncate(4 * 2**30 + 1)
-    limit = loader.DEFAULT_MAX_BYTES
-    before = _bytes_read()
-    # size from the listing ...
-    listed = loader.load_image(ObjectInfo(str(huge), 4 * 2**30 + 1, "e"), None, 80_000_000)
-    # ... and unknown (`wildocr ocr FILE`): the loader asks the store
-    single = loader.load_image(ObjectInfo(str(huge), -1, ""), None, 80_000_000)
-    for item in (listed, single):
-        assert (
-            item.image is None
-            and item.error == f"refused: {4 * 2**30 + 1} bytes is over the limit of {limit} bytes"
-        )
-    # a 64 MiB object whose header declares 10000x10000: refused after reading its first bytes only
-    bomb = tmp_path / "bomb.png"
-    with open(bomb, "wb") as fh:
-        fh.write(png_header(10_000, 10_000))
-        fh.truncate(64 * 2**20)
-    item = loader.load_image(ObjectInfo(str(bomb), -1, ""), None, 80_000_000)
-    assert item.error == "refused: 10000x10000 = 100000000 pixels is over the limit of 80000000"
-    assert _bytes_read() - before < 4 * loader.HEADER_BYTES
-    # an object that grew past the limit after it was listed is cut off at the limit, not read whole
-    grown = loader.load_image(ObjectInfo(str(bomb), 100, "e"), None, 80_000_000, max_bytes=2**20)
-    assert grown.error == f"refused: more than the limit of {2**20} bytes (grew since listed)"
-    assert _bytes_read() - before < 4 * loader.HEADER_BYTES + 2**20 + 4096
 
 
 # --render ------------------------------------------------------------------------------------------------
@@ -535,16 +421,3 @@ def test_manifest_carries_listing_errors_to_the_staged_path(tree, tmp_path, ocr_
     rows = {r["image_uri"].rsplit("/links/", 1)[1]: r for r in read_rows(str(tmp_path / "lake"), "images")}
     assert rows["broken.jpg"]["error"] == "broken symbolic link: No such file or directory"
     assert rows["to-photo.jpg"]["status"] == rows["folder/inside.jpg"]["status"] == tables.STATUS_OK
-
-
-@pytest.fixture(scope="module")
-def ocr_engine():
-    from wildocr.engine import EngineConfig, OCREngine
-
-    return OCREngine(EngineConfig(device="cpu"))
-
-
-def test_logged_urls_lose_their_password():
-    assert objectstore.redact("sftp://bob:pa55@host/photos/") == "sftp://bob:***@host/photos/"
-    assert objectstore.redact("s3://bucket/x?versionId=abc.jpg") == "s3://bucket/x?versionId=abc.jpg"
-    assert objectstore.redact("/plain/path/") == "/plain/path/"

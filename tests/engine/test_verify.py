@@ -52,8 +52,8 @@ def texture_board(seed: int, patches: int = 40) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def engines() -> tuple[OCREngine, OCREngine]:
-    verified = OCREngine(EngineConfig(device="cpu"))
+def engines(ocr_engine: OCREngine) -> tuple[OCREngine, OCREngine]:
+    verified = ocr_engine
     mean_only = OCREngine(EngineConfig(device="cpu", verify_words=False, min_confidence=0.7))
     return verified, mean_only
 

@@ -3,68 +3,23 @@ Spark DDL declare exactly the columns and types of the schemas in wildocr.storag
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+import json
 import re
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from include.sample_data import generate
+from tests.helpers import DAYS, _sample_tables, connect, named_queries
 from wildocr.pipeline import shard
 from wildocr.samples import sample_exif
 from wildocr.storage import tables
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
-DAYS = ("2026-11-23", "2026-11-24")
-
-
-@pytest.fixture(scope="module")
-def output_root(tmp_path_factory) -> str:
-    """Generated photos with EXIF (Canon + GPS, Apple turned 90°, a PNG without), a re-upload of the first,
-    a photo with a bad Orientation and one broken file, OCRed into two daily partitions (one shard each).
-    """
-    from PIL import Image
-
-    from wildocr.engine import EngineConfig, OCREngine
-
-    base = tmp_path_factory.mktemp("sql")
-    src = base / "src"
-    generate(str(src), count=3, seed=21, exif=True)
-    (src / "sample_0000_copy.jpg").write_bytes((src / "sample_0000.jpg").read_bytes())
-    (src / "zz_broken.jpg").write_bytes(b"not a photo")
-    odd = Image.new("RGB", (160, 90), "white")
-    exif = Image.Exif()
-    exif[0x0112] = 9  # not an orientation
-    odd.save(src / "zz_odd_exif.jpg", exif=exif)
-    root = str(base / "ocr")
-    manifest_url = str(base / "manifest.parquet")
-    assert shard.build_manifest(str(src), manifest_url, shard_size=3) == [0, 1]
-    engine = OCREngine(EngineConfig(device="cpu"))
-    for number, day in enumerate(DAYS):
-        shard.process_shard(manifest_url, number, output_root=root, dt=day, run_id="sql-test", engine=engine)
-    return root
-
-
-def named_queries(path: Path) -> dict[str, str]:
-    """`-- name: x` blocks of an example file."""
-    queries: dict[str, str] = {}
-    name = None
-    for line in path.read_text().splitlines():
-        match = re.match(r"--\s*name:\s*(\w+)", line)
-        if match:
-            name = match.group(1)
-            queries[name] = ""
-        elif name:
-            queries[name] += line + "\n"
-    return queries
-
-
-def connect(root: str) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute(f"SET VARIABLE wildocr_root = '{root}'")
-    con.execute((SQL_DIR / "duckdb_views.sql").read_text())
-    return con
+SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
 
 
 def test_every_duckdb_example_runs_on_real_output(output_root):
@@ -207,3 +162,99 @@ def test_ddl_points_each_table_at_its_own_folder(filename):
         block = re.search(rf"TABLE IF NOT EXISTS (?:\w+\.)*{name} \(.*?;", sql, re.S).group(0)
         locations = re.findall(r"(?:LOCATION|external_location =) '([^']+)'", block)
         assert len(locations) == 1 and locations[0].rstrip("/").endswith(f"/ocr/{name}")
+
+
+def test_part_urls_are_pure_and_validated():
+    assert (
+        tables.part_url("s3://b/ocr/", "words", "2026-11-24", 3)
+        == "s3://b/ocr/words/dt=2026-11-24/part-00003.parquet"
+    )
+    assert tables.part_url("/x", "images", "2026-11-24", 3) == tables.part_url(
+        "/x", "images", "2026-11-24", 3
+    )
+    for bad_dt in ("2026-13-01", "2026-1-1", "../../etc", "2026-11-24/../x", "", "20261124"):
+        with pytest.raises(ValueError):
+            tables.part_url("/x", "words", bad_dt, 0)
+    for bad_shard in (-1, True, "3", 1.0):
+        with pytest.raises(ValueError):
+            tables.part_url("/x", "words", "2026-11-24", bad_shard)
+    with pytest.raises(ValueError):
+        tables.part_url("/x", "secrets", "2026-11-24", 0)
+    assert tables.parse_part_name("part-00012.parquet") == 12
+    assert tables.parse_part_name(".part-00012.parquet.abc.tmp") is None
+
+
+def test_schemas_use_types_every_engine_reads():
+    for schema in tables.OUTPUT_SCHEMAS.values():
+        for f in schema:
+            assert not pa.types.is_unsigned_integer(f.type), f.name
+            assert not pa.types.is_nested(f.type), f.name  # flat columns for Athena/Trino/Spark
+            assert f.name != "dt"  # the partition column lives in the directory name only
+    assert tables.IMAGES.field("processed_at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_rows_and_parquet_settings():
+    images, words = _sample_tables()
+    assert images["status"].to_pylist() == ["ok", "error"]
+    assert images["width"].to_pylist() == [100, None]
+    with pytest.raises(ValueError):
+        tables.to_table(tables.IMAGES, [{"image_uri": "x"}])
+    data = tables.parquet_bytes(words)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    columns = {
+        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+        for i in range(meta.num_columns)
+    }
+    assert "RLE_DICTIONARY" in columns["text"].encodings
+    assert b"pandas" not in (pq.read_schema(io.BytesIO(data)).metadata or {})
+    parquet_schema = pq.ParquetFile(io.BytesIO(tables.parquet_bytes(images))).schema
+    ts = parquet_schema.column(parquet_schema.names.index("processed_at"))
+    logical = json.loads(ts.logical_type.to_json())
+    assert ts.name == "processed_at" and ts.physical_type == "INT64"
+    assert (logical["Type"], logical["isAdjustedToUTC"], logical["timeUnit"]) == (
+        "Timestamp",
+        True,
+        "microseconds",
+    )
+    back = tables.read_parquet_bytes(tables.parquet_bytes(images), tables.IMAGES)
+    assert back.to_pylist() == images.to_pylist()
+
+
+def test_duckdb_reads_hive_partitions_without_conflict(tmp_path):
+    root = str(tmp_path / "ocr")
+    for day, shard_no in (("2026-11-23", 0), ("2026-11-24", 0), ("2026-11-24", 1)):
+        images, words = _sample_tables(shard_no)
+        shard.write_outputs(root, day, shard_no, images, words, n_shards=2)
+    con = duckdb.connect()
+    rows = con.sql(
+        f"SELECT dt, shard, count(*) FROM read_parquet('{root}/words/*/*.parquet', hive_partitioning=true) "
+        "GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert rows == [
+        (dt.date(2026, 11, 23), 0, 1),
+        (dt.date(2026, 11, 24), 0, 1),
+        (dt.date(2026, 11, 24), 1, 1),
+    ]
+    ts = con.sql(
+        f"SELECT typeof(processed_at) FROM read_parquet('{root}/images/*/*.parquet') LIMIT 1"
+    ).fetchall()[0]
+    assert ts == ("TIMESTAMP WITH TIME ZONE",)
+
+
+def test_table_builder_holds_blocks_of_arrow_and_gives_the_same_table():
+    from wildocr.engine.types import Word
+
+    def words(n: int) -> list[Word]:
+        return [
+            Word(f"w{i}", 0.9, 0.8, i, ((0, 0), (10, 0), (10, 5), (0, 5)), (0, 0, 10, 5)) for i in range(n)
+        ]
+
+    rows = [tables.word_rows(f"s3://b/{k}.jpg", words(k % 7), 3) for k in range(40)]
+    builder = tables.TableBuilder(tables.WORDS, block=16)
+    for image_rows in rows:
+        builder.extend(image_rows)
+        assert len(builder._rows) < 16  # full blocks are Arrow already, never dicts
+    expected = tables.to_table(tables.WORDS, [r for image_rows in rows for r in image_rows])
+    assert builder.table().equals(expected) and builder.table().num_rows == expected.num_rows > 100
+    assert tables.TableBuilder(tables.WORDS).table().schema == tables.WORDS  # empty shard: empty table

@@ -24,10 +24,9 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-pytest_plugins = ["tests.s3server"]
+from tests.helpers import COMPOSE, INTERPOLATION, env_map, interpolate
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE = ROOT / "docker-compose.yaml"
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -49,40 +48,10 @@ LONG_RUNNING_AIRFLOW = AIRFLOW_SERVICES - {"airflow-init", "airflow-cli"}
 BUCKETS = ("wildocr-photos", "wildocr-lake")
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY", re.IGNORECASE)
-# Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}, ${VAR:+alt}, ...
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
 PLACEHOLDER = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-[^}]*)?\}$")
 URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^:/@\s]*:(?P<password>[^@\s]*)@")
 VAR_TOKEN = "\x00var\x00"
 JSON_SECRET = re.compile(r'"(?:password|secret|key|token)"\s*:\s*"(?P<value>[^"]*)"', re.IGNORECASE)
-
-
-# ----------------------------------------------------------------------------------------- helpers
-
-
-def interpolate(text: str, env: dict[str, str] | None = None) -> str:
-    """Resolve compose `${...}` interpolation the way `docker compose config` does (`$$` -> `$`)."""
-    env = env or {}
-
-    def one(match: re.Match[str]) -> str:
-        name, op, arg = match["name"], match["op"], match["arg"] or ""
-        value = env.get(name)
-        if op is None:
-            return value or ""
-        if op == ":-":
-            return value if value else arg
-        if op == "-":
-            return arg if value is None else value
-        if op == ":+":
-            return arg if value else ""
-        if op == "+":
-            return "" if value is None else arg
-        if (not value) if op == ":?" else value is None:
-            raise ValueError(f"required variable {name} is unset: {arg}")
-        return value or ""
-
-    placeholder = "\0DOLLAR\0"
-    return INTERPOLATION.sub(one, text.replace("$$", placeholder)).replace(placeholder, "$")
 
 
 def strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -96,14 +65,6 @@ def strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from strings(value, f"{path}[{i}]")
     elif isinstance(node, str):
         yield path, node
-
-
-def env_map(service: dict[str, Any]) -> dict[str, str]:
-    """A service's `environment` as a dict, whichever of the two compose forms it uses."""
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {str(k): "" if v is None else str(v) for k, v in env.items()}
 
 
 def command_args(service: dict[str, Any]) -> list[str]:

@@ -14,24 +14,14 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-import duckdb
 import pytest
 
 from include.sample_data import generate
+from tests.helpers import _sample_tables, read_rows, stable
 from wildocr.pipeline import shard
 from wildocr.storage import manifest, objectstore, tables
 
-pytest_plugins = ["tests.s3server"]
-
 DT = "2026-11-24"
-RUN_SPECIFIC = {"processed_at", "run_id", "det_seconds", "rec_seconds"}
-
-
-@pytest.fixture(scope="session")
-def ocr_engine():
-    from wildocr.engine import EngineConfig, OCREngine
-
-    return OCREngine(EngineConfig(device="cpu"))
 
 
 class SpyEngine:
@@ -45,30 +35,6 @@ class SpyEngine:
     def read(self, images):
         self.batches.append(len(images))
         return self._engine.read(images)
-
-
-def read_rows(root: str, table: str, storage_options=None, tmp_path=None) -> list[dict]:
-    """All rows of a table through DuckDB with hive partitioning (S3 output is downloaded first:
-    DuckDB's httpfs extension cannot be installed here)."""
-    fs, path = objectstore.url_to_fs(root, storage_options)
-    if not objectstore.is_local(fs):
-        local = tmp_path / f"download-{table}-{len(os.listdir(tmp_path))}"
-        fs.invalidate_cache()
-        fs.get(f"{path}/{table}/", str(local), recursive=True)
-        pattern = f"{local}/*/*.parquet"
-    else:
-        pattern = f"{path}/{table}/*/*.parquet"
-    con = duckdb.connect()
-    rel = con.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning=true)")
-    names = rel.columns
-    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
-
-
-def stable(rows: list[dict]) -> list[tuple]:
-    """Rows without run-specific columns, as a sorted list (the content that must not change)."""
-    return sorted(
-        (tuple(sorted((k, v) for k, v in r.items() if k not in RUN_SPECIFIC)) for r in rows), key=repr
-    )
 
 
 @dataclass
@@ -294,3 +260,21 @@ def test_rerun_after_a_crash_has_no_duplicates_and_no_gaps(tmp_path):
     assert len({(w["image_uri"], w["word_index"]) for w in words}) == len(words)
     leftovers = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith("part-")]
     assert leftovers == [] and not (out / "_staging").exists()
+
+
+def test_run_key_is_path_safe_and_distinct():
+    a = shard.run_key("manual__2026-11-24T00:00:00+00:00")
+    b = shard.run_key("manual__2026-11-24T00_00_00_00_00")
+    assert a != b and "/" not in a and ":" not in a and "+" not in a
+    assert shard.staging_root("s3://b/ocr", "2026-11-24", "r/../../x").startswith(
+        "s3://b/ocr/_staging/2026-11-24/r_"
+    )
+
+
+def test_rerun_with_fewer_shards_removes_stale_parts(tmp_path):
+    root = str(tmp_path / "ocr")
+    for shard_no in range(3):
+        shard.write_outputs(root, "2026-11-24", shard_no, *_sample_tables(shard_no), n_shards=3)
+    shard.write_outputs(root, "2026-11-24", 0, *_sample_tables(0), n_shards=1)
+    for table in tables.TABLES:
+        assert os.listdir(tmp_path / "ocr" / table / "dt=2026-11-24") == ["part-00000.parquet"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -24,15 +25,14 @@ from typing import Any
 import duckdb
 import pendulum
 import pytest
-
-from include.sample_data import generate
 from wildocr.pipeline.shard import staging_root
 
-pytest_plugins = ["tests.s3server"]
+from include.sample_data import generate
+from tests.helpers import WORD_RECALL, _recall
+
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-WORD_RECALL = 0.8  # measured on these seeds: see the assertion messages for the actual value
+ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 
 
@@ -65,17 +65,6 @@ def _con(storage_options: dict | None = None) -> duckdb.DuckDBPyConnection:
 def _read(con: duckdb.DuckDBPyConnection, root: str, table: str) -> list[dict]:
     rel = con.sql(f"SELECT * FROM read_parquet('{root}/{table}/*/*.parquet', hive_partitioning = true)")
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
-
-
-def _recall(ground_truth: list[dict], words: list[dict]) -> float:
-    """Share of ground-truth words read exactly, per image (multiset intersection)."""
-    found = total = 0
-    for line in ground_truth:
-        want = Counter(w["text"] for w in line["words"])
-        got = Counter(w["text"] for w in words if w["image_uri"].endswith("/" + line["image"]))
-        found += sum((want & got).values())
-        total += sum(want.values())
-    return found / total
 
 
 def _dt(value: Any) -> str:
@@ -279,7 +268,7 @@ def test_shards_grow_to_fit_max_map_length(tmp_path: Path, monkeypatch) -> None:
 def test_empty_day_succeeds_and_empties_its_partition(tmp_path: Path) -> None:
     """No photos for a date (its folder is there, empty): the run succeeds, no shard runs, and an older
     run's rows for it are gone. (A folder that is not there fails the run instead: see
-    tests/test_reliability_hostile.py.)"""
+    tests/e2e/test_hostile_inputs.py.)"""
     old = tmp_path / "lake" / "images" / "dt=2026-03-07" / "part-00000.parquet"
     old.parent.mkdir(parents=True)
     old.write_bytes(b"rows of an earlier run")
@@ -289,3 +278,33 @@ def test_empty_day_succeeds_and_empties_its_partition(tmp_path: Path) -> None:
     assert states[("finalize", -1)] == "success"
     assert not any(task.startswith("ocr.") and state == "success" for (task, _), state in states.items())
     assert not old.exists()
+
+
+def test_nightly_marks_duplicates_across_shards_and_skips_seen_content(tmp_path: Path) -> None:
+    root = str(tmp_path / "ocr")
+    day1, day2 = tmp_path / "photos" / "2026-03-10", tmp_path / "photos" / "2026-03-11"
+    generate(str(day1), count=3, seed=41, exif=True)
+    shutil.copy(day1 / "sample_0000.jpg", day1 / "zz_reupload.jpg")  # shard 1; its original is in shard 0
+    conf = {"source_prefix": str(tmp_path / "photos" / "{{ ds }}"), "output_root": root, "shard_size": 2}
+    _, states = _run("wildocr_nightly", pendulum.datetime(2026, 3, 10, 2, tz="UTC"), conf)
+    assert states[("finalize", -1)] == "success" and ("ocr.publish", 1) in states
+
+    con = _con()
+    rows = {Path(r["image_uri"]).name: r for r in _read(con, root, "images")}
+    original, copy = rows["sample_0000.jpg"], rows["zz_reupload.jpg"]
+    assert original["shard"] != copy["shard"] and original["sha256"] == copy["sha256"]
+    assert copy["duplicate_of"] == original["image_uri"] and original["duplicate_of"] is None
+    assert original["camera_make"] == "Canon" and original["gps_latitude"] is not None
+
+    day2.mkdir(parents=True)
+    shutil.copy(day1 / "sample_0001.jpg", day2 / "again.jpg")
+    generate(str(tmp_path / "fresh"), count=1, seed=42)
+    shutil.copy(tmp_path / "fresh" / "sample_0000.jpg", day2 / "fresh.jpg")
+    _run("wildocr_nightly", pendulum.datetime(2026, 3, 11, 2, tz="UTC"), {**conf, "skip_seen_content": True})
+    rows2 = {Path(r["image_uri"]).name: r for r in _read(con, root, "images") if _dt(r["dt"]) == "2026-03-11"}
+    assert rows2["again.jpg"]["status"] == "skipped" and rows2["again.jpg"]["n_words"] == 0
+    assert rows2["again.jpg"]["duplicate_of"] == rows["sample_0001.jpg"]["image_uri"]
+    assert rows2["fresh.jpg"]["status"] == "ok" and rows2["fresh.jpg"]["n_words"] > 0
+    words2 = [w for w in _read(con, root, "words") if _dt(w["dt"]) == "2026-03-11"]
+    assert {Path(w["image_uri"]).name for w in words2} == {"fresh.jpg"}
+    assert {w["script"] for w in words2} <= {"Latin", "Common", "Mixed", "Greek"}

@@ -7,7 +7,7 @@
   wrote to a moto S3 server; photos on S3 too. The browser reaches them only through the `wildocr_s3`
   connection and the `wildocr_output_root` Variable (both from the environment), like the DAGs.
 
-The chromium-driven test of the same app in a real `airflow api-server` is tests/test_browser.py.
+The chromium-driven test of the same app in a real `airflow api-server` is tests/e2e/test_browser.py.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from PIL import Image
 
 from wildocr.storage import objectstore, tables
 from wildocr.storage.query import TableReader, image_key
-
-pytest_plugins = ["tests.s3server"]
 
 DT_A, DT_B = "2026-06-01", "2026-06-02"
 USER, PASSWORD = "bob", "s3-browser-password"
@@ -187,16 +185,15 @@ class S3Lake:
 
 
 @pytest.fixture(scope="module")
-def s3_lake(s3_server) -> S3Lake:
+def s3_lake(s3_server, ocr_engine) -> S3Lake:
     """Photos and tables on S3, written by the pipeline's shard functions with the real engine."""
     from include.sample_data import generate
-    from wildocr.engine import EngineConfig, OCREngine
     from wildocr.pipeline import shard
 
     bucket = s3_server.create_bucket()
     options = s3_server.storage_options
     output = f"s3://{bucket}/ocr"
-    engine = OCREngine(EngineConfig(device="cpu"))
+    engine = ocr_engine
     photos = {}
     for dt, count, seed in ((DT_A, 2, 21), (DT_B, 1, 22)):
         source = f"s3://{bucket}/photos/{dt}/"

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OCR_DAG_IDS = {"wildocr_nightly", "wildocr_backfill"}
 DAG_IDS = OCR_DAG_IDS | {"wildocr_daily_words"}  # + the example consumer of the words Asset
 GPU_TASKS = {"ocr.detect", "ocr.recognize"}

@@ -15,11 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.test_deployment import COMPOSE, env_map, interpolate
+from tests.helpers import COMPOSE, env_map, interpolate
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # `pip check`, `pip freeze` and fresh interpreters that load every component
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # The compose services' host names, swapped for a closed port: nothing may be contacted.
 UNREACHABLE = {

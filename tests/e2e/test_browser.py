@@ -39,7 +39,7 @@ import pytest
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

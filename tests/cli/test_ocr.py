@@ -1,0 +1,43 @@
+"""`wildocr ocr` (`wildocr/cli.py`): JSON lines, error rows and overlays."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from include.sample_data import generate
+
+
+def test_cli_writes_json_lines_error_rows_and_overlays(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    truth = generate(str(photos), count=2, seed=4)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wildocr.cli",
+            "ocr",
+            str(photos),
+            "--out",
+            str(out),
+            "--render",
+            str(tmp_path / "r"),
+        ],
+        check=True,
+    )
+    lines = {json.loads(x)["image"]: json.loads(x) for x in out.read_text().splitlines()}
+    assert set(lines) == {"broken.jpg", *(t["image"] for t in truth)}
+    assert "error" in lines["broken.jpg"] and lines["broken.jpg"]["words"] == []
+    for t in truth:
+        read = {w["text"] for w in lines[t["image"]]["words"]}
+        assert len(read & {w["text"] for w in t["words"]}) >= 0.8 * len(t["words"])
+        assert {"poly", "text", "confidence"} <= set(lines[t["image"]]["words"][0])
+    overlays = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert overlays == sorted(Path(lines[t["image"]]["overlay"]).name for t in truth)
+    for name, t in zip(overlays, sorted(truth, key=lambda t: t["image"]), strict=True):
+        assert re.fullmatch(re.escape(t["image"].rsplit(".", 1)[0]) + r"\.[0-9a-f]{10}\.overlay\.png", name)

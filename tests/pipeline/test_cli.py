@@ -1,0 +1,251 @@
+"""`wildocr-pipeline` (`pipeline/cli.py`) on generated photos with EXIF: metadata columns, hashes and
+duplicates, scripts, content-incremental runs, old partitions beside new ones, staged = fused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from tests.helpers import HOSTILE, photo_bytes, raw_exif
+from wildocr.engine import exif as exif_mod
+from wildocr.engine.scripts import script_of
+from wildocr.pipeline import cli as pipeline_cli
+from wildocr.samples import PhotoExif, generate
+
+UTC = dt.UTC
+
+
+def run(prefix: Path, root: Path, day: str, *extra: str) -> None:
+    """`wildocr run` on a folder, shards of 3, with the real models."""
+    argv = ["run", str(prefix), "--output", str(root), "--dt", day, "--shard-size", "3", "--device", "cpu"]
+    assert pipeline_cli.main([*argv, "--run-id", f"test-{day}", *extra]) == 0
+
+
+def images_rows(root: Path, day: str) -> dict[str, dict]:
+    table = pq.read_table(root / "images" / f"dt={day}")
+    return {Path(r["image_uri"]).name: r for r in table.to_pylist()}
+
+
+@pytest.fixture(scope="module")
+def day_one(tmp_path_factory):
+    """Day 1: EXIF photos (Latin), Greek signs, a broken-EXIF photo and a re-upload in a later shard."""
+    base = tmp_path_factory.mktemp("meta")
+    src = base / "day1"
+    src.mkdir()
+    truth = {f"a_{line['image']}": line for line in generate(str(base / "gen"), count=5, seed=31, exif=True)}
+    for name in truth:
+        shutil.copy(base / "gen" / name[2:], src / name)
+    greek = generate(str(base / "greek"), count=2, seed=32, script="Greek")
+    for line in greek:
+        shutil.copy(base / "greek" / line["image"], src / f"g_{line['image']}")
+    sample = np.asarray(Image.open(base / "gen" / "sample_0000.jpg").convert("RGB"))
+    hostile = raw_exif(*HOSTILE["wrong-types"][:3])
+    buf = io.BytesIO()
+    Image.fromarray(sample).save(buf, "JPEG", quality=90, exif=hostile)
+    (src / "b_broken_exif.jpg").write_bytes(buf.getvalue())
+    shutil.copy(src / "a_sample_0001.jpg", src / "z_reupload.jpg")  # last shard; original in shard 0
+    root = base / "ocr"
+    run(src, root, "2026-11-24")
+    return base, src, root, truth, greek
+
+
+def test_exif_columns_come_out_right(day_one):
+    _, _, root, truth, _ = day_one
+    rows = images_rows(root, "2026-11-24")
+    checked = 0
+    for name, line in truth.items():
+        row = rows[name]
+        assert row["status"] == "ok"
+        want = dict(line["exif"]) or dict.fromkeys(exif_mod.PhotoMetadata.__slots__[:-1])
+        want.pop("warnings", None)
+        if want.get("taken_at"):
+            want["taken_at"] = dt.datetime.fromisoformat(want["taken_at"])
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert row[key] == pytest.approx(value, abs=1e-6), (name, key)
+            else:
+                assert row[key] == value, (name, key)
+        if line["exif"].get("orientation") in (6, 8):  # stored sideways, read upright
+            stored = Image.open(day_one[1] / name)
+            assert (row["width"], row["height"]) == (stored.height, stored.width)
+        assert row["metadata_warnings"] is None
+        checked += bool(line["exif"])
+    assert checked >= 3
+    assert {rows[n]["camera_make"] for n in truth} == {"Canon", "Apple", None}  # PNG and #3: no EXIF
+    assert any(rows[n]["gps_latitude"] is not None for n in truth)
+    assert {rows[n]["taken_at_is_local"] for n in truth} >= {True, False}
+
+
+def test_broken_exif_photo_is_read_with_null_metadata(day_one):
+    _, _, root, _, _ = day_one
+    row = images_rows(root, "2026-11-24")["b_broken_exif.jpg"]
+    assert row["status"] == "ok" and row["error"] is None and row["n_words"] > 0
+    assert row["camera_make"] is None and row["camera_model"] is None and row["taken_at"] is None
+    assert row["orientation"] is None and "not text" in row["metadata_warnings"]
+
+
+def test_sha256_and_duplicates_across_shards(day_one):
+    import hashlib
+
+    _, src, root, _, _ = day_one
+    rows = images_rows(root, "2026-11-24")
+    for name, row in rows.items():
+        assert row["sha256"] == hashlib.sha256((src / name).read_bytes()).hexdigest()
+    assert rows["z_reupload.jpg"]["shard"] != rows["a_sample_0001.jpg"]["shard"]
+    assert rows["z_reupload.jpg"]["duplicate_of"] == rows["a_sample_0001.jpg"]["image_uri"]
+    assert [n for n, r in rows.items() if r["duplicate_of"]] == ["z_reupload.jpg"]
+    assert rows["z_reupload.jpg"]["n_words"] == rows["a_sample_0001.jpg"]["n_words"]  # still read
+
+
+_LOOKALIKE = str.maketrans("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "ABEZHIKMNOPTYX")
+
+
+def fold(text: str) -> str:
+    return text.upper().translate(_LOOKALIKE)
+
+
+def test_greek_signs_get_the_greek_script(day_one):
+    """Real models on generated Greek signs: words read with Greek letters are classified Greek."""
+    _, _, root, _, greek = day_one
+    words = pq.read_table(root / "words" / "dt=2026-11-24").to_pylist()
+    mine = [w for w in words if Path(w["image_uri"]).name.startswith("g_")]
+    latin = [w for w in words if Path(w["image_uri"]).name.startswith("a_")]
+    assert all(w["script"] == script_of(w["text"]) for w in words)
+    greek_words = [w for w in mine if w["script"] == "Greek"]
+    truth = {t for line in greek for t in (w["text"] for w in line["words"])}
+    assert len(greek_words) >= 5, [w["text"] for w in mine]
+    # some read as drawn, up to the Latin look-alikes the recogniser puts into capital Greek
+    assert any(fold(w["text"]) in {fold(t) for t in truth} for w in greek_words)
+    assert {w["script"] for w in latin} <= {"Latin", "Common", "Mixed"}
+    assert sum(w["script"] == "Latin" for w in latin) > len(latin) / 2
+    assert any(w["script"] == "Common" for w in words)  # prices, times
+
+
+def test_content_incremental_run_skips_bytes_read_on_an_earlier_date(day_one):
+    base, src, root, _, _ = day_one
+    day2 = base / "day2"
+    day2.mkdir()
+    shutil.copy(src / "a_sample_0000.jpg", day2 / "again.jpg")
+    shutil.copy(src / "a_sample_0000.jpg", day2 / "again_too.jpg")
+    shutil.copy(src / "g_sample_0000.jpg", day2 / "greek.jpg")
+    (day2 / "new.jpg").write_bytes(photo_bytes(PhotoExif(make="Nikon"), "JPEG", (320, 200))[0])
+    run(day2, root, "2026-11-25", "--skip-seen-content")
+    rows = images_rows(root, "2026-11-25")
+    first = images_rows(root, "2026-11-24")
+    for name, original in (("again.jpg", "a_sample_0000.jpg"), ("again_too.jpg", "a_sample_0000.jpg")):
+        assert rows[name]["status"] == "skipped" and rows[name]["n_words"] == 0
+        assert rows[name]["duplicate_of"] == first[original]["image_uri"]
+        assert rows[name]["sha256"] == first[original]["sha256"]
+    assert rows["greek.jpg"]["status"] == "skipped"
+    assert rows["new.jpg"]["status"] == "ok" and rows["new.jpg"]["camera_make"] == "Nikon"
+    words = pq.read_table(root / "words" / "dt=2026-11-25")
+    assert set(words["image_uri"].to_pylist()) <= {rows["new.jpg"]["image_uri"]}
+
+    # Without the option the same bytes are read again, and the same-day copy is marked.
+    run(day2, root, "2026-11-25")
+    rows = images_rows(root, "2026-11-25")
+    assert rows["again.jpg"]["status"] == "ok" and rows["again.jpg"]["n_words"] > 0
+    assert rows["again.jpg"]["duplicate_of"] is None
+    assert rows["again_too.jpg"]["duplicate_of"] == rows["again.jpg"]["image_uri"]
+
+
+def test_old_partitions_read_with_new_ones_in_duckdb(day_one, tmp_path):
+    """Schema evolution: a partition written with the version-1 schema beside version-2 ones."""
+    from wildocr.storage import tables
+
+    _, _, root, _, _ = day_one
+    lake = tmp_path / "lake"
+    shutil.copytree(root, lake, ignore=shutil.ignore_patterns("_staging"))
+    old_words = [f.name for f in tables.WORDS][:-1]
+    for table, columns in (("images", [f.name for f in tables.IMAGES][:19]), ("words", old_words)):
+        for part in sorted((lake / table / "dt=2026-11-24").glob("*.parquet")):
+            old = pq.read_table(part).select(columns)
+            old = old.replace_schema_metadata({"wildocr.table": table, "wildocr.schema_version": "1"})
+            target = lake / table / "dt=2026-11-20" / part.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(old, target)
+    assert "sha256" not in pq.read_schema(lake / "images" / "dt=2026-11-20" / "part-00000.parquet").names
+    con = duckdb.connect()
+    con.execute(f"SET VARIABLE wildocr_root = '{lake}'")
+    con.execute((Path(__file__).parents[2] / "include" / "sql" / "duckdb_views.sql").read_text())
+    per_day = con.sql(
+        "SELECT dt::VARCHAR, count(*), count(sha256), count(camera_make) FROM images GROUP BY dt ORDER BY dt"
+    ).fetchall()
+    assert [r[0] for r in per_day] == ["2026-11-20", "2026-11-24", "2026-11-25"]
+    old_day, new_day = per_day[0], per_day[1]
+    assert old_day[1] == new_day[1] and old_day[2] == 0 and old_day[3] == 0
+    assert new_day[2] == new_day[1] and new_day[3] > 0
+    scripts = con.sql(
+        "SELECT dt::VARCHAR, count(*), count(script) FROM words GROUP BY dt ORDER BY dt"
+    ).fetchall()
+    assert scripts[0][2] == 0 and scripts[0][1] == scripts[1][1] == scripts[1][2] > 0
+    # without union_by_name DuckDB takes the first file's columns: the reason the views set it
+    plain = con.sql(
+        f"SELECT * FROM read_parquet('{lake}/images/*/*.parquet', hive_partitioning = true) LIMIT 0"
+    ).columns
+    assert "sha256" not in plain
+
+
+def test_staged_path_gives_the_fused_rows_for_metadata_and_skips(day_one, tmp_path, ocr_engine):
+    """The Airflow task chain (detect -> crop -> recognize -> publish) writes the same new columns as the
+    fused path, on a content-incremental manifest with a skipped copy and a turned photo with GPS."""
+    from wildocr.pipeline import shard
+    from wildocr.storage import manifest
+
+    _, src, root, _, _ = day_one
+    day = "2026-11-26"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(src / "a_sample_0001.jpg", photos / "copy.jpg")
+    shutil.copy(src / "a_sample_0000.jpg", photos / "new.jpg")
+    turned = PhotoExif(taken_at=dt.datetime(2026, 11, 26, 8, 0), gps=(-22.95, -43.21, 10.0), orientation=6)
+    (photos / "turned.jpg").write_bytes(photo_bytes(turned, "JPEG", (320, 200))[0])
+    # new.jpg must not be skipped: make its bytes differ from the day-1 copy, pixels and EXIF unchanged
+    (photos / "new.jpg").write_bytes((photos / "new.jpg").read_bytes() + b"\0")
+    manifest_url = str(tmp_path / "manifest.parquet")
+    assert shard.build_manifest(
+        str(photos), manifest_url, shard_size=10, dt=day, skip_seen_root=str(root)
+    ) == [0]
+    assert manifest.read_manifest(manifest_url)[1].seen_url.endswith("manifest.seen.parquet")
+    engine = ocr_engine
+    fused_root, staged_root = str(tmp_path / "fused"), str(tmp_path / "staged")
+    shard.process_shard(manifest_url, 0, output_root=fused_root, dt=day, run_id="r", engine=engine)
+    staging = shard.staging_root(staged_root, day, "r")
+    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    shard.recognize_shard(0, staging_root=staging, engine=engine)
+    shard.publish_shard(manifest_url, 0, staging_root=staging, output_root=staged_root, dt=day, run_id="r")
+    shard.remove_staging(staging)
+
+    def stable(out: str, table: str) -> list[dict]:
+        rows = pq.read_table(Path(out) / table / f"dt={day}").to_pylist()
+        for row in rows:
+            for key in ("processed_at", "det_seconds", "rec_seconds", "run_id"):
+                row.pop(key, None)
+        return sorted(rows, key=lambda r: (r["image_uri"], r.get("word_index", 0)))
+
+    for table in ("images", "words"):
+        assert stable(staged_root, table) == stable(fused_root, table), table
+    rows = {Path(r["image_uri"]).name: r for r in stable(staged_root, "images")}
+    assert rows["copy.jpg"]["status"] == "skipped" and rows["copy.jpg"]["duplicate_of"].endswith(
+        "a_sample_0001.jpg"
+    )
+    assert rows["new.jpg"]["status"] == "ok" and rows["new.jpg"]["n_words"] > 0
+    assert rows["new.jpg"]["camera_make"] == "Canon"
+    assert rows["turned.jpg"]["orientation"] == 6 and (
+        rows["turned.jpg"]["width"],
+        rows["turned.jpg"]["height"],
+    ) == (
+        320,
+        200,
+    )
+    assert rows["turned.jpg"]["gps_latitude"] == pytest.approx(-22.95, abs=1e-6)
+    assert rows["turned.jpg"]["taken_at"] == dt.datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

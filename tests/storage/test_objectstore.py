@@ -1,0 +1,132 @@
+"""Object storage, manifests, table schemas and atomic writes: everything below the OCR engine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from tests.helpers import IMAGE_NAMES, SOURCE_NAMES, _fill_local
+from wildocr.storage import objectstore
+
+# Listing ----------------------------------------------------------------------------------------------
+
+
+def test_list_local_filters_extensions_case_insensitively(tmp_path):
+    _fill_local(tmp_path)
+    listing = objectstore.list_images(str(tmp_path))
+    assert [o.uri for o in listing.images] == sorted(f"file://{tmp_path}/{n}" for n in IMAGE_NAMES)
+    assert listing.skipped == 2  # notes.txt, h.gif
+    assert all(o.size == len(o.uri.rsplit("/", 1)[-1]) or o.size > 0 for o in listing.images)
+    # file:// URLs and plain paths name the same objects
+    assert objectstore.list_images(f"file://{tmp_path}/").images == listing.images
+
+
+def test_local_version_changes_when_file_changes(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"one")
+    os.utime(tmp_path / "x.jpg", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    before = objectstore.list_images(str(tmp_path)).images[0]
+    assert before.etag == objectstore.list_images(str(tmp_path)).images[0].etag  # stable when unchanged
+    os.utime(tmp_path / "x.jpg", ns=(1_700_000_001_000_000_000, 1_700_000_001_000_000_000))
+    after = objectstore.list_images(str(tmp_path)).images[0]
+    assert before.etag.startswith("mtime-") and after.etag != before.etag
+
+
+def test_list_memory_fs():
+    for name in SOURCE_NAMES:
+        objectstore.write_bytes_atomic(f"memory://wildocr-list/{name}", b"x")
+    listing = objectstore.list_images("memory://wildocr-list")
+    assert [o.uri.rsplit("wildocr-list/", 1)[1] for o in listing.images] == sorted(IMAGE_NAMES)
+    assert listing.skipped == 2
+    assert objectstore.read_bytes(listing.images[0].uri) == b"x"
+
+
+def test_list_s3_gives_etags(s3_bucket):
+    fs = s3_bucket.fs
+    for name in SOURCE_NAMES:
+        fs.pipe_file(f"{s3_bucket.name}/in/{name}", name.encode())
+    listing = objectstore.list_images(s3_bucket.url("in/"), s3_bucket.storage_options)
+    assert [o.uri for o in listing.images] == [s3_bucket.url(f"in/{n}") for n in sorted(IMAGE_NAMES)]
+    assert listing.skipped == 2
+    for obj in listing.images:
+        name = obj.uri.split("/in/", 1)[1]
+        assert (
+            obj.etag == hashlib.md5(name.encode()).hexdigest()
+        )  # S3's ETag of a single PUT, quotes stripped
+        assert obj.size == len(name)
+
+
+def test_missing_prefix_is_an_error_and_an_empty_folder_an_empty_listing(tmp_path, s3_bucket):
+    with pytest.raises(FileNotFoundError):
+        objectstore.list_images(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError):
+        objectstore.list_images(s3_bucket.url("nothing/here/"), s3_bucket.storage_options)
+    assert objectstore.list_images(str(tmp_path)).images == []
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/empty/", b"")  # a folder marker
+    assert objectstore.list_images(s3_bucket.url("empty/"), s3_bucket.storage_options).images == []
+
+
+# Atomic writes ----------------------------------------------------------------------------------------
+
+
+def test_local_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    url = str(tmp_path / "t" / "part-00000.parquet")
+    (tmp_path / "t").mkdir()
+    stale = tmp_path / "t" / ".part-00000.parquet.deadbeef.tmp"  # left by a writer killed mid-write
+    stale.write_bytes(b"half")
+    assert objectstore.write_bytes_atomic(url, b"old") == f"file://{url}"
+    objectstore.write_bytes_atomic(url, b"new")
+    assert (tmp_path / "t" / "part-00000.parquet").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path / "t")) == ["part-00000.parquet"]
+
+
+def test_local_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "part-00001.parquet"
+    target.write_bytes(b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(objectstore.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        objectstore.write_bytes_atomic(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["part-00001.parquet"]
+
+
+def test_s3_write_is_one_put(s3_bucket):
+    data = os.urandom(3 * 2**20)
+    url = s3_bucket.url("out/x.parquet")
+    assert objectstore.write_bytes_atomic(url, data, s3_bucket.storage_options) == url
+    info = s3_bucket.fs.info(url, refresh=True)
+    # A multipart upload's ETag is "<md5 of md5s>-<parts>"; a single PUT's is the md5 of the bytes.
+    assert info["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    assert objectstore.read_bytes(url, s3_bucket.storage_options) == data
+
+
+def test_a_missing_prefix_fails_on_every_store_and_an_empty_folder_is_an_empty_day(s3_bucket, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert objectstore.list_images(str(tmp_path / "empty")).images == []
+    with pytest.raises(FileNotFoundError, match=r"cannot list .*/typo: no such folder"):
+        objectstore.list_images(str(tmp_path / "typo"))
+
+    options = s3_bucket.storage_options
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/2026-11-23/a.jpg", b"x")
+    s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/2026-11-24/", b"")  # a folder marker: an empty day
+    assert objectstore.list_images(s3_bucket.url("in/2026-11-24/"), options).images == []
+    with pytest.raises(FileNotFoundError, match="no object under this prefix"):
+        objectstore.list_images(s3_bucket.url("in/2026-11-25/"), options)
+
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("/wildocr-missing/in/a.jpg", b"x")
+    assert len(objectstore.list_images("memory://wildocr-missing/in").images) == 1
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        objectstore.list_images("memory://wildocr-missing/typo")
+
+
+def test_logged_urls_lose_their_password():
+    assert objectstore.redact("sftp://bob:pa55@host/photos/") == "sftp://bob:***@host/photos/"
+    assert objectstore.redact("s3://bucket/x?versionId=abc.jpg") == "s3://bucket/x?versionId=abc.jpg"
+    assert objectstore.redact("/plain/path/") == "/plain/path/"
