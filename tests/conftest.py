@@ -89,7 +89,7 @@ def output_root(tmp_path_factory, ocr_engine) -> str:
 
     from include.sample_data import generate
     from tests.helpers import DAYS
-    from wildocr.pipeline import shard
+    from wildocr.pipeline import fused, run
 
     base = tmp_path_factory.mktemp("sql")
     src = base / "src"
@@ -102,8 +102,8 @@ def output_root(tmp_path_factory, ocr_engine) -> str:
     odd.save(src / "zz_odd_exif.jpg", exif=exif)
     root = str(base / "ocr")
     manifest_url = str(base / "manifest.parquet")
-    assert shard.build_manifest(str(src), manifest_url, shard_size=3) == [0, 1]
+    assert run.build_manifest(str(src), manifest_url, shard_size=3) == [0, 1]
     engine = ocr_engine
     for number, day in enumerate(DAYS):
-        shard.process_shard(manifest_url, number, output_root=root, dt=day, run_id="sql-test", engine=engine)
+        fused.process_shard(manifest_url, number, output_root=root, dt=day, run_id="sql-test", engine=engine)
     return root

@@ -188,7 +188,7 @@ class S3Lake:
 def s3_lake(s3_server, ocr_engine) -> S3Lake:
     """Photos and tables on S3, written by the pipeline's shard functions with the real engine."""
     from include.sample_data import generate
-    from wildocr.pipeline import shard
+    from wildocr.pipeline import fused, run
 
     bucket = s3_server.create_bucket()
     options = s3_server.storage_options
@@ -200,16 +200,14 @@ def s3_lake(s3_server, ocr_engine) -> S3Lake:
         generate(source, count=count, seed=seed, storage_options=options)
         if dt == DT_A:
             objectstore.write_bytes_atomic(f"{source}broken.png", b"\x89PNG but not really", options)
-        staging = shard.staging_root(output, dt, f"test-{dt}")
-        manifest_url = shard.manifest_url(staging)
-        for number in shard.build_manifest(
-            source, manifest_url, shard_size=8, storage_options=options, dt=dt
-        ):
-            shard.process_shard(
+        staging = run.staging_root(output, dt, f"test-{dt}")
+        manifest_url = run.manifest_url(staging)
+        for number in run.build_manifest(source, manifest_url, shard_size=8, storage_options=options, dt=dt):
+            fused.process_shard(
                 manifest_url, number, output_root=output, dt=dt, run_id=f"test-{dt}", engine=engine,
                 storage_options=options,
             )  # fmt: skip
-        shard.remove_staging(staging, options)
+        run.remove_staging(staging, options)
         photos[dt] = [o.uri for o in objectstore.list_images(source, options).images]
     return S3Lake(root=output, options=options, photos=photos)
 

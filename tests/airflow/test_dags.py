@@ -134,7 +134,7 @@ def _context(ds: str | None, run_after: str = "2026-03-10T10:00:00+00:00") -> di
     ],
 )
 def test_resolve_dates(dt_param, dt_end, ds, run_after, expected) -> None:
-    from wildocr.airflow.operators import resolve_dates
+    from wildocr.airflow.params import resolve_dates
 
     assert resolve_dates(dt_param, dt_end, _context(ds, run_after)) == expected
 
@@ -143,7 +143,7 @@ def test_resolve_dates(dt_param, dt_end, ds, run_after, expected) -> None:
 def test_resolve_dates_rejects(dt_param, dt_end) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from wildocr.airflow.operators import resolve_dates
+    from wildocr.airflow.params import resolve_dates
 
     with pytest.raises(AirflowFailException):
         resolve_dates(dt_param, dt_end, _context("2026-03-01"))
@@ -152,7 +152,7 @@ def test_resolve_dates_rejects(dt_param, dt_end) -> None:
 def test_render_source_prefix() -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from wildocr.airflow.operators import render_source_prefix
+    from wildocr.airflow.params import render_source_prefix
 
     ctx = _context(None)
     assert render_source_prefix("s3://b/in/{{ ds }}/", "2026-03-01", ctx) == "s3://b/in/2026-03-01/"
@@ -190,13 +190,15 @@ def test_storage_options_only_for_s3() -> None:
 
 def test_run_figures_add_up_shard_summaries_per_dt() -> None:
     """finalize's event figures: summaries only (a staged detect returns a URL, a skipped step nothing)."""
-    from wildocr.airflow.operators import run_figures
+    from wildocr.pipeline.outputs import ShardSummary, run_figures
 
     def summary(dt: str, images: int, errors: int, words: int) -> dict:
-        return {
-            "dt": dt, "images": images, "ok": images - errors, "errors": errors, "words": words,
-            "images_url": f"/r/images/dt={dt}/part-00000.parquet", "models": {"det_sha256": "d" * 64},
-        }  # fmt: skip
+        return ShardSummary(
+            shard=0, dt=dt, images=images, ok=images - errors, errors=errors, skipped=0, words=words,
+            det_seconds=1.0, rec_seconds=1.0, seconds=2.0, images_url=f"/r/images/dt={dt}/part-00000.parquet",
+            words_url=f"/r/words/dt={dt}/part-00000.parquet", images_bytes=1, words_bytes=1,
+            models={"det_sha256": "d" * 64},
+        ).to_xcom()  # fmt: skip
 
     xcoms = [
         "file:///r/_staging/detections/part-00000.parquet",
@@ -205,7 +207,8 @@ def test_run_figures_add_up_shard_summaries_per_dt() -> None:
         summary("2026-03-01", 2, 0, 5),
         summary("2026-03-02", 1, 1, 0),
     ]
-    figures = run_figures(xcoms, ["2026-03-01", "2026-03-02", "2026-03-03"])
+    summaries = [s for s in map(ShardSummary.from_xcom, xcoms) if s is not None]
+    figures = run_figures(summaries, ["2026-03-01", "2026-03-02", "2026-03-03"])
     assert figures["by_dt"] == {
         "2026-03-01": {"images": 6, "ok": 5, "errors": 1, "words": 25},
         "2026-03-02": {"images": 1, "ok": 0, "errors": 1, "words": 0},

@@ -1,4 +1,4 @@
-"""`wildocr ocr` (`wildocr/cli.py`): JSON lines, error rows and overlays."""
+"""`wildocr ocr` (`wildocr/cli/ocr.py`): JSON lines, error rows and overlays."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ first on PATH that leaves a marker if anything ever starts it. Then the single c
 `?versionId=`, a missing prefix on every store, the byte limit and the header read first, `--render`
 never writing over an input, and a Param that tries to print a Variable (real `dag.test()`).
 
-`pytest tests/e2e/test_hostile_inputs.py -rP` prints the case table that docs/reliability.md carries.
+`pytest tests/e2e/test_hostile_inputs.py -rP` prints the case table that docs/operations.md carries.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from PIL import Image
 
 from include.sample_data import generate
 from tests.helpers import DOS_EPS, EPS, _jpeg, corrupt_scans, png_header, read_rows
-from wildocr.pipeline import loader, shard
+from wildocr.pipeline import loader, run, staged
 from wildocr.storage import objectstore, tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def test_wildocr_run_gives_every_hostile_object_its_row_and_never_starts_a_progr
     assert not tree.marker.exists(), f"Ghostscript was started: {tree.marker.read_text()}"
     # one row per object, nothing else (the `loop` link back to src/ was not walked again)
     assert sorted(rows) == sorted(c.key for c in tree.cases)
-    assert summary["images"] == len(tree.cases) and summary["errors"] == sum(
+    assert summary.images == len(tree.cases) and summary.errors == sum(
         c.expect == "error" for c in tree.cases
     )
     assert "not following" in done.stderr and "links/loop" in done.stderr
@@ -409,14 +409,20 @@ def test_a_param_cannot_render_a_variable_into_the_prefix_or_the_log(tmp_path, m
 
 def test_manifest_carries_listing_errors_to_the_staged_path(tree, tmp_path, ocr_engine):
     """Listing-time errors (bad name, broken link, pipe) travel in the manifest to the staged tasks too."""
-    manifest_url = shard.manifest_url(shard.staging_root(str(tmp_path / "lake"), DT, "r"))
-    shard.build_manifest(str(tree.source / "links"), manifest_url, shard_size=50, dt=DT)
-    staging = shard.staging_root(str(tmp_path / "lake"), DT, "r")
-    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
-    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
-    shard.recognize_shard(0, staging_root=staging, engine=ocr_engine)
-    shard.publish_shard(
-        manifest_url, 0, staging_root=staging, output_root=str(tmp_path / "lake"), dt=DT, run_id="r"
+    manifest_url = run.manifest_url(run.staging_root(str(tmp_path / "lake"), DT, "r"))
+    run.build_manifest(str(tree.source / "links"), manifest_url, shard_size=50, dt=DT)
+    staging = run.staging_root(str(tmp_path / "lake"), DT, "r")
+    staged.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.recognize_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.publish_shard(
+        manifest_url,
+        0,
+        staging_root=staging,
+        output_root=str(tmp_path / "lake"),
+        dt=DT,
+        run_id="r",
+        engine=ocr_engine,
     )
     rows = {r["image_uri"].rsplit("/links/", 1)[1]: r for r in read_rows(str(tmp_path / "lake"), "images")}
     assert rows["broken.jpg"]["error"] == "broken symbolic link: No such file or directory"

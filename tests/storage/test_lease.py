@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_nothing_left_over, read_rows
-from wildocr.pipeline import shard
+from wildocr.pipeline import fused, run, staged
 from wildocr.storage import lease, objectstore
 from wildocr.storage.lease import PartitionBusyError
 
@@ -26,10 +26,10 @@ def _broken_source(root: Path, n: int = 4) -> Path:
 
 
 def _run(src: Path, out: Path, run_id: str, engine, shard_size: int = 2) -> str:
-    staging = shard.staging_root(str(out), DT, run_id)
-    for n in shard.build_manifest(str(src), shard.manifest_url(staging), shard_size=shard_size, dt=DT):
-        shard.process_shard(
-            shard.manifest_url(staging), n, output_root=str(out), dt=DT, run_id=run_id, engine=engine
+    staging = run.staging_root(str(out), DT, run_id)
+    for n in run.build_manifest(str(src), run.manifest_url(staging), shard_size=shard_size, dt=DT):
+        fused.process_shard(
+            run.manifest_url(staging), n, output_root=str(out), dt=DT, run_id=run_id, engine=engine
         )
     return staging
 
@@ -37,27 +37,27 @@ def _run(src: Path, out: Path, run_id: str, engine, shard_size: int = 2) -> str:
 def test_a_second_run_of_a_dt_is_refused_until_the_first_finishes(tmp_path, ocr_engine):
     src = _broken_source(tmp_path)
     out = tmp_path / "ocr"
-    first = shard.staging_root(str(out), DT, "scheduled__first")
-    second = shard.staging_root(str(out), DT, "manual__second")
-    assert shard.build_manifest(str(src), shard.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
+    first = run.staging_root(str(out), DT, "scheduled__first")
+    second = run.staging_root(str(out), DT, "manual__second")
+    assert run.build_manifest(str(src), run.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
     with pytest.raises(PartitionBusyError, match=r"dt=2026-11-24 .* being written by another run") as refused:
-        shard.build_manifest(str(src), shard.manifest_url(second), shard_size=2, dt=DT)
-    assert shard.run_key("scheduled__first") in str(refused.value)
-    assert not objectstore.exists(shard.manifest_url(second))  # refused before writing anything
+        run.build_manifest(str(src), run.manifest_url(second), shard_size=2, dt=DT)
+    assert run.run_key("scheduled__first") in str(refused.value)
+    assert not objectstore.exists(run.manifest_url(second))  # refused before writing anything
     # the holder itself may take it again (a retried manifest task), and its shards write
-    assert shard.build_manifest(str(src), shard.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
-    shard.process_shard(
-        shard.manifest_url(first), 0, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
+    assert run.build_manifest(str(src), run.manifest_url(first), shard_size=2, dt=DT) == [0, 1]
+    fused.process_shard(
+        run.manifest_url(first), 0, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
     )
     with pytest.raises(PartitionBusyError):  # still refused while the first is half done
-        shard.build_manifest(str(src), shard.manifest_url(second), shard_size=2, dt=DT)
-    shard.process_shard(
-        shard.manifest_url(first), 1, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
+        run.build_manifest(str(src), run.manifest_url(second), shard_size=2, dt=DT)
+    fused.process_shard(
+        run.manifest_url(first), 1, output_root=str(out), dt=DT, run_id="first", engine=ocr_engine
     )
-    shard.remove_staging(first)  # finalize releases the lease
+    run.remove_staging(first)  # finalize releases the lease
     assert lease.holder(str(out), DT) is None
 
-    shard.remove_staging(_run(src, out, "manual__second", ocr_engine, shard_size=3))
+    run.remove_staging(_run(src, out, "manual__second", ocr_engine, shard_size=3))
     rows = read_rows(str(out), "images")
     assert Counter(r["run_id"] for r in rows) == {"manual__second": 4}  # one run's output, not a mix
     assert_nothing_left_over(out)
@@ -67,25 +67,25 @@ def test_a_run_that_lost_its_lease_cannot_write_any_more(tmp_path, ocr_engine):
     """Fencing: an operator removed a hung run's lease and started another; the old run wakes up."""
     src = _broken_source(tmp_path)
     out = tmp_path / "ocr"
-    old = shard.staging_root(str(out), DT, "scheduled__old")
-    old_manifest = shard.manifest_url(old)
-    shard.build_manifest(str(src), old_manifest, shard_size=2, dt=DT)
-    shard.detect_shard(old_manifest, 0, staging_root=old, engine=ocr_engine)
+    old = run.staging_root(str(out), DT, "scheduled__old")
+    old_manifest = run.manifest_url(old)
+    run.build_manifest(str(src), old_manifest, shard_size=2, dt=DT)
+    staged.detect_shard(old_manifest, 0, staging_root=old, engine=ocr_engine)
     assert lease.force_release(str(out), DT)["owner"] == objectstore.canonical(old_manifest)
 
-    new = shard.staging_root(str(out), DT, "manual__new")
-    shard.build_manifest(str(src), shard.manifest_url(new), shard_size=4, dt=DT)
+    new = run.staging_root(str(out), DT, "manual__new")
+    run.build_manifest(str(src), run.manifest_url(new), shard_size=4, dt=DT)
     assert not objectstore.list_files(old)  # the dead run's staging was removed by the new lease holder
     with pytest.raises(PartitionBusyError):
-        shard.process_shard(old_manifest, 1, output_root=str(out), dt=DT, run_id="old", engine=ocr_engine)
+        fused.process_shard(old_manifest, 1, output_root=str(out), dt=DT, run_id="old", engine=ocr_engine)
     with pytest.raises(PartitionBusyError):
-        shard.detect_shard(old_manifest, 1, staging_root=old, engine=ocr_engine)
+        staged.detect_shard(old_manifest, 1, staging_root=old, engine=ocr_engine)
     with pytest.raises(PartitionBusyError):
-        shard.publish_shard(old_manifest, 0, staging_root=old, output_root=str(out), dt=DT, run_id="old")
-    shard.process_shard(
-        shard.manifest_url(new), 0, output_root=str(out), dt=DT, run_id="new", engine=ocr_engine
+        staged.publish_shard(old_manifest, 0, staging_root=old, output_root=str(out), dt=DT, run_id="old")
+    fused.process_shard(
+        run.manifest_url(new), 0, output_root=str(out), dt=DT, run_id="new", engine=ocr_engine
     )
-    shard.remove_staging(new)
+    run.remove_staging(new)
     assert Counter(r["run_id"] for r in read_rows(str(out), "images")) == {"new": 4}
     assert_nothing_left_over(out)
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tests.helpers import IMAGE_NAMES, MODELS, _fill_local
-from wildocr.pipeline import shard
+from wildocr.pipeline import outputs, run
 from wildocr.storage import manifest, objectstore, tables
 from wildocr.storage.objectstore import ObjectInfo
 
@@ -33,7 +33,7 @@ def test_manifest_roundtrip_and_shards(tmp_path):
     src = tmp_path / "src"
     _fill_local(src)
     url = str(tmp_path / "run" / "manifest.parquet")
-    assert shard.build_manifest(str(src), url, shard_size=4) == [0, 1]
+    assert run.build_manifest(str(src), url, shard_size=4) == [0, 1]
     objects, info = manifest.shard_objects(url, 1)
     assert info.n_images == 6 and info.skipped_other == 2 and info.n_shards == 2
     assert [o.uri for o in objects] == sorted(f"file://{src}/{n}" for n in IMAGE_NAMES)[4:]
@@ -47,7 +47,7 @@ def test_manifest_roundtrip_and_shards(tmp_path):
 def test_empty_prefix_gives_no_shards(tmp_path):
     url = str(tmp_path / "manifest.parquet")
     (tmp_path / "empty").mkdir()
-    assert shard.build_manifest(str(tmp_path / "empty"), url, shard_size=4) == []
+    assert run.build_manifest(str(tmp_path / "empty"), url, shard_size=4) == []
     assert manifest.read_manifest(url)[1].n_images == 0
 
 
@@ -88,16 +88,16 @@ def test_incremental_manifest_skips_ok_rows_of_other_partitions(tmp_path):
         ),
     ]
     words = tables.to_table(tables.WORDS, [])
-    shard.write_outputs(root, "2026-11-23", 0, tables.to_table(tables.IMAGES, rows), words, n_shards=1)
+    outputs.write_outputs(root, "2026-11-23", 0, tables.to_table(tables.IMAGES, rows), words, n_shards=1)
     url = str(tmp_path / "m.parquet")
 
-    shard.build_manifest(str(src), url, shard_size=10, skip_done_root=root, dt="2026-11-24")
+    run.build_manifest(str(src), url, shard_size=10, skip_done_root=root, dt="2026-11-24")
     table, info = manifest.read_manifest(url)
     assert info.skipped_done == 1  # only the ok row with the same ETag
     assert listing[0].uri not in table["image_uri"].to_pylist() and table.num_rows == 5
 
     # rewriting the partition that holds the ok row: its files get replaced, so nothing may be skipped
-    shard.build_manifest(str(src), url, shard_size=10, skip_done_root=root, dt="2026-11-23")
+    run.build_manifest(str(src), url, shard_size=10, skip_done_root=root, dt="2026-11-23")
     assert manifest.read_manifest(url)[1].skipped_done == 0
     with pytest.raises(ValueError, match="dt"):
-        shard.build_manifest(str(src), url, shard_size=10, skip_done_root=root)
+        run.build_manifest(str(src), url, shard_size=10, skip_done_root=root)

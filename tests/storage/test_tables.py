@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import DAYS, _sample_tables, connect, named_queries
-from wildocr.pipeline import shard
+from wildocr.pipeline import outputs
 from wildocr.samples import sample_exif
 from wildocr.storage import tables
 
@@ -225,7 +225,7 @@ def test_duckdb_reads_hive_partitions_without_conflict(tmp_path):
     root = str(tmp_path / "ocr")
     for day, shard_no in (("2026-11-23", 0), ("2026-11-24", 0), ("2026-11-24", 1)):
         images, words = _sample_tables(shard_no)
-        shard.write_outputs(root, day, shard_no, images, words, n_shards=2)
+        outputs.write_outputs(root, day, shard_no, images, words, n_shards=2)
     con = duckdb.connect()
     rows = con.sql(
         f"SELECT dt, shard, count(*) FROM read_parquet('{root}/words/*/*.parquet', hive_partitioning=true) "

@@ -21,7 +21,7 @@ import pytest
 from include.sample_data import generate
 from tests.helpers import assert_nothing_left_over, read_rows, stable
 from wildocr.engine import models
-from wildocr.pipeline import shard
+from wildocr.pipeline import fused, run
 from wildocr.storage import lease, objectstore, tables
 
 DT = "2026-11-24"
@@ -51,7 +51,7 @@ WORKER = r"""
 import os, signal, sys
 from wildocr.engine import EngineConfig, OCREngine
 from wildocr.storage import manifest
-from wildocr.pipeline import shard
+from wildocr.pipeline import fused, run, staged
 
 manifest_url, staging, output, dt, run_id, kill, start = sys.argv[1:8]
 engine = OCREngine(EngineConfig(device="cpu"))
@@ -80,13 +80,15 @@ tasks = [(stage, n) for n in range(n_shards) for stage in ("detect", "crop", "re
 for stage, n in tasks[int(start):]:
     print(f"task {tasks.index((stage, n))} {stage} {n}", file=sys.stderr, flush=True)
     if stage == "detect":
-        shard.detect_shard(manifest_url, n, staging_root=staging, engine=engine)
+        staged.detect_shard(manifest_url, n, staging_root=staging, engine=engine)
     elif stage == "crop":
-        shard.crop_shard(manifest_url, n, staging_root=staging, engine=engine)
+        staged.crop_shard(manifest_url, n, staging_root=staging, engine=engine)
     elif stage == "recognize":
-        shard.recognize_shard(n, staging_root=staging, engine=engine)
+        staged.recognize_shard(manifest_url, n, staging_root=staging, engine=engine)
     else:
-        shard.publish_shard(manifest_url, n, staging_root=staging, output_root=output, dt=dt, run_id=run_id)
+        staged.publish_shard(
+            manifest_url, n, staging_root=staging, output_root=output, dt=dt, run_id=run_id, engine=engine
+        )
 """
 
 
@@ -118,8 +120,8 @@ def three_photos(tmp_path_factory, ocr_engine) -> tuple[Path, dict[str, list]]:
     generate(str(src), count=3, seed=5)
     clean = tmp_path_factory.mktemp("clean")
     manifest_url = str(clean / "manifest.parquet")
-    for n in shard.build_manifest(str(src), manifest_url, shard_size=2):
-        shard.process_shard(
+    for n in run.build_manifest(str(src), manifest_url, shard_size=2):
+        fused.process_shard(
             manifest_url, n, output_root=str(clean / "ocr"), dt=DT, run_id="clean", engine=ocr_engine
         )
     reference = {t: stable(read_rows(str(clean / "ocr"), t)) for t in tables.TABLES}
@@ -141,9 +143,9 @@ def test_staged_worker_killed_mid_shard_then_retried_gives_the_clean_tables(
 ):
     src, reference = three_photos
     out = tmp_path / "ocr"
-    staging = shard.staging_root(str(out), DT, "scheduled__x")
-    manifest_url = shard.manifest_url(staging)
-    assert shard.build_manifest(str(src), manifest_url, shard_size=2, dt=DT) == [0, 1]
+    staging = run.staging_root(str(out), DT, "scheduled__x")
+    manifest_url = run.manifest_url(staging)
+    assert run.build_manifest(str(src), manifest_url, shard_size=2, dt=DT) == [0, 1]
 
     code, killed_task = run_worker(manifest_url, staging, out, kill, 0)
     assert code == -signal.SIGKILL, "the worker was not killed"
@@ -154,7 +156,7 @@ def test_staged_worker_killed_mid_shard_then_retried_gives_the_clean_tables(
 
     code, _ = run_worker(manifest_url, staging, out, "none", killed_task)  # the task's retry, then the rest
     assert code == 0
-    shard.remove_staging(staging)  # the run's finalize step
+    run.remove_staging(staging)  # the run's finalize step
     assert_exactly(out, reference)
     assert_nothing_left_over(out)
 
@@ -168,7 +170,7 @@ def test_two_processes_running_the_same_dt_leave_one_complete_run(tmp_path, thre
         cmd = [
             sys.executable,
             "-m",
-            "wildocr.pipeline.cli",
+            "wildocr.cli",
             "run",
             str(src),
             "--output",
@@ -208,10 +210,10 @@ def test_throttling_and_5xx_are_retried_and_change_nothing(s3_bucket, fault_prox
     options = s3_bucket.storage_options
     source = s3_bucket.url("in/")
     generate(source, count=2, seed=5, storage_options=options)
-    clean = shard.staging_root(s3_bucket.url("clean"), DT, "clean")
-    for n in shard.build_manifest(source, shard.manifest_url(clean), shard_size=2, storage_options=options):
-        shard.process_shard(
-            shard.manifest_url(clean),
+    clean = run.staging_root(s3_bucket.url("clean"), DT, "clean")
+    for n in run.build_manifest(source, run.manifest_url(clean), shard_size=2, storage_options=options):
+        fused.process_shard(
+            run.manifest_url(clean),
             n,
             output_root=s3_bucket.url("clean"),
             dt=DT,
@@ -235,12 +237,10 @@ def test_throttling_and_5xx_are_retried_and_change_nothing(s3_bucket, fault_prox
     ]
     proxied = fault_proxy.storage_options(options)
     out = s3_bucket.url("ocr")
-    staging = shard.staging_root(out, DT, "faulty")
-    assert shard.build_manifest(
-        source, shard.manifest_url(staging), shard_size=2, storage_options=proxied
-    ) == [0]
-    summary = shard.process_shard(
-        shard.manifest_url(staging),
+    staging = run.staging_root(out, DT, "faulty")
+    assert run.build_manifest(source, run.manifest_url(staging), shard_size=2, storage_options=proxied) == [0]
+    summary = fused.process_shard(
+        run.manifest_url(staging),
         0,
         output_root=out,
         dt=DT,
@@ -248,9 +248,9 @@ def test_throttling_and_5xx_are_retried_and_change_nothing(s3_bucket, fault_prox
         engine=ocr_engine,
         storage_options=proxied,
     )
-    shard.remove_staging(staging, proxied)
+    run.remove_staging(staging, proxied)
     assert [r.hits for r in rules] == [r.times for r in rules]  # every injected fault was met and survived
-    assert summary["errors"] == 0
+    assert summary.errors == 0
     assert_exactly(out, reference, options, tmp_path)
     assert not objectstore.list_files(s3_bucket.url("ocr/_staging"), options)
 
@@ -268,11 +268,11 @@ def test_without_retries_a_store_error_fails_the_shard_and_its_retry_succeeds(
         method="GET", path=r"/in/sample_0000\.jpg$", status=500, code="InternalError", times=None
     )
     out = s3_bucket.url("ocr")
-    staging = shard.staging_root(out, DT, "r")
-    shard.build_manifest(source, shard.manifest_url(staging), shard_size=5, storage_options=no_retries)
+    staging = run.staging_root(out, DT, "r")
+    run.build_manifest(source, run.manifest_url(staging), shard_size=5, storage_options=no_retries)
     with pytest.raises(OSError, match="internal error"):
-        shard.process_shard(
-            shard.manifest_url(staging),
+        fused.process_shard(
+            run.manifest_url(staging),
             0,
             output_root=out,
             dt=DT,
@@ -284,8 +284,8 @@ def test_without_retries_a_store_error_fails_the_shard_and_its_retry_succeeds(
     assert not objectstore.list_files(s3_bucket.url("ocr/images"), options)
 
     rule.times = rule.hits  # the store recovers; the task is retried
-    summary = shard.process_shard(
-        shard.manifest_url(staging),
+    summary = fused.process_shard(
+        run.manifest_url(staging),
         0,
         output_root=out,
         dt=DT,
@@ -293,7 +293,7 @@ def test_without_retries_a_store_error_fails_the_shard_and_its_retry_succeeds(
         engine=ocr_engine,
         storage_options=no_retries,
     )
-    assert (summary["ok"], summary["errors"]) == (1, 0) and summary["words"] > 0
+    assert (summary.ok, summary.errors) == (1, 0) and summary.words > 0
 
 
 def test_deleted_and_forbidden_objects_become_error_rows_on_s3(s3_bucket, fault_proxy, ocr_engine, tmp_path):
@@ -304,13 +304,13 @@ def test_deleted_and_forbidden_objects_become_error_rows_on_s3(s3_bucket, fault_
     proxied = fault_proxy.storage_options(options)
     fault_proxy.fail(method="GET", path=r"/in/forbidden\.jpg$", status=403, code="AccessDenied", times=None)
     manifest_url = s3_bucket.url("m/manifest.parquet")
-    shard.build_manifest(s3_bucket.url("in/"), manifest_url, shard_size=5, storage_options=proxied)
+    run.build_manifest(s3_bucket.url("in/"), manifest_url, shard_size=5, storage_options=proxied)
     fs.rm_file(f"{s3_bucket.name}/in/deleted.jpg")
     out = s3_bucket.url("ocr")
-    summary = shard.process_shard(
+    summary = fused.process_shard(
         manifest_url, 0, output_root=out, dt=DT, run_id="r", engine=ocr_engine, storage_options=proxied
     )
-    assert (summary["images"], summary["errors"]) == (2, 2)
+    assert (summary.images, summary.errors) == (2, 2)
     rows = {r["image_uri"].rsplit("/", 1)[1]: r["error"] for r in read_rows(out, "images", options, tmp_path)}
     assert rows["deleted.jpg"].startswith("read failed: FileNotFoundError: ")
     assert rows["forbidden.jpg"].startswith("read failed: PermissionError: Access Denied")
@@ -320,33 +320,33 @@ def test_a_bucket_that_does_not_exist_is_an_error_not_an_empty_day(s3_bucket):
     """A missing source bucket used to list as an empty day (and a run then cleared the partition)."""
     options = s3_bucket.storage_options
     out = s3_bucket.url("ocr")
-    staging = shard.staging_root(out, DT, "r")
+    staging = run.staging_root(out, DT, "r")
     with pytest.raises(
         FileNotFoundError, match=r"cannot list s3://no-such-bucket-x/in/: .*bucket does not exist"
     ):
-        shard.build_manifest(
-            "s3://no-such-bucket-x/in/", shard.manifest_url(staging), shard_size=5, storage_options=options
+        run.build_manifest(
+            "s3://no-such-bucket-x/in/", run.manifest_url(staging), shard_size=5, storage_options=options
         )
     assert lease.holder(out, DT, options) is None  # the failed manifest task gave its fresh lease back
     assert not objectstore.list_files(out, options)
 
     s3_bucket.fs.pipe_file(f"{s3_bucket.name}/in/a.jpg", b"x")
-    elsewhere = shard.staging_root("s3://no-such-bucket-y/ocr", DT, "r")
+    elsewhere = run.staging_root("s3://no-such-bucket-y/ocr", DT, "r")
     with pytest.raises(FileNotFoundError, match="bucket does not exist"):
-        shard.build_manifest(
-            s3_bucket.url("in/"), shard.manifest_url(elsewhere), shard_size=5, storage_options=options
+        run.build_manifest(
+            s3_bucket.url("in/"), run.manifest_url(elsewhere), shard_size=5, storage_options=options
         )
     # a prefix with no object under it is missing too (a typo must not empty a partition) ...
     with pytest.raises(FileNotFoundError, match="no object under this prefix"):
-        shard.build_manifest(
-            s3_bucket.url("typo/"), shard.manifest_url(staging), shard_size=5, storage_options=options
+        run.build_manifest(
+            s3_bucket.url("typo/"), run.manifest_url(staging), shard_size=5, storage_options=options
         )
     assert lease.holder(out, DT, options) is None
     # ... while a folder marker ("Create folder") is an empty day
     s3_bucket.fs.pipe_file(f"{s3_bucket.name}/empty/", b"")
     assert (
-        shard.build_manifest(
-            s3_bucket.url("empty/"), shard.manifest_url(staging), shard_size=5, storage_options=options
+        run.build_manifest(
+            s3_bucket.url("empty/"), run.manifest_url(staging), shard_size=5, storage_options=options
         )
         == []
     )
@@ -369,7 +369,7 @@ def test_bad_model_files_stop_the_run_before_any_image_is_read(tmp_path, s3_buck
     cmd = [
         sys.executable,
         "-m",
-        "wildocr.pipeline.cli",
+        "wildocr.cli",
         "run",
         s3_bucket.url("in/"),
         "--output",
@@ -396,3 +396,48 @@ def test_bad_model_files_stop_the_run_before_any_image_is_read(tmp_path, s3_buck
     assert damage != "missing" or "model file not found" in error[-1]
     assert fault_proxy.requests() == []  # not a listing, not a lease, not one image read
     assert lease.holder(out, DT, s3_bucket.storage_options) is None
+
+
+# Planning (no Airflow) -------------------------------------------------------------------------------
+
+
+def _photos(folder, n: int) -> str:
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"p{i:02d}.jpg").write_bytes(b"listed, never read here")
+    return str(folder)
+
+
+def test_a_run_over_the_shard_limit_is_planned_again_with_larger_shards(tmp_path):
+    prefixes = {"2026-03-01": _photos(tmp_path / "a", 10), "2026-03-02": _photos(tmp_path / "b", 3)}
+    root = str(tmp_path / "ocr")
+    plan = run.plan_run(prefixes, root, "manual__1", shard_size=2, max_shards=4)
+    assert sum(map(len, plan.shards.values())) <= 4
+    assert plan.shard_size == 7  # ceil(7 shards * 2 images / (4 limit - 2 dates))
+    assert plan.shards == {"2026-03-01": [0, 1], "2026-03-02": [0]}
+    specs = plan.specs()
+    assert [(s.dt, s.shard) for s in specs] == [("2026-03-01", 0), ("2026-03-01", 1), ("2026-03-02", 0)]
+    assert run.RunPlan.from_xcom(plan.to_xcom()) == plan
+    assert run.ShardSpec.from_xcom(specs[0].to_xcom()) == specs[0]
+    for dt in plan.dts:  # the plan holds each partition's lease until the run ends
+        assert lease.holder(root, dt)["owner"].endswith("manifest.parquet")
+        run.remove_staging(plan.staging[dt])
+        assert lease.holder(root, dt) is None
+
+
+def test_a_plan_no_retry_can_fix_is_refused_before_any_lease(tmp_path):
+    folder = _photos(tmp_path / "a", 2)
+    root = str(tmp_path / "ocr")
+    with pytest.raises(ValueError, match="one source prefix for several"):
+        run.plan_run({"2026-03-01": folder, "2026-03-02": folder}, root, "r", shard_size=1)
+    with pytest.raises(ValueError, match="cannot fit"):
+        run.plan_run({"2026-03-01": folder}, root, "r", shard_size=1, max_shards=1)
+    assert lease.holder(root, "2026-03-01") is None
+
+
+def test_a_failed_plan_gives_back_the_leases_it_took(tmp_path):
+    prefixes = {"2026-03-01": _photos(tmp_path / "a", 1), "2026-03-02": str(tmp_path / "missing")}
+    root = str(tmp_path / "ocr")
+    with pytest.raises(FileNotFoundError):
+        run.plan_run(prefixes, root, "r", shard_size=1)
+    assert lease.holder(root, "2026-03-01") is None and lease.holder(root, "2026-03-02") is None

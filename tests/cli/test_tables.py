@@ -1,4 +1,4 @@
-"""`wildocr-pipeline` (`pipeline/cli.py`) on generated photos with EXIF: metadata columns, hashes and
+"""`wildocr run` (`wildocr/cli/tables.py`) on generated photos with EXIF: metadata columns, hashes and
 duplicates, scripts, content-incremental runs, old partitions beside new ones, staged = fused."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.helpers import HOSTILE, photo_bytes, raw_exif
+from wildocr.cli import main
 from wildocr.engine import exif as exif_mod
 from wildocr.engine.scripts import script_of
-from wildocr.pipeline import cli as pipeline_cli
 from wildocr.samples import PhotoExif, generate
 
 UTC = dt.UTC
@@ -26,7 +26,7 @@ UTC = dt.UTC
 def run(prefix: Path, root: Path, day: str, *extra: str) -> None:
     """`wildocr run` on a folder, shards of 3, with the real models."""
     argv = ["run", str(prefix), "--output", str(root), "--dt", day, "--shard-size", "3", "--device", "cpu"]
-    assert pipeline_cli.main([*argv, "--run-id", f"test-{day}", *extra]) == 0
+    assert main([*argv, "--run-id", f"test-{day}", *extra]) == 0
 
 
 def images_rows(root: Path, day: str) -> dict[str, dict]:
@@ -197,7 +197,7 @@ def test_old_partitions_read_with_new_ones_in_duckdb(day_one, tmp_path):
 def test_staged_path_gives_the_fused_rows_for_metadata_and_skips(day_one, tmp_path, ocr_engine):
     """The Airflow task chain (detect -> crop -> recognize -> publish) writes the same new columns as the
     fused path, on a content-incremental manifest with a skipped copy and a turned photo with GPS."""
-    from wildocr.pipeline import shard
+    from wildocr.pipeline import fused, run, staged
     from wildocr.storage import manifest
 
     _, src, root, _, _ = day_one
@@ -211,19 +211,21 @@ def test_staged_path_gives_the_fused_rows_for_metadata_and_skips(day_one, tmp_pa
     # new.jpg must not be skipped: make its bytes differ from the day-1 copy, pixels and EXIF unchanged
     (photos / "new.jpg").write_bytes((photos / "new.jpg").read_bytes() + b"\0")
     manifest_url = str(tmp_path / "manifest.parquet")
-    assert shard.build_manifest(
-        str(photos), manifest_url, shard_size=10, dt=day, skip_seen_root=str(root)
-    ) == [0]
+    assert run.build_manifest(str(photos), manifest_url, shard_size=10, dt=day, skip_seen_root=str(root)) == [
+        0
+    ]
     assert manifest.read_manifest(manifest_url)[1].seen_url.endswith("manifest.seen.parquet")
     engine = ocr_engine
     fused_root, staged_root = str(tmp_path / "fused"), str(tmp_path / "staged")
-    shard.process_shard(manifest_url, 0, output_root=fused_root, dt=day, run_id="r", engine=engine)
-    staging = shard.staging_root(staged_root, day, "r")
-    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=engine)
-    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=engine)
-    shard.recognize_shard(0, staging_root=staging, engine=engine)
-    shard.publish_shard(manifest_url, 0, staging_root=staging, output_root=staged_root, dt=day, run_id="r")
-    shard.remove_staging(staging)
+    fused.process_shard(manifest_url, 0, output_root=fused_root, dt=day, run_id="r", engine=engine)
+    staging = run.staging_root(staged_root, day, "r")
+    staged.detect_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    staged.crop_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    staged.recognize_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    staged.publish_shard(
+        manifest_url, 0, staging_root=staging, output_root=staged_root, dt=day, run_id="r", engine=engine
+    )
+    run.remove_staging(staging)
 
     def stable(out: str, table: str) -> list[dict]:
         rows = pq.read_table(Path(out) / table / f"dt={day}").to_pylist()

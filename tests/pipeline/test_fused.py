@@ -18,23 +18,25 @@ import pytest
 
 from include.sample_data import generate
 from tests.helpers import _sample_tables, read_rows, stable
-from wildocr.pipeline import shard
+from wildocr.pipeline import fused, outputs, run, staged
 from wildocr.storage import manifest, objectstore, tables
 
 DT = "2026-11-24"
 
 
 class SpyEngine:
-    """The real engine, recording how many images each `read` call got (to check the streaming bound)."""
+    """The real engine, recording how many images each chunk sent to detection (the streaming bound)."""
 
     def __init__(self, engine) -> None:
         self._engine = engine
-        self.model_info = engine.model_info
         self.batches: list[int] = []
 
-    def read(self, images):
-        self.batches.append(len(images))
-        return self._engine.read(images)
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def map_images(self, fn, items):
+        self.batches.append(len(items))
+        return self._engine.map_images(fn, items)
 
 
 @dataclass
@@ -56,11 +58,11 @@ def s3_run(s3_server, ocr_engine) -> S3Run:
     source = f"s3://{bucket}/incoming/{DT}/"
     lines = generate(source, count=4, seed=11, storage_options=options)
     output = f"s3://{bucket}/ocr"
-    staging = shard.staging_root(output, DT, "scheduled__2026-11-24T02:00:00+00:00")
-    manifest_url = shard.manifest_url(staging)
-    assert shard.build_manifest(source, manifest_url, shard_size=2, storage_options=options) == [0, 1]
+    staging = run.staging_root(output, DT, "scheduled__2026-11-24T02:00:00+00:00")
+    manifest_url = run.manifest_url(staging)
+    assert run.build_manifest(source, manifest_url, shard_size=2, storage_options=options) == [0, 1]
     summaries = [
-        shard.process_shard(
+        fused.process_shard(
             manifest_url,
             n,
             output_root=output,
@@ -79,7 +81,7 @@ def s3_run(s3_server, ocr_engine) -> S3Run:
 def test_s3_roundtrip_reads_the_drawn_words(s3_run, tmp_path):
     info = manifest.read_manifest(s3_run.manifest_url, s3_run.storage_options)[1]
     assert (info.n_images, info.n_shards, info.skipped_other) == (4, 2, 1)  # ground_truth.jsonl skipped
-    assert [s["ok"] for s in s3_run.summaries] == [2, 2]
+    assert [s.ok for s in s3_run.summaries] == [2, 2]
     keys = objectstore.list_files(s3_run.output + "/words", s3_run.storage_options)
     assert keys == [f"{s3_run.output}/words/dt={DT}/part-0000{n}.parquet" for n in (0, 1)]
 
@@ -114,7 +116,7 @@ def test_s3_roundtrip_reads_the_drawn_words(s3_run, tmp_path):
 def test_rerun_of_a_shard_replaces_its_files(s3_run, ocr_engine, tmp_path):
     before_images = read_rows(s3_run.output, "images", s3_run.storage_options, tmp_path)
     before_words = read_rows(s3_run.output, "words", s3_run.storage_options, tmp_path)
-    again = shard.process_shard(
+    again = fused.process_shard(
         s3_run.manifest_url,
         0,
         output_root=s3_run.output,
@@ -123,7 +125,7 @@ def test_rerun_of_a_shard_replaces_its_files(s3_run, ocr_engine, tmp_path):
         engine=ocr_engine,
         storage_options=s3_run.storage_options,
     )
-    assert again["images"] == s3_run.summaries[0]["images"] and again["words"] == s3_run.summaries[0]["words"]
+    assert again.images == s3_run.summaries[0].images and again.words == s3_run.summaries[0].words
     after_images = read_rows(s3_run.output, "images", s3_run.storage_options, tmp_path)
     after_words = read_rows(s3_run.output, "words", s3_run.storage_options, tmp_path)
     assert len(after_images) == len(before_images) and len(after_words) == len(before_words)
@@ -135,16 +137,18 @@ def test_rerun_of_a_shard_replaces_its_files(s3_run, ocr_engine, tmp_path):
 def test_staged_path_gives_the_fused_rows(s3_run, ocr_engine, tmp_path):
     options = s3_run.storage_options
     output = f"s3://{s3_run.bucket}/staged-ocr"
-    staging = shard.staging_root(output, DT, "manual__staged")
+    staging = run.staging_root(output, DT, "manual__staged")
     for n in (0, 1):
-        shard.detect_shard(
+        staged.detect_shard(
             s3_run.manifest_url, n, staging_root=staging, engine=ocr_engine, storage_options=options
         )
-        shard.crop_shard(
+        staged.crop_shard(
             s3_run.manifest_url, n, staging_root=staging, engine=ocr_engine, storage_options=options
         )
-        shard.recognize_shard(n, staging_root=staging, engine=ocr_engine, storage_options=options)
-        summary = shard.publish_shard(
+        staged.recognize_shard(
+            s3_run.manifest_url, n, staging_root=staging, engine=ocr_engine, storage_options=options
+        )
+        summary = staged.publish_shard(
             s3_run.manifest_url,
             n,
             staging_root=staging,
@@ -152,16 +156,17 @@ def test_staged_path_gives_the_fused_rows(s3_run, ocr_engine, tmp_path):
             dt=DT,
             run_id="staged",
             storage_options=options,
+            engine=ocr_engine,
         )
-        json.dumps(summary)  # goes to XCom
-        assert summary["words"] == s3_run.summaries[n]["words"]
+        json.dumps(summary.to_xcom())  # goes to XCom
+        assert summary.words == s3_run.summaries[n].words
     assert objectstore.list_files(staging, options)  # staged files exist until removed
-    shard.remove_staging(staging, options)
+    run.remove_staging(staging, options)
     assert objectstore.list_files(staging, options) == []
     for table in tables.TABLES:
-        fused = read_rows(s3_run.output, table, options, tmp_path)
-        staged = read_rows(output, table, options, tmp_path)
-        assert stable(staged) == stable(fused), table
+        fused_rows = read_rows(s3_run.output, table, options, tmp_path)
+        staged_rows = read_rows(output, table, options, tmp_path)
+        assert stable(staged_rows) == stable(fused_rows), table
 
 
 def _write_bad_objects(src, options=None) -> None:
@@ -178,13 +183,13 @@ def test_bad_objects_become_error_rows(tmp_path, ocr_engine):
     _write_bad_objects(src)
     out = str(tmp_path / "ocr")
     manifest_url = str(tmp_path / "manifest.parquet")
-    assert shard.build_manifest(str(src), manifest_url, shard_size=10) == [0]
+    assert run.build_manifest(str(src), manifest_url, shard_size=10) == [0]
     (src / "vanishing.png").unlink()  # deleted between listing and reading
     spy = SpyEngine(ocr_engine)
-    summary = shard.process_shard(
+    summary = fused.process_shard(
         manifest_url, 0, output_root=out, dt=DT, run_id="r", engine=spy, chunk_size=2, prefetch=1
     )
-    assert (summary["images"], summary["ok"], summary["errors"]) == (5, 2, 3)
+    assert (summary.images, summary.ok, summary.errors) == (5, 2, 3)
     assert sum(spy.batches) == 2 and max(spy.batches) <= 2  # never more than chunk_size images per call
     rows = {r["image_uri"].rsplit("/", 1)[1]: r for r in read_rows(out, "images")}
     assert rows["corrupt.jpg"]["status"] == "error" and rows["corrupt.jpg"]["width"] is None
@@ -196,12 +201,14 @@ def test_bad_objects_become_error_rows(tmp_path, ocr_engine):
 
     # the staged path turns the same objects into the same rows
     staged_out = str(tmp_path / "staged")
-    staging = shard.staging_root(staged_out, DT, "r")
-    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
-    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
-    shard.recognize_shard(0, staging_root=staging, engine=ocr_engine)
-    shard.publish_shard(manifest_url, 0, staging_root=staging, output_root=staged_out, dt=DT, run_id="r")
-    shard.remove_staging(staging)
+    staging = run.staging_root(staged_out, DT, "r")
+    staged.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.recognize_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.publish_shard(
+        manifest_url, 0, staging_root=staging, output_root=staged_out, dt=DT, run_id="r", engine=ocr_engine
+    )
+    run.remove_staging(staging)
     assert sorted(os.listdir(staged_out)) == ["images", "words"]  # _staging pruned
     for table in tables.TABLES:
         assert stable(read_rows(staged_out, table)) == stable(read_rows(out, table)), table
@@ -215,7 +222,7 @@ def test_rerun_after_a_crash_has_no_duplicates_and_no_gaps(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "wildocr.pipeline.cli",
+        "wildocr.cli",
         "run",
         str(src),
         "--output",
@@ -263,10 +270,10 @@ def test_rerun_after_a_crash_has_no_duplicates_and_no_gaps(tmp_path):
 
 
 def test_run_key_is_path_safe_and_distinct():
-    a = shard.run_key("manual__2026-11-24T00:00:00+00:00")
-    b = shard.run_key("manual__2026-11-24T00_00_00_00_00")
+    a = run.run_key("manual__2026-11-24T00:00:00+00:00")
+    b = run.run_key("manual__2026-11-24T00_00_00_00_00")
     assert a != b and "/" not in a and ":" not in a and "+" not in a
-    assert shard.staging_root("s3://b/ocr", "2026-11-24", "r/../../x").startswith(
+    assert run.staging_root("s3://b/ocr", "2026-11-24", "r/../../x").startswith(
         "s3://b/ocr/_staging/2026-11-24/r_"
     )
 
@@ -274,7 +281,7 @@ def test_run_key_is_path_safe_and_distinct():
 def test_rerun_with_fewer_shards_removes_stale_parts(tmp_path):
     root = str(tmp_path / "ocr")
     for shard_no in range(3):
-        shard.write_outputs(root, "2026-11-24", shard_no, *_sample_tables(shard_no), n_shards=3)
-    shard.write_outputs(root, "2026-11-24", 0, *_sample_tables(0), n_shards=1)
+        outputs.write_outputs(root, "2026-11-24", shard_no, *_sample_tables(shard_no), n_shards=3)
+    outputs.write_outputs(root, "2026-11-24", 0, *_sample_tables(0), n_shards=1)
     for table in tables.TABLES:
         assert os.listdir(tmp_path / "ocr" / table / "dt=2026-11-24") == ["part-00000.parquet"]

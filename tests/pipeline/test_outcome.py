@@ -3,7 +3,7 @@
 The corpus is generated here (small): broken bytes, every pixel format Pillow hands us, extreme sizes, a
 decompression bomb, EXIF orientation, object keys with spaces, unicode and `..`. It is uploaded to the moto
 S3 server and run through `process_shard` with the real engine, like a nightly run would. The test prints
-the per-case table that docs/reliability.md carries (`pytest -rP` shows it).
+the per-case table that docs/operations.md carries (`pytest -rP` shows it).
 
 Also here: secrets never reach the Parquet files or the logs, output paths never come from object keys,
 the per-image time limit, and one image the engine fails on costing its own row rather than the shard.
@@ -25,7 +25,7 @@ from PIL import Image
 
 from include.sample_data import generate
 from tests.helpers import png_header, read_rows, stable
-from wildocr.pipeline import shard
+from wildocr.pipeline import fused, run, staged
 from wildocr.storage import manifest, objectstore
 
 DT = "2026-11-24"
@@ -267,14 +267,14 @@ def corpus_run(s3_server, ocr_engine, tmp_path_factory) -> CorpusRun:
     for case in cases:
         fs.pipe_file(f"{bucket}/incoming/{DT}/{case.key}", case.data)
     output = f"s3://{bucket}/ocr"
-    staging = shard.staging_root(output, DT, "reliability-corpus")
-    manifest_url = shard.manifest_url(staging)
-    shards = shard.build_manifest(source, manifest_url, shard_size=6, storage_options=options, dt=DT)
+    staging = run.staging_root(output, DT, "reliability-corpus")
+    manifest_url = run.manifest_url(staging)
+    shards = run.build_manifest(source, manifest_url, shard_size=6, storage_options=options, dt=DT)
     for case in cases:
         if case.vanish:
             fs.rm_file(f"{bucket}/incoming/{DT}/{case.key}")
     summaries = [
-        shard.process_shard(
+        fused.process_shard(
             manifest_url,
             n,
             output_root=output,
@@ -286,7 +286,7 @@ def corpus_run(s3_server, ocr_engine, tmp_path_factory) -> CorpusRun:
         for n in shards
     ]
     info = manifest.read_manifest(manifest_url, options)[1]
-    shard.remove_staging(staging, options)
+    run.remove_staging(staging, options)
     download = tmp_path_factory.mktemp("download")
     images = {r["image_uri"][len(source) :]: r for r in read_rows(output, "images", options, download)}
     words: dict[str, list[dict]] = {}
@@ -295,14 +295,14 @@ def corpus_run(s3_server, ocr_engine, tmp_path_factory) -> CorpusRun:
     return CorpusRun(cases, truth["words"], source, output, options, bucket, info, summaries, images, words)
 
 
-def _check(case: Case, run: CorpusRun) -> str:
+def _check(case: Case, corpus: CorpusRun) -> str:
     """The case's outcome in words; AssertionError when it is not what the case expects."""
     if case.expect == "skipped":
-        assert case.key not in run.images, "a non-image extension must not be listed"
+        assert case.key not in corpus.images, "a non-image extension must not be listed"
         return "skipped at listing (counted in `skipped_other`)"
-    row = run.images.get(case.key)
+    row = corpus.images.get(case.key)
     assert row is not None, "no images row"
-    mine = run.words.get(case.key, [])
+    mine = corpus.words.get(case.key, [])
     assert row["n_words"] == len(mine), "n_words disagrees with the words table"
     if case.expect == "error":
         assert row["status"] == "error" and row["n_words"] == 0 and not mine
@@ -312,7 +312,7 @@ def _check(case: Case, run: CorpusRun) -> str:
     if case.size is not None:
         assert (row["width"], row["height"]) == case.size
     if case.expect == "words":
-        found = recall(mine, run.truth)
+        found = recall(mine, corpus.truth)
         assert found >= MIN_RECALL, f"only {found:.0%} of the drawn words read at their place"
         return f"ok, {len(mine)} words, {found:.0%} of the drawn words at their place"
     if case.expect == "strip":
@@ -323,24 +323,26 @@ def _check(case: Case, run: CorpusRun) -> str:
 
 
 def test_every_bad_input_gives_correct_ocr_or_one_clear_error_row(corpus_run):
-    run = corpus_run
-    listed = [c for c in run.cases if c.expect != "skipped"]
-    assert run.info.n_images == len(listed) and run.info.skipped_other == len(run.cases) - len(listed)
-    assert sorted(run.images) == sorted(c.key for c in listed)  # one row per object, none twice
-    assert sum(s["images"] for s in run.summaries) == len(listed)
+    corpus = corpus_run
+    listed = [c for c in corpus.cases if c.expect != "skipped"]
+    assert corpus.info.n_images == len(listed) and corpus.info.skipped_other == len(corpus.cases) - len(
+        listed
+    )
+    assert sorted(corpus.images) == sorted(c.key for c in listed)  # one row per object, none twice
+    assert sum(s["images"] for s in corpus.summaries) == len(listed)
     failures = []
-    for case in run.cases:
+    for case in corpus.cases:
         try:
-            case.outcome = _check(case, run)
+            case.outcome = _check(case, corpus)
         except AssertionError as exc:
             case.outcome = f"FAILED: {exc}"
             failures.append(f"{case.key}: {exc}")
-    handled = sum(not c.outcome.startswith("FAILED") for c in run.cases)
+    handled = sum(not c.outcome.startswith("FAILED") for c in corpus.cases)
     lines = [
-        f"cases tried: {len(run.cases)}, handled: {handled}",
+        f"cases tried: {len(corpus.cases)}, handled: {handled}",
         "| object | what | outcome |",
         "|---|---|---|",
-        *(f"| `{c.key}` | {c.what} | {c.outcome} |" for c in run.cases),
+        *(f"| `{c.key}` | {c.what} | {c.outcome} |" for c in corpus.cases),
     ]
     print("\n".join(lines))
     assert not failures, "\n".join(failures)
@@ -362,13 +364,18 @@ def test_exif_orientation_is_applied_so_boxes_match_the_upright_view(corpus_run)
 
 
 def test_keys_with_dots_spaces_and_unicode_are_read_exactly_and_never_shape_output_paths(corpus_run):
-    run = corpus_run
+    corpus = corpus_run
     # the `..` key and the key it would collapse to are two objects, each read as itself
-    assert (run.images["keys/dots/../../escape.jpg"]["width"], run.images["escape.jpg"]["width"]) == (17, 19)
-    fs = objectstore.url_to_fs(run.output, run.options)[0]
+    assert (corpus.images["keys/dots/../../escape.jpg"]["width"], corpus.images["escape.jpg"]["width"]) == (
+        17,
+        19,
+    )
+    fs = objectstore.url_to_fs(corpus.output, corpus.options)[0]
     fs.invalidate_cache()
     written = [
-        k[len(run.bucket) + 1 :] for k in fs.find(run.bucket) if not k.startswith(f"{run.bucket}/incoming/")
+        k[len(corpus.bucket) + 1 :]
+        for k in fs.find(corpus.bucket)
+        if not k.startswith(f"{corpus.bucket}/incoming/")
     ]
     allowed = re.compile(r"^ocr/(images|words)/dt=2026-11-24/part-\d{5}\.parquet$")
     assert written and all(allowed.match(k) for k in written), written
@@ -390,14 +397,14 @@ def test_no_secret_in_tables_staging_logs_or_summaries(s3_server, ocr_engine, tm
     objectstore.write_bytes_atomic(f"{source}broken.jpg", b"\xff\xd8\xff\xe0 broken", options)
     objectstore.write_bytes_atomic(f"{source}gone.jpg", b"x", options)
     output = f"s3://{bucket}/ocr"
-    fused = shard.staging_root(output, DT, "secret-run")
-    assert shard.build_manifest(
-        source, shard.manifest_url(fused), shard_size=10, storage_options=options
+    secret_run = run.staging_root(output, DT, "secret-run")
+    assert run.build_manifest(
+        source, run.manifest_url(secret_run), shard_size=10, storage_options=options
     ) == [0]
     objectstore.remove([f"{source}gone.jpg"], options)  # its error row carries an s3fs message
     results = [
-        shard.process_shard(
-            shard.manifest_url(fused),
+        fused.process_shard(
+            run.manifest_url(secret_run),
             0,
             output_root=output,
             dt=DT,
@@ -406,18 +413,34 @@ def test_no_secret_in_tables_staging_logs_or_summaries(s3_server, ocr_engine, tm
             storage_options=options,
         )
     ]
-    staged = shard.staging_root(f"s3://{bucket}/staged", DT, "secret-run")
+    staged_root = run.staging_root(f"s3://{bucket}/staged", DT, "secret-run")
     results.append(
-        shard.detect_shard(
-            shard.manifest_url(fused), 0, staging_root=staged, engine=ocr_engine, storage_options=options
+        staged.detect_shard(
+            run.manifest_url(secret_run),
+            0,
+            staging_root=staged_root,
+            engine=ocr_engine,
+            storage_options=options,
         )
     )
     results.append(
-        shard.crop_shard(
-            shard.manifest_url(fused), 0, staging_root=staged, engine=ocr_engine, storage_options=options
+        staged.crop_shard(
+            run.manifest_url(secret_run),
+            0,
+            staging_root=staged_root,
+            engine=ocr_engine,
+            storage_options=options,
         )
     )
-    results.append(shard.recognize_shard(0, staging_root=staged, engine=ocr_engine, storage_options=options))
+    results.append(
+        staged.recognize_shard(
+            run.manifest_url(secret_run),
+            0,
+            staging_root=staged_root,
+            engine=ocr_engine,
+            storage_options=options,
+        )
+    )
     fs = s3_server.fs
     fs.invalidate_cache()
     written = {k: fs.cat_file(k) for k in fs.find(bucket) if not k.startswith(f"{bucket}/in/")}
@@ -425,7 +448,8 @@ def test_no_secret_in_tables_staging_logs_or_summaries(s3_server, ocr_engine, tm
     assert any(k.endswith("part-00000.parquet") and "/images/" in k for k in written)
     for key, data in written.items():
         assert SECRET.encode() not in data and KEY_ID.encode() not in data, key
-    assert results[0]["errors"] == 2 and SECRET not in json.dumps(results)
+    assert results[0].errors == 2
+    assert SECRET not in json.dumps([results[0].to_xcom(), *results[1:]])
     assert len(caplog.records) > 10  # botocore/s3fs debug logging was on
     assert SECRET not in caplog.text and SECRET not in "".join(str(r.args) for r in caplog.records)
 
@@ -440,12 +464,12 @@ def test_per_image_time_limit_gives_error_rows_in_both_paths(tmp_path, ocr_engin
     generate(str(src), count=1, seed=SEED)
     (src / "broken.jpg").write_bytes(b"nope")
     manifest_url = str(tmp_path / "manifest.parquet")
-    assert shard.build_manifest(str(src), manifest_url, shard_size=10) == [0]
+    assert run.build_manifest(str(src), manifest_url, shard_size=10) == [0]
     out = str(tmp_path / "fused")
-    summary = shard.process_shard(
+    summary = fused.process_shard(
         manifest_url, 0, output_root=out, dt=DT, run_id="r", engine=ocr_engine, max_seconds_per_image=1e-6
     )
-    assert (summary["ok"], summary["errors"], summary["words"]) == (0, 2, 0)
+    assert (summary.ok, summary.errors, summary.words) == (0, 2, 0)
     rows = {r["image_uri"].rsplit("/", 1)[1]: r for r in read_rows(out, "images")}
     assert rows["broken.jpg"]["error"] == "not an image (unrecognised format)"
     limited = rows["sample_0000.jpg"]
@@ -454,46 +478,36 @@ def test_per_image_time_limit_gives_error_rows_in_both_paths(tmp_path, ocr_engin
     assert (limited["width"], limited["height"], limited["n_words"]) == (1024, 768, 0)
 
     staged_out = str(tmp_path / "staged")
-    staging = shard.staging_root(staged_out, DT, "r")
-    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine, max_seconds_per_image=1e-6)
-    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
-    shard.recognize_shard(0, staging_root=staging, engine=ocr_engine)
-    shard.publish_shard(manifest_url, 0, staging_root=staging, output_root=staged_out, dt=DT, run_id="r")
-    staged = read_rows(staged_out, "images")
-    assert stable([{k: v for k, v in r.items() if k != "error"} for r in staged]) == stable(
+    staging = run.staging_root(staged_out, DT, "r")
+    staged.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine, max_seconds_per_image=1e-6)
+    staged.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.recognize_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    staged.publish_shard(
+        manifest_url, 0, staging_root=staging, output_root=staged_out, dt=DT, run_id="r", engine=ocr_engine
+    )
+    staged_rows = read_rows(staged_out, "images")
+    assert stable([{k: v for k, v in r.items() if k != "error"} for r in staged_rows]) == stable(
         [{k: v for k, v in r.items() if k != "error"} for r in rows.values()]
     )
-    assert all(r["error"].startswith(("refused: decoding", "not an image")) for r in staged)
+    assert all(r["error"].startswith(("refused: decoding", "not an image")) for r in staged_rows)
 
 
 class PoisonedEngine:
-    """The real engine, except that it raises on images `poisoned` picks (an engine bug one input triggers),
-    or on everything when `broken` (a dead GPU): fault injection at the engine's interface."""
+    """The real engine, except that detection raises on images `poisoned` picks (an engine bug one input
+    triggers), or on everything when `broken` (a dead GPU): fault injection at the engine's interface."""
 
     def __init__(self, engine, poisoned: Callable[[np.ndarray], bool], broken: bool = False) -> None:
         self._engine = engine
-        self.model_info = engine.model_info
         self._poisoned = poisoned
         self.broken = broken
 
-    def read(self, images):
-        if self.broken or any(self._poisoned(image) for image in images):
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return self._engine.read(images)
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
 
     def detect(self, image):
         if self.broken or self._poisoned(image):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return self._engine.detect(image)
-
-    def crop(self, image, detections):
-        return self._engine.crop(image, detections)
-
-    def recognize(self, crops):
-        return self._engine.recognize(crops)
-
-    def assemble(self, image_size, detections, readings):
-        return self._engine.assemble(image_size, detections, readings)
 
 
 def test_an_image_the_engine_fails_on_costs_its_row_not_the_shard(tmp_path, ocr_engine):
@@ -501,29 +515,35 @@ def test_an_image_the_engine_fails_on_costs_its_row_not_the_shard(tmp_path, ocr_
     generate(str(src), count=1, seed=SEED)
     (src / "poison.png").write_bytes(cv2.imencode(".png", np.full((33, 77, 3), 255, np.uint8))[1].tobytes())
     manifest_url = str(tmp_path / "manifest.parquet")
-    shard.build_manifest(str(src), manifest_url, shard_size=10)
+    run.build_manifest(str(src), manifest_url, shard_size=10)
     engine = PoisonedEngine(ocr_engine, lambda image: image.shape[:2] == (33, 77))
     out = str(tmp_path / "ocr")
-    summary = shard.process_shard(manifest_url, 0, output_root=out, dt=DT, run_id="r", engine=engine)
-    assert (summary["ok"], summary["errors"]) == (1, 1) and summary["words"] > 0
+    summary = fused.process_shard(manifest_url, 0, output_root=out, dt=DT, run_id="r", engine=engine)
+    assert (summary.ok, summary.errors) == (1, 1) and summary.words > 0
     rows = {r["image_uri"].rsplit("/", 1)[1]: r for r in read_rows(out, "images")}
     assert rows["poison.png"]["error"] == (
         "engine failed on this image: RuntimeError: CUDA error: an illegal memory access was encountered"
     )
-    staging = shard.staging_root(str(tmp_path / "staged"), DT, "r")
-    shard.detect_shard(manifest_url, 0, staging_root=staging, engine=engine)
-    shard.crop_shard(manifest_url, 0, staging_root=staging, engine=engine)
-    shard.recognize_shard(0, staging_root=staging, engine=engine)
-    staged = shard.publish_shard(
-        manifest_url, 0, staging_root=staging, output_root=str(tmp_path / "staged"), dt=DT, run_id="r"
+    staging = run.staging_root(str(tmp_path / "staged"), DT, "r")
+    staged.detect_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    staged.crop_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    staged.recognize_shard(manifest_url, 0, staging_root=staging, engine=engine)
+    published = staged.publish_shard(
+        manifest_url,
+        0,
+        staging_root=staging,
+        output_root=str(tmp_path / "staged"),
+        dt=DT,
+        run_id="r",
+        engine=engine,
     )
-    assert (staged["ok"], staged["errors"], staged["words"]) == (1, 1, summary["words"])
+    assert (published.ok, published.errors, published.words) == (1, 1, summary.words)
 
     # an engine that fails even on a blank probe is broken: the shard fails (and is retried), no rows
     engine.broken = True
     broken_out = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="illegal memory access"):
-        shard.process_shard(manifest_url, 0, output_root=str(broken_out), dt=DT, run_id="r", engine=engine)
+        fused.process_shard(manifest_url, 0, output_root=str(broken_out), dt=DT, run_id="r", engine=engine)
     with pytest.raises(RuntimeError, match="illegal memory access"):
-        shard.detect_shard(manifest_url, 0, staging_root=str(tmp_path / "staged-broken"), engine=engine)
+        staged.detect_shard(manifest_url, 0, staging_root=str(tmp_path / "staged-broken"), engine=engine)
     assert not broken_out.exists()
