@@ -73,9 +73,11 @@ def test_ocr_and_run_take_the_same_engine_and_storage_options(tmp_path, photo):
     assert main(argv) == 0
     import duckdb
 
-    words = duckdb.sql(
-        f"SELECT count(*) FROM read_parquet('{root}/words/dt=2026-03-01/*.parquet')"
-    ).fetchone()
+    words = (
+        duckdb.connect()
+        .execute(f"SELECT count(*) FROM read_parquet('{root}/words/dt=2026-03-01/*.parquet')")
+        .fetchone()
+    )
     assert words == (len(floor_only),)
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 from include.sample_data import generate
 from tests.helpers import png_header, read_rows, stable
 from wildocr.pipeline import fused, run, staged
+from wildocr.pipeline.outputs import ShardSummary
 from wildocr.storage import manifest, objectstore
 
 DT = "2026-11-24"
@@ -249,7 +250,7 @@ class CorpusRun:
     options: dict
     bucket: str
     info: manifest.ManifestInfo
-    summaries: list[dict]
+    summaries: list[ShardSummary]
     images: dict[str, dict]  # key -> images row
     words: dict[str, list[dict]]  # key -> its words rows
 
@@ -329,7 +330,7 @@ def test_every_bad_input_gives_correct_ocr_or_one_clear_error_row(corpus_run):
         listed
     )
     assert sorted(corpus.images) == sorted(c.key for c in listed)  # one row per object, none twice
-    assert sum(s["images"] for s in corpus.summaries) == len(listed)
+    assert sum(s.images for s in corpus.summaries) == len(listed)
     failures = []
     for case in corpus.cases:
         try:

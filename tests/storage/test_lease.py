@@ -81,7 +81,9 @@ def test_a_run_that_lost_its_lease_cannot_write_any_more(tmp_path, ocr_engine):
     with pytest.raises(PartitionBusyError):
         staged.detect_shard(old_manifest, 1, staging_root=old, engine=ocr_engine)
     with pytest.raises(PartitionBusyError):
-        staged.publish_shard(old_manifest, 0, staging_root=old, output_root=str(out), dt=DT, run_id="old")
+        staged.publish_shard(
+            old_manifest, 0, staging_root=old, output_root=str(out), dt=DT, run_id="old", engine=ocr_engine
+        )
     fused.process_shard(
         run.manifest_url(new), 0, output_root=str(out), dt=DT, run_id="new", engine=ocr_engine
     )
