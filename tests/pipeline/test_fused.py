@@ -223,6 +223,7 @@ def test_rerun_after_a_crash_has_no_duplicates_and_no_gaps(tmp_path):
         sys.executable,
         "-m",
         "wildocr.cli",
+        "-v",  # progress lines on stderr: the test kills the run at one of them
         "run",
         str(src),
         "--output",
