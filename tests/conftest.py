@@ -71,8 +71,12 @@ def ocr_engine():
 
 @pytest.fixture
 def wildocr_home() -> Path:
-    """The embedded default store the DAGs use when no Param or Variable names a location."""
-    return Path(os.environ["WILDOCR_HOME"])
+    """The embedded default store the DAGs use when no Param or Variable names a location, emptied first:
+    a test that asks for it sees only what it writes, whichever DAG runs came before it in the session."""
+    home = Path(os.environ["WILDOCR_HOME"])
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    return home
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,9 +1,9 @@
 """Helpers shared by several test modules: import them from here, never from another test module.
 
-Sections: EXIF blocks built by hand; reading the output tables back; sample output tables; the SQL files;
-hostile bytes (PNG headers, EPS, corrupt JPEG scans); docker-compose parsing; word recall against ground
-truth.
-Fixtures live in conftest.py (tests/conftest.py for the whole suite, a folder's conftest.py for one folder).
+Sections: EXIF blocks built by hand; output tables read back; sample output tables; the SQL in include/sql;
+hostile bytes (PNG headers, EPS, corrupt JPEG scans); docker-compose parsing; words read against the ground
+truth; a local source folder. Fixtures live in a conftest.py (tests/conftest.py for the whole suite, a
+folder's own conftest.py for fixtures only that folder shares).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from wildocr.storage import objectstore, tables
 ROOT = Path(__file__).resolve().parents[1]
 SQL_DIR = ROOT / "include" / "sql"
 UTC = dt.UTC
+
+
+# EXIF blocks built by hand (engine/test_exif.py, pipeline/test_cli.py) --------------------------------------
 
 
 def photo_bytes(exif: PhotoExif | bytes | None, fmt: str = "PNG", size=(64, 40)) -> tuple[bytes, np.ndarray]:
@@ -156,6 +159,9 @@ HOSTILE = {
 }
 
 
+# Output tables read back ------------------------------------------------------------------------------------
+
+
 RUN_SPECIFIC = {"processed_at", "run_id", "det_seconds", "rec_seconds"}
 
 
@@ -181,6 +187,16 @@ def stable(rows: list[dict]) -> list[tuple]:
     return sorted(
         (tuple(sorted((k, v) for k, v in r.items() if k not in RUN_SPECIFIC)) for r in rows), key=repr
     )
+
+
+def assert_nothing_left_over(out: Path) -> None:
+    """Only the part files remain: no staging tree, no lease, no temporary file."""
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files and all(tables.parse_part_name(f.rsplit("/", 1)[-1]) is not None for f in files), files
+    assert not (out / "_staging").exists()
+
+
+# Sample output tables (storage/test_tables.py, pipeline/test_shard.py) --------------------------------------
 
 
 MODELS = {"det_model": "det.onnx", "det_sha256": "a" * 64, "rec_model": "rec.onnx", "rec_sha256": "b" * 64}
@@ -229,6 +245,9 @@ def _sample_tables(shard_no: int = 0) -> tuple[pa.Table, pa.Table]:
     return images, words
 
 
+# The SQL in include/sql (storage/test_tables.py, e2e/test_spark_tables.py) ----------------------------------
+
+
 DAYS = ("2026-11-23", "2026-11-24")
 
 
@@ -253,6 +272,9 @@ def connect(root: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# Hostile bytes ----------------------------------------------------------------------------------------------
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -268,13 +290,6 @@ def png_header(width: int, height: int) -> bytes:
         + _png_chunk(b"IDAT", idat)
         + _png_chunk(b"IEND", b"")
     )
-
-
-def assert_nothing_left_over(out: Path) -> None:
-    """Only the part files remain: no staging tree, no lease, no temporary file."""
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files and all(tables.parse_part_name(f.rsplit("/", 1)[-1]) is not None for f in files), files
-    assert not (out / "_staging").exists()
 
 
 EPS = (
@@ -297,6 +312,9 @@ def corrupt_scans(photo: bytes) -> tuple[bytes, bytes]:
     """(2 KB of zeros over the middle of the scan, a stray end-of-image marker in the middle of it)."""
     mid = (photo.index(b"\xff\xda") + len(photo)) // 2
     return photo[:mid] + bytes(2048) + photo[mid + 2048 :], photo[:mid] + b"\xff\xd9" + photo[mid:]
+
+
+# docker-compose.yaml (e2e/test_deployment.py, e2e/test_install.py) ------------------------------------------
 
 
 COMPOSE = ROOT / "docker-compose.yaml"
@@ -339,6 +357,9 @@ def env_map(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in env.items()}
 
 
+# Words read against the ground truth (e2e/test_dag_runs.py, tests_stack) ------------------------------------
+
+
 WORD_RECALL = 0.8  # measured on these seeds: see the assertion messages for the actual value
 
 
@@ -351,6 +372,9 @@ def _recall(ground_truth: list[dict], words: list[dict]) -> float:
         found += sum((want & got).values())
         total += sum(want.values())
     return found / total
+
+
+# A local source folder (storage/test_objectstore.py, storage/test_manifest.py) ------------------------------
 
 
 SOURCE_NAMES = [
