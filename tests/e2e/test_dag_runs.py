@@ -308,3 +308,24 @@ def test_nightly_marks_duplicates_across_shards_and_skips_seen_content(tmp_path:
     words2 = [w for w in _read(con, root, "words") if _dt(w["dt"]) == "2026-03-11"]
     assert {Path(w["image_uri"]).name for w in words2} == {"fresh.jpg"}
     assert {w["script"] for w in words2} <= {"Latin", "Common", "Mixed", "Greek"}
+
+
+def test_engine_options_reach_the_tasks_and_a_bad_one_fails_the_run_at_once(tmp_path: Path) -> None:
+    """The `engine_options` Param: checked by the manifest task (an unknown key fails the run before any
+    listing), then used by every shard task (the verifier switched off keeps at least as many words)."""
+    generate(str(tmp_path / "in" / "2026-03-08"), count=1, seed=SEED + 3)
+    when = pendulum.datetime(2026, 3, 8, 2, tz="UTC")
+    base = {"source_prefix": f"{tmp_path}/in/{{{{ ds }}}}/", "mode": "fused"}
+
+    bad = {**base, "output_root": str(tmp_path / "bad"), "engine_options": {"verify_word": False}}
+    dr = _dag("wildocr_nightly").test(logical_date=when, run_conf=bad)
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
+    assert dr.state == "failed" and states[("manifest", -1)] == "failed", states
+    assert not (tmp_path / "bad").exists()  # no lease, no manifest, no rows
+
+    counts = {}
+    for name, options in (("default", {}), ("floor_only", {"verify_words": False})):
+        root = tmp_path / name
+        _run("wildocr_nightly", when, {**base, "output_root": str(root), "engine_options": options})
+        counts[name] = len(_read(_con(), str(root), "words"))
+    assert counts["floor_only"] >= counts["default"] > 0, counts
