@@ -77,6 +77,9 @@ def test_consumer_runs_once_per_words_partition(dagbag) -> None:
         ("wildocr_nightly", {"mode": "bogus"}, False),
         ("wildocr_nightly", {"dt": "2026-13-45"}, False),
         ("wildocr_nightly", {"shard_size": 0}, False),
+        ("wildocr_nightly", {"engine_options": {"verify_words": False, "det_limit_side": 960}}, True),
+        ("wildocr_nightly", {"engine_options": "verify_words=false"}, False),  # an object, not a string
+        ("wildocr_backfill", {"source_prefix": "s3://x/{{ ds }}/", "engine_options": {"workers": 1}}, True),
         ("wildocr_backfill", {}, False),  # a source prefix is required
         ("wildocr_backfill", {"source_prefix": "s3://old/{{ ds }}/", "dt": "2025-01-01"}, True),
     ],
@@ -216,3 +219,17 @@ def test_run_figures_add_up_shard_summaries_per_dt() -> None:
     }
     assert (figures["images"], figures["ok"], figures["errors"], figures["words"]) == (7, 5, 2, 25)
     assert figures["models"] == {"det_sha256": "d" * 64}
+
+
+@pytest.mark.parametrize("options", [{"verify_word": False}, {"verify_words": "no"}, ["verify_words"]])
+def test_engine_options_param_is_checked_against_the_engine_config(options) -> None:
+    """What the manifest task does with the Param: a bad key or value fails the run, without a retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from wildocr.airflow.params import engine_options
+
+    assert engine_options({"verify_words": False}) == {"verify_words": False}
+    assert engine_options(None) == {} and engine_options("None") == {}
+    assert engine_options('{"det_limit_side": 960}') == {"det_limit_side": 960}  # a string template
+    with pytest.raises(AirflowFailException, match="engine_options"):
+        engine_options(options)
