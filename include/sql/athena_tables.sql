@@ -3,7 +3,7 @@
 -- `dt` is a partition key only (it is not stored inside the Parquet files).
 -- Partition projection makes new days visible without MSCK REPAIR / ALTER TABLE ADD PARTITION; without
 -- projection, run `MSCK REPAIR TABLE wildocr.images;` after each run instead.
--- Column types must match src/wildocr/storage/tables.py (tests/test_tables_sql.py checks it).
+-- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
 

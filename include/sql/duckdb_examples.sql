@@ -1,5 +1,5 @@
 -- Example queries over the wildocr tables (run duckdb_views.sql first).
--- Each query starts with a "-- name:" line; tests/test_tables_sql.py runs every one against real output.
+-- Each query starts with a "-- name:" line; tests/storage/test_tables.py runs every one against real output.
 -- Optional: SET VARIABLE wildocr_search = 'coffee';  (used by search_text; default 'open')
 
 -- name: daily_summary

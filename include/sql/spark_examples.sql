@@ -1,5 +1,5 @@
 -- Example queries over the wildocr tables in Spark SQL (run spark_tables.sql first).
--- Each query starts with a "-- name:" line; tests/test_spark_tables.py runs every one with PySpark against
+-- Each query starts with a "-- name:" line; tests/e2e/test_spark_tables.py runs every one with PySpark against
 -- real output and compares it with the DuckDB example of the same name (duckdb_examples.sql).
 
 -- name: daily_summary

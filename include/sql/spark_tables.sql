@@ -3,7 +3,7 @@
 -- Without a catalog, PySpark reads the same layout directly and discovers `dt` from the directories:
 --   spark.read.parquet("s3a://wildocr-lake/ocr/words")      (dt typed DATE by partition inference;
 --   set spark.sql.sources.partitionColumnTypeInference.enabled=false to keep it a string)
--- Column types must match src/wildocr/storage/tables.py (tests/test_tables_sql.py checks it).
+-- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
 

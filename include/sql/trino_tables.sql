@@ -2,7 +2,7 @@
 -- Replace s3://wildocr-lake/ocr with the output root. Partition columns come last in Trino's Hive DDL.
 -- processed_at is Parquet TIMESTAMP(MICROS, adjusted to UTC): read as `timestamp` (UTC wall clock);
 -- set the session property hive.timestamp_precision = 'MICROSECONDS' to keep the microseconds.
--- Column types must match src/wildocr/storage/tables.py (tests/test_tables_sql.py checks it).
+-- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE SCHEMA IF NOT EXISTS hive.wildocr WITH (location = 's3://wildocr-lake/ocr/');
 
