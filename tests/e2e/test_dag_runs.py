@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pendulum
 import pytest
-from wildocr.pipeline.shard import staging_root
+from wildocr.pipeline.run import staging_root
 
 from include.sample_data import generate
 from tests.helpers import WORD_RECALL, _recall
