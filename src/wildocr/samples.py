@@ -5,7 +5,7 @@ noise, JPEG artefacts) while every word's polygon stays exact: each text line is
 and the word corners go through the same rotation and perspective matrices as the pixels.
 
     python include/sample_data.py OUT_DIR_OR_URL --count N --seed S [--hard] [--exif] [--script Greek]
-                                  [--storage-options JSON]
+                                  [--storage-options JSON|@FILE]
 
 Writes `sample_0000.jpg|png ...` and `ground_truth.jsonl` under OUT through fsspec, so local folders,
 `memory://` and `s3://` all work. Image `i` depends only on (seed, i, hard): a larger `--count` extends a
@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from wildocr.engine.imageio import ORIENTATION_TRANSPOSE
+from wildocr.pipeline.options import add_storage_arguments, parse_storage_options
 
 GROUND_TRUTH_NAME = "ground_truth.jsonl"
 CANVAS_SIZES: tuple[tuple[int, int], ...] = ((960, 720), (1280, 720), (1024, 768))  # (width, height)
@@ -742,11 +743,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard", action="store_true", help="small, tilted, blurred, low-contrast text")
     parser.add_argument("--exif", action="store_true", help="JPEGs carry camera metadata (time, GPS, camera)")
     parser.add_argument("--script", default="Latin", choices=sorted(VOCABULARIES), help="script of the words")
-    parser.add_argument("--storage-options", default=None, help="JSON object passed to fsspec")
+    add_storage_arguments(parser)
     args = parser.parse_args(argv)
-    options = json.loads(args.storage_options) if args.storage_options else None
-    if options is not None and not isinstance(options, dict):
-        parser.error("--storage-options must be a JSON object")
+    try:
+        options = parse_storage_options(args.storage_options)
+    except ValueError as exc:
+        parser.error(str(exc))
     lines = generate(
         args.out,
         count=args.count,
