@@ -200,7 +200,7 @@ def test_wildocr_run_gives_every_hostile_object_its_row_and_never_starts_a_progr
     assert not tree.marker.exists(), f"Ghostscript was started: {tree.marker.read_text()}"
     # one row per object, nothing else (the `loop` link back to src/ was not walked again)
     assert sorted(rows) == sorted(c.key for c in tree.cases)
-    assert summary.images == len(tree.cases) and summary.errors == sum(
+    assert summary["images"] == len(tree.cases) and summary["errors"] == sum(
         c.expect == "error" for c in tree.cases
     )
     assert "not following" in done.stderr and "links/loop" in done.stderr
