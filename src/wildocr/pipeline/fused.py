@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
-from wildocr.pipeline import duplicates, outcome, run
+from wildocr.pipeline import outcome, run
 from wildocr.pipeline.outcome import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_SECONDS_PER_IMAGE,
@@ -73,12 +73,11 @@ def process_shard(
         words.extend(outcome.word_rows(result, shard))
         if done % chunk_size == 0 or done == len(objects):
             log.info("shard %d: %d/%d images read", shard, done, len(objects))
-    duplicates.mark_rows(image_rows)
     return write_shard(
         output_root,
         dt,
         shard,
-        tables.to_table(tables.IMAGES, image_rows),
+        image_rows,
         words.table(),
         n_shards=info.n_shards,
         storage_options=storage_options,

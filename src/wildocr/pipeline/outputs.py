@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from wildocr.pipeline import duplicates
 from wildocr.storage import lease, objectstore, tables
 from wildocr.storage.objectstore import StorageOptions
 
@@ -131,7 +132,7 @@ def write_shard(
     output_root: str,
     dt: str,
     shard: int,
-    images: pa.Table,
+    image_rows: list[dict[str, Any]],
     words: pa.Table,
     *,
     n_shards: int,
@@ -139,7 +140,10 @@ def write_shard(
     owner: str | None,
     started: float,
 ) -> ShardSummary:
-    """The last step of both paths (fused and publish): the shard's two files, then its summary."""
+    """The last step of both paths (fused and publish): duplicates marked within the shard, its two files
+    written, then its summary."""
+    duplicates.mark_rows(image_rows)
+    images = tables.to_table(tables.IMAGES, image_rows)
     written = write_outputs(
         output_root, dt, shard, images, words, n_shards=n_shards, storage_options=storage_options, owner=owner
     )

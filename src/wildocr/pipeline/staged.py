@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
 from wildocr.engine.types import Detection, Reading
-from wildocr.pipeline import duplicates, outcome, run
+from wildocr.pipeline import outcome, run
 from wildocr.pipeline.loader import iter_loaded
 from wildocr.pipeline.outcome import (
     DEFAULT_MAX_SECONDS_PER_IMAGE,
@@ -333,12 +333,11 @@ def publish_shard(
             )
         )
         words.extend(outcome.word_rows(result, shard))
-    duplicates.mark_rows(image_rows)
     return write_shard(
         output_root,
         dt,
         shard,
-        tables.to_table(tables.IMAGES, image_rows),
+        image_rows,
         words.table(),
         n_shards=info.n_shards,
         storage_options=storage_options,
