@@ -25,10 +25,10 @@ from typing import Any
 import duckdb
 import pendulum
 import pytest
-from wildocr.pipeline.run import staging_root
 
 from include.sample_data import generate
 from tests.helpers import WORD_RECALL, _recall
+from wildocr.pipeline.run import staging_root
 
 pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.slow]
 
