@@ -170,8 +170,11 @@ def agreement(gpu: list[list[str]], cpu: list[list[str]]) -> dict:
     }
 
 
-def measure(device: str, photos: list[Path], agree_photos: int, chunk: int) -> dict:
-    """The measurements, on `device` ('cuda' on a GPU machine; 'cpu' for the dry run elsewhere)."""
+def measure(device: str, photos: list[Path], agree_photos: int, chunk: int, rec_crops: int = 2048) -> dict:
+    """The measurements, on `device` ('cuda' on a GPU machine; 'cpu' for the dry run elsewhere).
+
+    `rec_crops`: crops per recognition batch-size measurement (the dry run only checks the code path).
+    """
     from common import decode_file
 
     from wildocr.engine import EngineConfig, OCREngine
@@ -200,7 +203,7 @@ def measure(device: str, photos: list[Path], agree_photos: int, chunk: int) -> d
         for path in photos[: min(len(photos), 64)]:
             image = decode_file(path)
             crops.extend(engine.crop(image, engine.detect(image)))
-        sample = (crops * -(-2048 // max(len(crops), 1)))[:2048] if crops else []
+        sample = (crops * -(-rec_crops // max(len(crops), 1)))[:rec_crops] if crops else []
         result["recognition"] = []
         for size in BATCHES:
             rec_engine = OCREngine(
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             "gpu": False,
             "reason": description,
             "photos_source": source,
-            "dry_run_cpu": measure("cpu", photos[:4], 2, 2),
+            "dry_run_cpu": measure("cpu", photos[:4], 2, 2, rec_crops=max(BATCHES)),
         }
         finish(result, args.json, write_docs=False)
         print("NO GPU PRESENT: exit 0 (see bench/gpu.py's docstring for the exit codes)")
