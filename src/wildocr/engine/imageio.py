@@ -68,8 +68,9 @@ def decode_photo(
     """`decode_image` plus the EXIF metadata, read from the very tags the orientation was taken from.
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
-    Only the first frame of an animation or a multi-page file is read. Broken or hostile EXIF never
-    makes an error: the pixels are used as stored and the metadata says why (`exif.read_metadata`).
+    Only the first frame of an animation or a multi-page file is read (of a HEIF, its primary image).
+    Broken or hostile EXIF never makes an error: the pixels are used as stored and the metadata says why
+    (`exif.read_metadata`).
     `preview_side` (for thumbnails, never for OCR) lets the JPEG decoder skip detail: the result is then
     smaller than the photo, down to 1/8 of it, but at least `preview_side` pixels on its longer side.
     """
