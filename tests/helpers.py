@@ -31,17 +31,45 @@ SQL_DIR = ROOT / "include" / "sql"
 UTC = dt.UTC
 
 
-# EXIF blocks built by hand (engine/test_exif.py, pipeline/test_cli.py) --------------------------------------
+# Small photos and EXIF blocks built by hand (engine/test_exif.py, engine/test_imageio.py) -------------------
 
 
-def photo_bytes(exif: PhotoExif | bytes | None, fmt: str = "PNG", size=(64, 40)) -> tuple[bytes, np.ndarray]:
-    """A small photo with a gradient (so turns are visible) and its upright RGB pixels."""
+def gradient(size=(64, 40), alpha: bool = False) -> Image.Image:
+    """A small RGB gradient with a blue corner (so turns and flips are visible); with `alpha`, its 8 left
+    columns are transparent (white once decoded)."""
     w, h = size
     upright = np.zeros((h, w, 3), np.uint8)
     upright[..., 0] = np.arange(w, dtype=np.uint8)[None, :] * 3
     upright[..., 1] = np.arange(h, dtype=np.uint8)[:, None] * 5
     upright[:5, :5, 2] = 255
     image = Image.fromarray(upright, "RGB")
+    if alpha:
+        mask = np.full((h, w), 255, np.uint8)
+        mask[:, :8] = 0
+        image.putalpha(Image.fromarray(mask))
+    return image
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    """`image` saved as `fmt` by the encoders in the Pillow and pillow-heif wheels: "J2K" is a bare JPEG 2000
+    codestream (no JP2 boxes); "HEIF" is HEIC (HEVC), written whether or not pillow-heif's Pillow plugin is
+    registered (EXIF bytes with an orientation become the container's irot/imir, as on a phone)."""
+    buf = io.BytesIO()
+    if fmt == "HEIF":
+        import pillow_heif
+
+        pillow_heif.from_pillow(image).save(buf, format="HEIF", **params)
+        return buf.getvalue()
+    if fmt == "J2K":
+        fmt, params = "JPEG2000", {"no_jp2": True, **params}
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def photo_bytes(exif: PhotoExif | bytes | None, fmt: str = "PNG", size=(64, 40)) -> tuple[bytes, np.ndarray]:
+    """A small photo with a gradient (so turns are visible) and its upright RGB pixels."""
+    image = gradient(size)
+    upright = np.asarray(image).copy()
     extra = {}
     if isinstance(exif, PhotoExif):
         image = stored_for_orientation(image, exif.orientation)

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from include.sample_data import generate
+from tests.helpers import encode
+from wildocr.cli import main
 
 
 def test_cli_writes_json_lines_error_rows_and_overlays(tmp_path: Path) -> None:
@@ -41,3 +45,22 @@ def test_cli_writes_json_lines_error_rows_and_overlays(tmp_path: Path) -> None:
     assert overlays == sorted(Path(lines[t["image"]]["overlay"]).name for t in truth)
     for name, t in zip(overlays, sorted(truth, key=lambda t: t["image"]), strict=True):
         assert re.fullmatch(re.escape(t["image"].rsplit(".", 1)[0]) + r"\.[0-9a-f]{10}\.overlay\.png", name)
+
+
+def test_cli_reads_a_phone_photo_saved_as_heic_and_as_avif_named_jpg(tmp_path: Path) -> None:
+    """A photo as an iPhone stores it (HEIC) and as AVIF in a file named .jpg: both read, words out."""
+    truth = generate(str(tmp_path / "src"), count=1, seed=4)[0]
+    photo = Image.open(tmp_path / "src" / truth["image"]).convert("RGB")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "phone.heic").write_bytes(encode(photo, "HEIF", quality=90))
+    (photos / "phone-avif.jpg").write_bytes(encode(photo, "AVIF", quality=90))
+    out = tmp_path / "out.jsonl"
+    assert main(["ocr", str(photos), "--out", str(out)]) == 0
+    lines = {json.loads(x)["image"]: json.loads(x) for x in out.read_text().splitlines()}
+    assert set(lines) == {"phone.heic", "phone-avif.jpg"}
+    expected = {w["text"] for w in truth["words"]}
+    for name, line in lines.items():
+        assert "error" not in line, (name, line.get("error"))
+        read = {w["text"] for w in line["words"]}
+        assert len(read & expected) >= 0.8 * len(expected), name

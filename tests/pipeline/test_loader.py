@@ -1,4 +1,5 @@
-"""`pipeline/loader.py`: prefetching in order within its bound, and size limits applied before reading."""
+"""`pipeline/loader.py`: prefetching in order within its bound, size limits applied before reading, and the
+bytes (not the name) deciding the format."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import threading
 
 import pytest
 
-from tests.helpers import _jpeg, png_header
+from tests.helpers import _jpeg, encode, gradient, png_header
 from wildocr.pipeline import loader
+from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo
 
 
@@ -68,3 +70,18 @@ def test_big_objects_are_refused_from_their_size_or_header_without_being_read(tm
     grown = loader.load_image(ObjectInfo(str(bomb), 100, "e"), None, 80_000_000, max_bytes=2**20)
     assert grown.error == f"refused: more than the limit of {2**20} bytes (grew since listed)"
     assert _bytes_read() - before < 4 * loader.HEADER_BYTES + 2**20 + 4096
+
+
+def test_phone_and_archive_files_are_listed_and_read_by_their_bytes(tmp_path):
+    """AVIF in a file named .jpg is read as AVIF (the bytes decide); .avif, .heic and .jp2 are listed."""
+    (tmp_path / "phone.jpg").write_bytes(encode(gradient(), "AVIF"))
+    (tmp_path / "phone.avif").write_bytes(encode(gradient(), "AVIF"))
+    (tmp_path / "phone.heic").write_bytes(encode(gradient(), "HEIF"))
+    (tmp_path / "scan.jp2").write_bytes(encode(gradient(), "JPEG2000"))
+    listing = objectstore.list_images(str(tmp_path))
+    names = [o.uri.rsplit("/", 1)[1] for o in listing.images]
+    assert names == ["phone.avif", "phone.heic", "phone.jpg", "scan.jp2"]
+    for obj in listing.images:
+        loaded = loader.load_image(obj, None, max_pixels=10_000)
+        assert loaded.error is None, (obj.uri, loaded.error)
+        assert loaded.image is not None and loaded.image.shape == (40, 64, 3)

@@ -23,6 +23,15 @@ def test_list_local_filters_extensions_case_insensitively(tmp_path):
     assert objectstore.list_images(f"file://{tmp_path}/").images == listing.images
 
 
+def test_phone_and_archive_extensions_are_listed(tmp_path):
+    names = ["a.avif", "b.HEIC", "c.heif", "d.jp2", "e.J2K", "f.jpf", "g.jpx"]
+    for name in [*names, "h.mov", "i.mp4"]:
+        (tmp_path / name).write_bytes(b"x")
+    listing = objectstore.list_images(str(tmp_path))
+    assert [o.uri.rsplit("/", 1)[1] for o in listing.images] == names
+    assert listing.skipped == 2
+
+
 def test_local_version_changes_when_file_changes(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"one")
     os.utime(tmp_path / "x.jpg", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))

@@ -1,9 +1,9 @@
 """The OCR engine: photos in, words out (no storage, no Airflow, nothing outside `wildocr.engine`).
 
 It runs on numpy and OpenCV, ONNX Runtime or OpenVINO (engine/backends/), onnx (load-time graph edits and
-the int8 detector, engine/quantize.py), pyclipper (DB box growth), Pillow and simplejpeg (decoding,
-engine/imageio.py) and fontTools (the Unicode Script property, engine/scripts.py). The PP-OCR weights are
-read from the installed `rapidocr` package; the int8 detector's calibration photos ship in
+the int8 detector, engine/quantize.py), pyclipper (DB box growth), Pillow, pillow-heif and simplejpeg
+(decoding, engine/imageio.py) and fontTools (the Unicode Script property, engine/scripts.py). The PP-OCR
+weights are read from the installed `rapidocr` package; the int8 detector's calibration photos ship in
 engine/calibration/.
 """
 

@@ -2,16 +2,19 @@
 
 Untrusted bytes only ever reach the Pillow plugins of `RASTER_FORMATS`: Pillow's other plugins include
 EPS (which runs Ghostscript) and IPTC (which re-opens an embedded file with any plugin). Nothing here starts
-a program or opens another file.
+a program or opens another file: AVIF (libavif) and JPEG 2000 (OpenJPEG) decode inside Pillow's own wheel,
+HEIC/HEIF inside pillow-heif's (libheif with libde265), all in this process.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pillow_heif
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
@@ -19,8 +22,12 @@ from wildocr.engine import exif as exif_tags
 
 DEFAULT_MAX_PIXELS = 80_000_000  # ~9000x9000; anything larger is refused before it is decoded
 # The only Pillow plugins that see untrusted bytes: pure in-process raster decoders. (Pillow opens JPEGs
-# with multi-picture data as MPO through the JPEG plugin; GIF is here for animated GIFs named .png.)
-RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
+# with multi-picture data as MPO through the JPEG plugin; GIF is here for animated GIFs named .png.) AVIF
+# before HEIF: both accept the generic `mif1`/`msf1` brands, and Pillow's AVIF plugin hands an HEVC file on.
+RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "HEIF", "JPEG2000")
+# pillow-heif's plugin, once per process; HEIF only (it has no AVIF opener: Pillow's is the one). Embedded
+# thumbnails, depth maps and auxiliary images are never read.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 # libjpeg warnings that mean the pixels are not all there (Pillow decodes on past them in silence).
 _CORRUPT_JPEG = ("Corrupt JPEG data", "Premature end of JPEG file")
 _BENIGN_JPEG = ("bad ICC marker",)  # metadata only: the pixels are intact
@@ -61,8 +68,9 @@ def decode_photo(
     """`decode_image` plus the EXIF metadata, read from the very tags the orientation was taken from.
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
-    Only the first frame of an animation or a multi-page file is read. Broken or hostile EXIF never
-    makes an error: the pixels are used as stored and the metadata says why (`exif.read_metadata`).
+    Only the first frame of an animation or a multi-page file is read (of a HEIF, its primary image).
+    Broken or hostile EXIF never makes an error: the pixels are used as stored and the metadata says why
+    (`exif.read_metadata`).
     `preview_side` (for thumbnails, never for OCR) lets the JPEG decoder skip detail: the result is then
     smaller than the photo, down to 1/8 of it, but at least `preview_side` pixels on its longer side.
     """
@@ -81,18 +89,22 @@ def decode_photo(
         raise ImageDecodeError(f"unreadable image header: {exc}") from None
     _check_size(image.size, max_pixels)
     fmt = image.format
+    if fmt == "JPEG2000":
+        check_jpeg2000_codestream(data, max_pixels=max_pixels, whole=True)
     if preview_side and fmt == "JPEG":
         width, height = image.size
         scale = min(1.0, preview_side / max(width, height))
         image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
     try:
-        image.seek(0)  # first frame of animations
+        if fmt != "HEIF":  # a HEIF opens at its primary image, which need not be the first
+            image.seek(0)  # first frame of animations
         image.load()  # before the EXIF: a PNG may keep it after the pixels
     except Exception as exc:
         raise ImageDecodeError(f"truncated or corrupt {fmt or 'image'} data: {exc}") from None
     if fmt in ("JPEG", "MPO"):
         check_jpeg_data(data)  # what Pillow decoded past in silence
-    # Not ImageOps.exif_transpose: it re-serialises the EXIF, which raises on hostile tags.
+    # Not ImageOps.exif_transpose: it re-serialises the EXIF, which raises on hostile tags. AVIF's own turn
+    # (irot/imir) comes as this EXIF tag; libheif turns a HEIF itself and pillow-heif then sets the tag to 1.
     exif, exif_problem = exif_tags.load_exif(image)
     orientation, orientation_problem = exif_tags.read_orientation(exif)
     try:
@@ -120,19 +132,23 @@ def _check_size(size: tuple[int, int], max_pixels: int) -> None:
 
 
 def _unsupported(data: bytes) -> str:
-    """The error for bytes no raster plugin accepts: names the format when Pillow knows it by its magic
-    bytes (only the plugins' pure prefix checks run, never their decoders)."""
+    """The error for bytes no raster plugin could open: names the format when Pillow knows it by its magic
+    bytes (only the plugins' pure prefix checks run, never their decoders). An allowed format whose header
+    is cut short or damaged (an AVIF or HEIF upload that stopped early) is unreadable, not unsupported."""
     Image.init()
     prefix = data[:16]
-    for name, (_, accept) in Image.OPEN.items():
-        if name in RASTER_FORMATS or accept is None:
-            continue
-        try:
-            known = accept(prefix)
-        except Exception:
-            continue
-        if known is True or (known and not isinstance(known, str)):
-            return f"unsupported format: {name}"
+    for allowed in (True, False):
+        for name, (_, accept) in Image.OPEN.items():
+            if (name in RASTER_FORMATS) != allowed or accept is None:
+                continue
+            try:
+                known = accept(prefix)
+            except Exception:
+                continue
+            if known is True or (known and not isinstance(known, str)):
+                if allowed:
+                    return f"unreadable {name} header: truncated or corrupt"
+                return f"unsupported format: {name}"
     return "not an image (unrecognised format)"
 
 
@@ -154,7 +170,46 @@ def check_header(head: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
     except Exception:  # the header runs past these bytes (a long EXIF block, TIFF offsets): read it all
         return None
     _check_size(image.size, max_pixels)
+    if image.format == "JPEG2000":
+        check_jpeg2000_codestream(head, max_pixels=max_pixels, whole=False)
     return str(image.format), image.size[0], image.size[1]
+
+
+def check_jpeg2000_codestream(data: bytes, *, max_pixels: int, whole: bool) -> None:
+    """What Pillow does not check in a JPEG 2000 file before OpenJPEG decodes it: the size in the
+    codestream's own SIZ marker (Pillow takes a JP2's size from its `ihdr` box only), and, for the whole
+    file, the end-of-codestream marker (OpenJPEG decodes a codestream cut before its first tile as blank)."""
+    codestream = _j2k_codestream(data)
+    if codestream is None or codestream[:4] != b"\xff\x4f\xff\x51" or len(codestream) < 24:
+        if whole:
+            raise ImageDecodeError("truncated or corrupt JPEG2000 data: no codestream")
+        return
+    xsiz, ysiz, xosiz, yosiz = struct.unpack_from(">IIII", codestream, 8)
+    _check_size((xsiz - xosiz, ysiz - yosiz), max_pixels)
+    if whole and not codestream.endswith(b"\xff\xd9"):
+        raise ImageDecodeError("truncated or corrupt JPEG2000 data: the codestream has no end marker")
+
+
+def _j2k_codestream(data: bytes) -> bytes | None:
+    """The codestream of a bare J2K file, or the content of a JP2 file's `jp2c` box (None: no such box)."""
+    if data.startswith(b"\xff\x4f\xff\x51"):
+        return data
+    at = 0
+    while at + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, at)
+        header = 8
+        if length == 1:  # a 64-bit length follows the type
+            if at + 16 > len(data):
+                return None
+            length, header = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif length == 0:  # the last box: to the end of the file
+            length = len(data) - at
+        if length < header:
+            return None
+        if kind == b"jp2c":
+            return data[at + header : at + length]
+        at += length
+    return None
 
 
 def check_jpeg_data(data: bytes) -> None:
