@@ -18,7 +18,7 @@ from wildocr.pipeline.outcome import (
     DEFAULT_PREFETCH,
     Engine,
 )
-from wildocr.pipeline.outputs import ShardSummary, write_shard
+from wildocr.pipeline.outputs import ShardRows, ShardSummary
 from wildocr.pipeline.run import RunPlan
 from wildocr.storage import manifest, tables
 from wildocr.storage.objectstore import StorageOptions
@@ -51,9 +51,7 @@ def process_shard(
     run.fence(output_root, dt, owner, storage_options)  # a run without the lease stops before reading
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
     seen = manifest.read_seen(info, storage_options)
-    model_info = dict(engine.model_info)
-    image_rows = []
-    words = tables.TableBuilder(tables.WORDS)
+    rows = ShardRows(shard, run_id, dict(engine.model_info))
     results = outcome.read_objects(
         engine,
         objects,
@@ -65,20 +63,12 @@ def process_shard(
         max_seconds=max_seconds_per_image,
     )
     for done, (result, _) in enumerate(results, start=1):
-        image_rows.append(
-            outcome.image_row(
-                result, run_id=run_id, shard=shard, processed_at=tables.utc_now(), model_info=model_info
-            )
-        )
-        words.extend(outcome.word_rows(result, shard))
+        rows.add(result)
         if done % chunk_size == 0 or done == len(objects):
             log.info("shard %d: %d/%d images read", shard, done, len(objects))
-    return write_shard(
+    return rows.write(
         output_root,
         dt,
-        shard,
-        image_rows,
-        words.table(),
         n_shards=info.n_shards,
         storage_options=storage_options,
         owner=owner,

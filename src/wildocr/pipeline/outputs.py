@@ -5,6 +5,7 @@ Rows become part files only here: the fused and staged paths both end in `write_
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 import time
@@ -14,7 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from wildocr.pipeline import duplicates
+from wildocr.pipeline import duplicates, outcome
+from wildocr.pipeline.outcome import ImageOutcome
 from wildocr.storage import lease, objectstore, tables
 from wildocr.storage.objectstore import StorageOptions
 
@@ -128,11 +130,57 @@ def remove_stale_parts(
     return objectstore.remove(stale, storage_options)
 
 
+class ShardRows:
+    """A shard's rows, added outcome by outcome, then written: how both paths (fused, and staged publish)
+    end. `processed_at` None stamps each row when it is added."""
+
+    def __init__(
+        self, shard: int, run_id: str, model_info: dict[str, str], processed_at: _dt.datetime | None = None
+    ) -> None:
+        self.shard, self.run_id, self.model_info, self.processed_at = shard, run_id, model_info, processed_at
+        self.images: list[dict[str, Any]] = []
+        self.words = tables.TableBuilder(tables.WORDS)
+
+    def add(self, result: ImageOutcome) -> None:
+        stamp = self.processed_at or tables.utc_now()
+        self.images.append(
+            outcome.image_row(
+                result, run_id=self.run_id, shard=self.shard, processed_at=stamp, model_info=self.model_info
+            )
+        )
+        self.words.extend(outcome.word_rows(result, self.shard))
+
+    def write(
+        self,
+        output_root: str,
+        dt: str,
+        *,
+        n_shards: int,
+        storage_options: StorageOptions,
+        owner: str | None,
+        started: float,
+    ) -> ShardSummary:
+        """Duplicates marked within the shard, its two part files written, its summary returned."""
+        duplicates.mark_rows(self.images)
+        images = tables.to_table(tables.IMAGES, self.images)
+        return write_shard(
+            output_root,
+            dt,
+            self.shard,
+            images,
+            self.words.table(),
+            n_shards=n_shards,
+            storage_options=storage_options,
+            owner=owner,
+            started=started,
+        )
+
+
 def write_shard(
     output_root: str,
     dt: str,
     shard: int,
-    image_rows: list[dict[str, Any]],
+    images: pa.Table,
     words: pa.Table,
     *,
     n_shards: int,
@@ -140,10 +188,7 @@ def write_shard(
     owner: str | None,
     started: float,
 ) -> ShardSummary:
-    """The last step of both paths (fused and publish): duplicates marked within the shard, its two files
-    written, then its summary."""
-    duplicates.mark_rows(image_rows)
-    images = tables.to_table(tables.IMAGES, image_rows)
+    """The shard's two files, then its summary."""
     written = write_outputs(
         output_root, dt, shard, images, words, n_shards=n_shards, storage_options=storage_options, owner=owner
     )

@@ -31,7 +31,7 @@ from wildocr.pipeline.outcome import (
     Engine,
     ImageOutcome,
 )
-from wildocr.pipeline.outputs import ShardSummary, write_shard
+from wildocr.pipeline.outputs import ShardRows, ShardSummary
 from wildocr.storage import manifest, objectstore, tables
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
@@ -312,9 +312,7 @@ def publish_shard(
     model_info = meta.get(_MODEL_META, {})
     errors = meta.get(_ERRORS_META, {})
     by_image = _readings_by_image(readings)
-    processed_at = tables.utc_now()
-    image_rows = []
-    words = tables.TableBuilder(tables.WORDS)
+    rows = ShardRows(shard, run_id, model_info, processed_at=tables.utc_now())
     for row in detections.to_pylist():
         result = _outcome_of(row)
         if result.needs_reading:
@@ -327,18 +325,10 @@ def publish_shard(
                         f"{result.obj.uri}: {len(result.detections)} boxes but readings for {sorted(mine)}"
                     )
                 outcome.assemble(engine, result, [mine[i] for i in sorted(mine)], seconds)
-        image_rows.append(
-            outcome.image_row(
-                result, run_id=run_id, shard=shard, processed_at=processed_at, model_info=model_info
-            )
-        )
-        words.extend(outcome.word_rows(result, shard))
-    return write_shard(
+        rows.add(result)
+    return rows.write(
         output_root,
         dt,
-        shard,
-        image_rows,
-        words.table(),
         n_shards=info.n_shards,
         storage_options=storage_options,
         owner=owner,
