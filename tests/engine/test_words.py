@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,25 +86,3 @@ def test_arrow_is_kept_out_of_the_word_box() -> None:
 def test_tighten_keeps_centre_line() -> None:
     quad = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], dtype=np.float64)
     assert tighten(quad, 0.6).tolist() == [[0, 2], [10, 2], [10, 8], [0, 8]]
-
-
-def test_engine_imports_nothing_outside_the_engine() -> None:
-    """The engine stands alone: no storage, pipeline, Airflow or sample generator behind it."""
-    import wildocr.engine
-
-    root = Path(wildocr.engine.__file__).parent
-    outside = []
-    for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            outside += [
-                f"{path.name}: {n}"
-                for n in names
-                if n.split(".")[0] == "wildocr" and not n.startswith("wildocr.engine")
-            ]
-    assert not outside, outside
