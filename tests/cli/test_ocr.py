@@ -64,3 +64,30 @@ def test_cli_reads_a_phone_photo_saved_as_heic_and_as_avif_named_jpg(tmp_path: P
         assert "error" not in line, (name, line.get("error"))
         read = {w["text"] for w in line["words"]}
         assert len(read & expected) >= 0.8 * len(expected), name
+
+
+def test_json_lines_carry_the_hash_and_photo_metadata_the_tables_get(tmp_path: Path) -> None:
+    """`wildocr ocr` and `wildocr run` read a photo through one path: the JSON line holds the same hash
+    and EXIF values as the `images` row."""
+    import hashlib
+
+    import duckdb
+
+    photos = tmp_path / "photos"
+    generate(str(photos), count=1, seed=12, exif=True)
+    (path,) = sorted(p for p in photos.iterdir() if p.suffix == ".jpg")
+    out = tmp_path / "out.jsonl"
+    assert main(["ocr", str(path), "--out", str(out)]) == 0
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert line["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    root = tmp_path / "tables"
+    assert main(["run", str(photos), "--output", str(root), "--dt", "2026-03-01"]) == 0
+    con = duckdb.connect()
+    row = con.execute(f"SELECT * FROM read_parquet('{root}/images/dt=2026-03-01/*.parquet')").fetchone()
+    columns = [d[0] for d in con.description]
+    images = dict(zip(columns, row, strict=True))
+    assert images["sha256"] == line["sha256"]
+    assert line["photo"]["camera_make"] == images["camera_make"] and images["camera_make"]
+    assert line["photo"]["taken_at"] == images["taken_at"].isoformat()
+    assert "metadata_warnings" not in line["photo"]  # null: left out
+    assert len(line["words"]) == images["n_words"]

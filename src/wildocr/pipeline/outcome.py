@@ -313,8 +313,18 @@ def word_rows(outcome: ImageOutcome, shard: int) -> list[dict[str, Any]]:
 
 
 def to_json(outcome: ImageOutcome) -> dict[str, Any]:
-    """The JSON line `wildocr ocr` prints for one outcome."""
+    """The JSON line `wildocr ocr` prints for one outcome: what its `images` and `words` rows would hold
+    (the hash of the bytes and the photo's own metadata included, null fields left out)."""
     record: dict[str, Any] = {"image": outcome.obj.uri.rsplit("/", 1)[-1], "uri": outcome.obj.uri}
+    if outcome.sha256 is not None:
+        record["sha256"] = outcome.sha256
+    photo = {
+        name: value.isoformat() if isinstance(value, _dt.datetime) else value
+        for name, value in outcome.photo.items()
+        if value is not None
+    }
+    if photo:
+        record["photo"] = photo
     if outcome.error is None:
         record.update(width=outcome.width, height=outcome.height, words=[w.to_json() for w in outcome.words])
     else:
