@@ -186,18 +186,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_storage_arguments(p_proc)
     p_proc.set_defaults(func=cmd_process)
 
-    p_final = actions.add_parser(
-        "finalize", help="after every shard of ROOT's dt: mark duplicates (same bytes) across shards"
-    )
-    p_final.add_argument("output", metavar="ROOT", help="output root of the tables")
-    p_final.add_argument("--dt", type=cli_args.dt, required=True)
-    options.add_storage_arguments(p_final)
-    p_final.set_defaults(func=cmd_finalize)
-
-    p_unlock = actions.add_parser(
-        "unlock", help="remove the lease of ROOT's dt partition (its run must be dead); prints what it said"
-    )
-    p_unlock.add_argument("output", metavar="ROOT", help="output root of the tables")
-    p_unlock.add_argument("--dt", type=cli_args.dt, required=True)
-    options.add_storage_arguments(p_unlock)
-    p_unlock.set_defaults(func=cmd_unlock)
+    for name, func, text in (
+        (
+            "finalize",
+            cmd_finalize,
+            "after every shard of ROOT's dt: mark duplicates (same bytes) across shards",
+        ),
+        ("unlock", cmd_unlock, "remove the lease of ROOT's dt partition (its run must be dead); prints it"),
+    ):
+        p_partition = actions.add_parser(name, help=text)
+        p_partition.add_argument("output", metavar="ROOT", help="output root of the tables")
+        p_partition.add_argument("--dt", type=cli_args.dt, required=True)
+        options.add_storage_arguments(p_partition)
+        p_partition.set_defaults(func=func)

@@ -1,6 +1,6 @@
 """A shard's output: its two part files, written atomically under the run's lease, and its summary.
 
-Rows become part files only here: the fused and staged paths both end in `write_shard`.
+Rows become part files only here: the fused and staged paths both end in `ShardRows.write`.
 """
 
 from __future__ import annotations
@@ -163,55 +163,37 @@ class ShardRows:
         """Duplicates marked within the shard, its two part files written, its summary returned."""
         duplicates.mark_rows(self.images)
         images = tables.to_table(tables.IMAGES, self.images)
-        return write_shard(
+        words = self.words.table()
+        written = write_outputs(
             output_root,
             dt,
             self.shard,
             images,
-            self.words.table(),
+            words,
             n_shards=n_shards,
             storage_options=storage_options,
             owner=owner,
-            started=started,
         )
-
-
-def write_shard(
-    output_root: str,
-    dt: str,
-    shard: int,
-    images: pa.Table,
-    words: pa.Table,
-    *,
-    n_shards: int,
-    storage_options: StorageOptions,
-    owner: str | None,
-    started: float,
-) -> ShardSummary:
-    """The shard's two files, then its summary."""
-    written = write_outputs(
-        output_root, dt, shard, images, words, n_shards=n_shards, storage_options=storage_options, owner=owner
-    )
-    status = images["status"].to_pylist()
-    models = {  # one engine per shard: the first non-null value is the shard's
-        key: next((v for v in images[key].to_pylist() if v), None) for key in tables.MODEL_KEYS
-    }
-    summary = ShardSummary(
-        shard=shard,
-        dt=dt,
-        images=images.num_rows,
-        ok=status.count(tables.STATUS_OK),
-        errors=status.count(tables.STATUS_ERROR),
-        skipped=status.count(tables.STATUS_SKIPPED),
-        words=words.num_rows,
-        det_seconds=round(float(sum(images["det_seconds"].to_pylist())), 3),
-        rec_seconds=round(float(sum(images["rec_seconds"].to_pylist())), 3),
-        seconds=round(time.perf_counter() - started, 3),
-        images_url=written["images"],
-        words_url=written["words"],
-        images_bytes=written["images_bytes"],
-        words_bytes=written["words_bytes"],
-        models=models,
-    )
-    log.info("shard %d written: %s", shard, json.dumps(summary.to_xcom()))
-    return summary
+        status = images["status"].to_pylist()
+        models = {  # one engine per shard: the first non-null value is the shard's
+            key: next((v for v in images[key].to_pylist() if v), None) for key in tables.MODEL_KEYS
+        }
+        summary = ShardSummary(
+            shard=self.shard,
+            dt=dt,
+            images=images.num_rows,
+            ok=status.count(tables.STATUS_OK),
+            errors=status.count(tables.STATUS_ERROR),
+            skipped=status.count(tables.STATUS_SKIPPED),
+            words=words.num_rows,
+            det_seconds=round(float(sum(images["det_seconds"].to_pylist())), 3),
+            rec_seconds=round(float(sum(images["rec_seconds"].to_pylist())), 3),
+            seconds=round(time.perf_counter() - started, 3),
+            images_url=written["images"],
+            words_url=written["words"],
+            images_bytes=written["images_bytes"],
+            words_bytes=written["words_bytes"],
+            models=models,
+        )
+        log.info("shard %d written: %s", self.shard, json.dumps(summary.to_xcom()))
+        return summary
