@@ -12,6 +12,7 @@ never writing over an input, and a Param that tries to print a Variable (real `d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -40,7 +41,7 @@ HUGE = 300 * 2**20  # a sparse file over the 256 MiB default byte limit
 class Case:
     """One object of the hostile tree and the row wildocr must give it."""
 
-    key: str  # relative to the source prefix (as `valid_text` shows it)
+    key: str  # relative to the source prefix, as its URI spells it
     what: str
     expect: str  # "ok" | "error"
     error: str = ""  # regex for the error message
@@ -76,6 +77,7 @@ def build_tree(base: Path) -> Tree:
         "corrupt/zeros-in-scan.jpg": zeros,
         "corrupt/stray-eoi.jpg": stray_eoi,
         "names/ok.jpg": _jpeg(9, 7),
+        "names/50%41 off é.jpg": _jpeg(15, 3),
     }
     for key, data in files.items():
         (src / key).write_bytes(data)
@@ -114,12 +116,8 @@ def build_tree(base: Path) -> Tree:
             r"^corrupt JPEG data: premature end of data segment$",
         ),
         Case("names/ok.jpg", "neighbour of the bad name", "ok", size=(9, 7)),
-        Case(
-            "names/caf\\xe9.jpg",
-            "file name not valid UTF-8 (latin-1 `é`)",
-            "error",
-            r"^file name is not valid UTF-8 \(shown with \\x escapes\); rename the file to read it$",
-        ),
+        Case("names/caf%E9.jpg", "file name not valid UTF-8 (latin-1 `é`)", "ok", size=(11, 5)),
+        Case("names/50%2541 off é.jpg", "`%41`, a space and `é` in a UTF-8 name", "ok", size=(15, 3)),
         Case("links/to-photo.jpg", "symbolic link to a photo outside the prefix", "ok", size=(21, 13)),
         Case("links/folder/inside.jpg", "photo in a linked folder", "ok", size=(23, 11)),
         Case(
@@ -198,6 +196,10 @@ def test_wildocr_run_gives_every_hostile_object_its_row_and_never_starts_a_progr
     )
     assert not failures, "\n".join(failures)
     assert not tree.marker.exists(), f"Ghostscript was started: {tree.marker.read_text()}"
+    # every URI in the table is text that opens its object again (the same bytes)
+    for row in rows.values():
+        if row["sha256"] is not None:
+            assert hashlib.sha256(objectstore.read_bytes(row["image_uri"])).hexdigest() == row["sha256"]
     # one row per object, nothing else (the `loop` link back to src/ was not walked again)
     assert sorted(rows) == sorted(c.key for c in tree.cases)
     assert summary["images"] == len(tree.cases) and summary["errors"] == sum(
@@ -224,8 +226,13 @@ def test_wildocr_ocr_reads_links_and_writes_valid_json_for_every_object(tree, tm
     bad_name = os.fsdecode(os.fsencode(tree.source / "names") + b"/caf\xe9.jpg")
     out1 = tmp_path / "one.jsonl"
     _wildocr("ocr", bad_name, str(tree.source / "links" / "broken.jpg"), "--out", str(out1))
-    errors = [json.loads(line)["error"] for line in out1.read_text(encoding="utf-8").splitlines()]
-    assert errors[0].startswith("file name is not valid UTF-8") and errors[1].startswith("read failed: ")
+    first, second = map(json.loads, out1.read_text(encoding="utf-8").splitlines())
+    assert first["uri"].endswith("/names/caf%E9.jpg") and first["uri"].startswith("file:///")
+    assert (first["width"], first["height"]) == (11, 5) and second["error"].startswith("read failed: ")
+    # ... and that URI, given back, opens the same file
+    out3 = tmp_path / "again.jsonl"
+    _wildocr("ocr", first["uri"], "--out", str(out3))
+    assert json.loads(out3.read_text(encoding="utf-8"))["sha256"] == first["sha256"]
     # a folder made only of links is read too (it used to say "No images found")
     links_only = tmp_path / "links-only"
     links_only.mkdir()

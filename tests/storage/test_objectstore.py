@@ -139,3 +139,27 @@ def test_logged_urls_lose_their_password():
     assert objectstore.redact("sftp://bob:pa55@host/photos/") == "sftp://bob:***@host/photos/"
     assert objectstore.redact("s3://bucket/x?versionId=abc.jpg") == "s3://bucket/x?versionId=abc.jpg"
     assert objectstore.redact("/plain/path/") == "/plain/path/"
+
+
+def test_local_urls_percent_encode_percent_and_bytes_that_are_not_utf8_and_open_their_file(tmp_path):
+    raw_names = [b"caf\xe9.jpg", "50%41 off é.jpg".encode(), b"plain.jpg"]
+    for i, raw in enumerate(raw_names):
+        with open(os.fsencode(tmp_path) + b"/" + raw, "wb") as fh:
+            fh.write(bytes([i]) * 10)
+    listed = {o.uri.rsplit("/", 1)[1]: o for o in objectstore.list_images(str(tmp_path)).images}
+    # ASCII escapes only where needed: an ordinary name's URL still reads as its path
+    assert sorted(listed) == ["50%2541 off é.jpg", "caf%E9.jpg", "plain.jpg"]
+    for i, raw in enumerate(raw_names):
+        obj = listed[objectstore.file_url("/" + os.fsdecode(raw)).rsplit("/", 1)[1]]
+        assert obj.error is None
+        assert objectstore.read_bytes(obj.uri) == bytes([i]) * 10
+        assert objectstore.object_size(obj.uri) == 10
+        assert obj.uri.encode("utf-8")  # valid text: it can go into Parquet and JSON as it is
+
+
+def test_a_plain_path_is_never_percent_decoded(tmp_path):
+    (tmp_path / "a%41.jpg").write_bytes(b"literal")
+    (tmp_path / "aA.jpg").write_bytes(b"decoded")
+    assert objectstore.read_bytes(str(tmp_path / "a%41.jpg")) == b"literal"
+    assert objectstore.read_bytes(f"file://{tmp_path}/a%41.jpg") == b"decoded"  # RFC 8089: %41 is A
+    assert objectstore.canonical(str(tmp_path / "a%41.jpg")) == f"file://{tmp_path}/a%2541.jpg"

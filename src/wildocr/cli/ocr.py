@@ -28,7 +28,8 @@ log = logging.getLogger("wildocr")
 
 
 def expand_inputs(inputs: list[str], storage_options: StorageOptions) -> tuple[list[ObjectInfo], int]:
-    """Files stay as given (size unknown: the loader asks, and says why one cannot be read); folders and
+    """Files stay as given (size unknown: the loader asks, and says why one cannot be read) unless their
+    name is not UTF-8 (then their `file://` URL, percent-encoded); folders and
     prefixes become the image objects under them, sorted, links followed. Also returns how many
     sub-folders could not be listed."""
     objects: list[ObjectInfo] = []
@@ -39,9 +40,10 @@ def expand_inputs(inputs: list[str], storage_options: StorageOptions) -> tuple[l
             listing = objectstore.list_images(item, storage_options)
             objects.extend(listing.images)
             unreadable += len(listing.unreadable)
-        else:
-            text = objectstore.valid_text(item)
-            objects.append(ObjectInfo(text, -1, "", None if text == item else objectstore.NAME_NOT_UTF8))
+        elif objectstore.valid_text(item) == item:
+            objects.append(ObjectInfo(item, -1, ""))
+        else:  # a path that is not UTF-8 cannot be a JSON string as it is: its file:// URL can
+            objects.append(ObjectInfo(objectstore.canonical(item, storage_options), -1, ""))
     return objects, unreadable
 
 

@@ -3,6 +3,11 @@
 Every URL form fsspec understands works (`file:///x`, plain `/x`, `s3://bucket/key`, `memory://x`);
 `storage_options` go straight to the filesystem (for S3: key, secret, endpoint_url, client_kwargs ...).
 There is no hand-written S3 client here: s3fs does the talking.
+
+`file://` URLs follow RFC 8089 where it matters: `%` and the bytes of a file name that are not UTF-8 are
+percent-encoded (`file:///data/caf%E9.jpg`), so every URL wildocr writes is valid text and opens its file
+again; other characters are left as they are, so the URLs of ordinary names read as their paths. A plain
+path (`/data/50%.jpg`) is never decoded. S3 keys are UTF-8 by definition and appear as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 import fsspec
 from fsspec.asyn import sync
@@ -41,8 +46,8 @@ StorageOptions = dict[str, Any] | None
 class ObjectInfo:
     """One listed object: its canonical URI, size and a version tag that changes when the bytes change.
 
-    `error` is set when the listing already knows the object cannot be read (a file name that is not
-    UTF-8, a broken symbolic link, a pipe named .jpg): it becomes the object's error row, nothing is read.
+    `error` is set when the listing already knows the object cannot be read (a broken symbolic link, a
+    pipe named .jpg): it becomes the object's error row, nothing is read.
     `size` is -1 when unknown (a file named on the command line): the loader asks the store.
     """
 
@@ -62,7 +67,18 @@ class Listing:
     unreadable: list[str] = field(default_factory=list)
 
 
-NAME_NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file to read it"
+def file_url(path: str) -> str:
+    """The `file://` URL of an absolute local path: `%` and bytes that are not UTF-8 (the file system's
+    surrogate escapes) percent-encoded, everything else as it is. `url_to_fs` turns it back into the path."""
+    out = []
+    for ch in path:
+        if ch == "%":
+            out.append("%25")
+        elif "\udc80" <= ch <= "\udcff":  # an undecodable byte, as os.fsdecode escapes it
+            out.append(f"%{ord(ch) - 0xDC00:02X}")
+        else:
+            out.append(ch)
+    return "file://" + "".join(out)
 
 
 def valid_text(name: str) -> str:
@@ -87,14 +103,23 @@ def redact(url: str) -> str:
 
 
 def url_to_fs(url: str, storage_options: StorageOptions = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and the protocol-less path for a URL (fsspec caches filesystem instances)."""
-    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    """The filesystem and the protocol-less path for a URL (fsspec caches filesystem instances); a
+    `file://` URL is percent-decoded into the path it names (`file_url` in reverse), a plain path is not."""
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if "%" in path and url[:7].lower() == "file://" and is_local(fs):
+        path = os.fsdecode(unquote_to_bytes(path))
+    return fs, path
+
+
+def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The URL of a path on `fs`: `file_url` for local files, fsspec's `protocol://path` elsewhere."""
+    return file_url(path) if is_local(fs) else fs.unstrip_protocol(path)
 
 
 def canonical(url: str, storage_options: StorageOptions = None) -> str:
     """The URL with its protocol spelled out (`/x` -> `file:///x`), as listings and writes return it."""
     fs, path = url_to_fs(url, storage_options)
-    return fs.unstrip_protocol(path)
+    return url_of(fs, path)
 
 
 def join(url: str, *parts: str) -> str:
@@ -152,8 +177,8 @@ def list_images(prefix: str, storage_options: StorageOptions = None) -> Listing:
     existing empty folder (on S3: a folder marker, the zero-byte `prefix/` object "Create folder" makes).
 
     Local folders are walked by `_list_local`: symbolic links to files and folders are followed, broken
-    links and names that are not UTF-8 become objects with an `error`, unreadable sub-folders are named
-    in `Listing.unreadable`. The listing cache is dropped first: s3fs would otherwise return a stale
+    links become objects with an `error`, names that are not UTF-8 are percent-encoded (`file_url`),
+    unreadable sub-folders are named in `Listing.unreadable`. The listing cache is dropped first: s3fs would otherwise return a stale
     listing after writes made by another process (a previous task, an uploader).
     """
     fs, path = url_to_fs(prefix, storage_options)
@@ -182,17 +207,9 @@ def list_images(prefix: str, storage_options: StorageOptions = None) -> Listing:
         if not is_image_key(name):
             skipped += 1
             continue
-        images.append(_listed(fs.unstrip_protocol(name), int(info.get("size") or 0), _version_tag(info)))
+        images.append(ObjectInfo(url_of(fs, name), int(info.get("size") or 0), _version_tag(info)))
     images.sort(key=lambda o: o.uri)
     return Listing(images=images, skipped=skipped)
-
-
-def _listed(uri: str, size: int, etag: str, error: str | None = None) -> ObjectInfo:
-    """An ObjectInfo whose URI is valid text (a name that is not UTF-8 becomes an error object)."""
-    text = valid_text(uri)
-    if text != uri:
-        return ObjectInfo(uri=text, size=size, etag=etag, error=error or NAME_NOT_UTF8)
-    return ObjectInfo(uri=uri, size=size, etag=etag, error=error)
 
 
 def _list_local(fs: fsspec.AbstractFileSystem, path: str, prefix: str) -> Listing:
@@ -217,7 +234,7 @@ def _list_local(fs: fsspec.AbstractFileSystem, path: str, prefix: str) -> Listin
         except OSError as exc:
             if folder == path:
                 raise
-            uri = valid_text(fs.unstrip_protocol(folder))
+            uri = url_of(fs, folder)
             log.warning("cannot list the folder %s (%s): its images are not in this run", uri, exc.strerror)
             unreadable.append(uri)
             continue
@@ -227,8 +244,8 @@ def _list_local(fs: fsspec.AbstractFileSystem, path: str, prefix: str) -> Listin
             except OSError as exc:  # a broken or looping link, or an entry we may not stat
                 if is_image_key(entry.name):
                     reason = "broken symbolic link" if entry.is_symlink() else "cannot read its metadata"
-                    uri = fs.unstrip_protocol(entry.path)
-                    images.append(_listed(uri, 0, "", f"{reason}: {exc.strerror}"))
+                    uri = url_of(fs, entry.path)
+                    images.append(ObjectInfo(uri, 0, "", f"{reason}: {exc.strerror}"))
                 else:
                     skipped += 1
                 continue
@@ -243,14 +260,14 @@ def _list_local(fs: fsspec.AbstractFileSystem, path: str, prefix: str) -> Listin
             elif stat.S_ISREG(info.st_mode):
                 images.append(_local_object(fs, entry.path, info))
             else:  # a pipe, socket or device named like a photo: reading it could block forever
-                images.append(_listed(fs.unstrip_protocol(entry.path), 0, "", "not a regular file"))
+                images.append(ObjectInfo(url_of(fs, entry.path), 0, "", "not a regular file"))
     images.sort(key=lambda o: o.uri)
     return Listing(images=images, skipped=skipped, unreadable=sorted(unreadable))
 
 
 def _local_object(fs: fsspec.AbstractFileSystem, path: str, info: os.stat_result) -> ObjectInfo:
     tag = _version_tag({"mtime": info.st_mtime, "size": info.st_size})
-    return _listed(fs.unstrip_protocol(path), info.st_size, tag)
+    return ObjectInfo(url_of(fs, path), info.st_size, tag)
 
 
 def read_bytes(
@@ -342,7 +359,7 @@ def write_bytes_atomic(url: str, data: bytes, storage_options: StorageOptions = 
     else:
         fs.pipe_file(path, data)
     fs.invalidate_cache(path)
-    return fs.unstrip_protocol(path)
+    return url_of(fs, path)
 
 
 def create_exclusive(url: str, data: bytes, storage_options: StorageOptions = None) -> str:
@@ -383,7 +400,7 @@ def create_exclusive(url: str, data: bytes, storage_options: StorageOptions = No
             raise FileExistsError(url)
         fs.pipe_file(path, data)
     fs.invalidate_cache(path)
-    return fs.unstrip_protocol(path)
+    return url_of(fs, path)
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
@@ -424,7 +441,7 @@ def list_files(prefix: str, storage_options: StorageOptions = None) -> list[str]
     fs.invalidate_cache()
     if not fs.exists(path):
         return []
-    return sorted(fs.unstrip_protocol(p) for p in fs.find(path, withdirs=False))
+    return sorted(url_of(fs, p) for p in fs.find(path, withdirs=False))
 
 
 def remove(urls: Iterable[str], storage_options: StorageOptions = None) -> int:
