@@ -178,8 +178,9 @@ def list_images(prefix: str, storage_options: StorageOptions = None) -> Listing:
 
     Local folders are walked by `_list_local`: symbolic links to files and folders are followed, broken
     links become objects with an `error`, names that are not UTF-8 are percent-encoded (`file_url`),
-    unreadable sub-folders are named in `Listing.unreadable`. The listing cache is dropped first: s3fs would otherwise return a stale
-    listing after writes made by another process (a previous task, an uploader).
+    unreadable sub-folders are named in `Listing.unreadable`. The listing cache is dropped first: s3fs
+    would otherwise return a stale listing after writes made by another process (a previous task, an
+    uploader).
     """
     fs, path = url_to_fs(prefix, storage_options)
     fs.invalidate_cache()
