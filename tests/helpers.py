@@ -425,3 +425,51 @@ def _fill_local(root) -> None:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(name.encode())
+
+
+# Model folders (engine/test_models.py, the CLI and the DAGs: `--model-dir`, the `model_dir` Param) ----------
+
+DET_FINAL_BIAS = "p2o.pd_op.reshape.76.0"  # the stock detector's last bias, before its sigmoid
+
+
+def model_folder(folder: Path, *, det: bool = True, rec: bool = False, det_bias_shift: float = 0.0) -> Path:
+    """A model folder (docs/models.md) made from the stock files: byte copies, or with `det_bias_shift`
+    added to the detector's last bias (a fine-tune in miniature: same graph, other weights, other boxes)."""
+    import hashlib
+    import json
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from wildocr.engine import models
+
+    folder.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, Any] = {}
+    for role, stock_name, wanted in (("det", models.DET_MODEL, det), ("rec", models.REC_MODEL, rec)):
+        if not wanted:
+            continue
+        stock, target = models.model_path(stock_name), folder / f"{role}.onnx"
+        if role == "det" and det_bias_shift:
+            proto = onnx.load(str(stock))
+            (bias,) = [i for i in proto.graph.initializer if i.name == DET_FINAL_BIAS]
+            bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + det_bias_shift, bias.name))
+            onnx.save(proto, str(target))
+        else:
+            shutil.copyfile(stock, target)
+        entries[role] = {
+            "file": target.name,
+            "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "base": {"file": stock_name, "sha256": models.file_sha256(stock)},
+        }
+    manifest = {
+        "format": "wildocr-model-folder/1",
+        "name": folder.name,
+        "created_at": "2026-12-06T14:00:00Z",
+        "models": entries,
+        "training": {"data": [], "settings": {}, "seconds": 0.0, "device": "cpu"},
+        "metrics": {},
+        "license": "base weights Apache-2.0",
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return folder

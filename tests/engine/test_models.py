@@ -1,4 +1,4 @@
-"""`engine/models.py`: a missing or corrupt model file fails at start, naming the file."""
+"""`engine/models.py`: a missing or corrupt model file, or a broken model folder, fails at start."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wildocr.engine import ModelFileError, OCREngine
+from wildocr.engine import EngineConfig, ModelFileError, OCREngine
 
 
 def test_missing_model_file_fails_at_start_with_its_name(tmp_path: Path, monkeypatch) -> None:
@@ -49,3 +49,107 @@ def test_int8_cache_key_covers_the_calibration_photos(tmp_path: Path, monkeypatc
     code = "import sys, wildocr.engine; print('wildocr.samples' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# Model folders: a broken one is refused at start-up, naming the problem ---------------------------------
+
+
+def _rewrite(manifest: Path, **changes) -> None:
+    import json
+
+    data = json.loads(manifest.read_text())
+    data.update(changes)
+    manifest.write_text(json.dumps(data))
+
+
+def _break(folder: Path, how: str) -> None:
+    """Break a valid model folder (det and rec) one way."""
+    import json
+    import shutil
+
+    import onnx
+
+    from wildocr.engine import models
+
+    manifest = folder / "manifest.json"
+    data = json.loads(manifest.read_text())
+    if how == "no manifest":
+        manifest.unlink()
+    elif how == "bad JSON":
+        manifest.write_text('{"format": "wildocr-model-folder/1",')
+    elif how == "unknown format":
+        _rewrite(manifest, format="wildocr-model-folder/9")
+    elif how == "unknown role":
+        _rewrite(manifest, models={**data["models"], "cls": data["models"]["det"]})
+    elif how == "missing file":
+        (folder / "rec.onnx").unlink()
+    elif how == "outside the folder":
+        _rewrite(manifest, models={**data["models"], "det": {**data["models"]["det"], "file": "../det.onnx"}})
+        shutil.copyfile(folder / "det.onnx", folder.parent / "det.onnx")
+    elif how == "sha256 mismatch":
+        with open(folder / "det.onnx", "ab") as fh:
+            fh.write(b"\0")
+    elif how in ("other graph", "other charset"):
+        if how == "other graph":  # the orientation classifier where the detector belongs
+            shutil.copyfile(models.model_path(models.CLS_MODEL), folder / "det.onnx")
+        else:
+            proto = onnx.load(str(folder / "rec.onnx"))
+            (meta,) = [p for p in proto.metadata_props if p.key == "character"]
+            meta.value = "\n".join(meta.value.splitlines()[:100])
+            onnx.save(proto, str(folder / "rec.onnx"))
+        role = "det" if how == "other graph" else "rec"
+        entry = {**data["models"][role], "sha256": models.file_sha256(folder / f"{role}.onnx")}
+        _rewrite(manifest, models={**data["models"], role: entry})
+    elif how == "not ONNX":
+        (folder / "det.onnx").write_bytes(b"not a model" * 200)
+        entry = {**data["models"]["det"], "sha256": models.file_sha256(folder / "det.onnx")}
+        _rewrite(manifest, models={**data["models"], "det": entry})
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("no manifest", "no manifest.json in it"),
+        ("bad JSON", "manifest.json is not JSON"),
+        ("unknown format", "manifest.json format is 'wildocr-model-folder/9', expected '"),
+        ("unknown role", r"unknown model role\(s\) \['cls'\]"),
+        ("missing file", "models.rec.file 'rec.onnx' is missing"),
+        ("outside the folder", "models.det.file '../det.onnx' is outside the folder"),
+        ("sha256 mismatch", "det.onnx has SHA-256 .* the manifest says"),
+        ("other graph", "det.onnx has other inputs or outputs than the stock PP-OCRv6_det_small.onnx"),
+        ("other charset", "rec.onnx has another charset than the stock"),
+        ("not ONNX", "det.onnx is not an ONNX model"),
+    ],
+)
+def test_a_broken_model_folder_is_refused_at_start_up(tmp_path: Path, how: str, message: str) -> None:
+    """Even a lazy engine (the staged tasks) checks the folder before it reads anything."""
+    from tests.helpers import model_folder
+
+    folder = model_folder(tmp_path / "ft", det=True, rec=True)
+    _break(folder, how)
+    with pytest.raises(ModelFileError, match=f"model folder {tmp_path}/ft: {message}"):
+        OCREngine(EngineConfig(model_dir=str(folder)), lazy=True)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("s3://bucket/models/ft", "only a local folder is supported"), ("{tmp}/none", "not found")],
+)
+def test_a_model_folder_must_be_a_local_folder(tmp_path: Path, given: str, message: str) -> None:
+    from wildocr.engine import models
+
+    with pytest.raises(ModelFileError, match=message):
+        models.load_model_folder(given.format(tmp=tmp_path))
+
+
+def test_a_model_folder_names_its_files_and_leaves_absent_roles_stock(tmp_path: Path) -> None:
+    from tests.helpers import model_folder
+    from wildocr.engine import models
+
+    folder = models.load_model_folder(f"file://{model_folder(tmp_path / 'ft', det=False, rec=True)}")
+    assert (folder.name, folder.det, folder.rec) == ("ft", None, tmp_path / "ft" / "rec.onnx")
+    assert folder.label(tmp_path / "ft" / "rec.onnx") == "ft/rec.onnx"
+    assert folder.manifest["format"] == models.MODEL_FOLDER_FORMAT
+    info = OCREngine(EngineConfig(model_dir=str(folder.path)), lazy=True).model_info
+    assert info["rec_model"] == "ft/rec.onnx"
+    assert info["rec_sha256"] == models.file_sha256(models.model_path(models.REC_MODEL))  # a byte copy

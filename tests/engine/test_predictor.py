@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,46 @@ def test_lazy_engine_loads_only_the_models_a_stage_runs(photos, ocr_engine) -> N
     assert staged.model_info == eager.model_info
     with pytest.raises(ValueError, match="stage must be"):
         staged.load("crop")
+
+
+def _read_words(engine: OCREngine, photos) -> list[list[tuple[str, float, tuple]]]:
+    """Text, detection score and box of every word of the first two photos."""
+    folder, truth = photos
+    images = [decode_image((folder / line["image"]).read_bytes()) for line in truth[:2]]
+    return [[(w.text, w.det_score, tuple(map(tuple, w.poly))) for w in r.words] for r in engine.read(images)]
+
+
+def test_a_model_folder_identical_to_stock_reads_the_same_words(photos, tmp_path: Path) -> None:
+    """Byte copies of the stock detector and recognizer in a folder: the same words, and the rows name the
+    folder's files (fp32 detector: an int8 build of the copy would cost 15 s and give the same file)."""
+    from tests.helpers import model_folder
+    from wildocr.engine import models
+
+    config = EngineConfig(device="cpu").with_options(det_precision="fp32")
+    stock = OCREngine(config)
+    folder = OCREngine(replace(config, model_dir=str(model_folder(tmp_path / "copy", det=True, rec=True))))
+    assert _read_words(folder, photos) == _read_words(stock, photos)
+    assert folder.model_info == {
+        **stock.model_info,
+        "det_model": "copy/det.onnx",
+        "rec_model": "copy/rec.onnx",
+    }
+    assert folder.model_info["det_sha256"] == models.file_sha256(models.model_path(models.DET_MODEL))
+
+
+def test_a_model_folder_detector_is_the_one_that_runs(photos, tmp_path: Path) -> None:
+    """A detector with other weights (its last bias lowered) gives other boxes and lower scores, and its
+    own hash in the rows, int8 included: the int8 file is built from the folder's detector."""
+    from tests.helpers import model_folder
+    from wildocr.engine import quantize
+
+    stock = OCREngine(EngineConfig(device="cpu").with_options(det_precision="fp32"))
+    lowered = model_folder(tmp_path / "lowered", det_bias_shift=-2.0)
+    tuned = OCREngine(replace(stock.config, model_dir=str(lowered)))
+    before, after = _read_words(stock, photos), _read_words(tuned, photos)
+    assert after != before
+    assert np.mean([s for r in after for _, s, _ in r]) < np.mean([s for r in before for _, s, _ in r]) - 0.01
+    assert tuned.model_info["det_model"] == "lowered/det.onnx"
+    assert tuned.model_info["det_sha256"] != stock.model_info["det_sha256"]
+    assert tuned.model_info["rec_model"] == stock.model_info["rec_model"]  # no rec in the folder: stock
+    assert quantize.int8_path(lowered / "det.onnx") != quantize.int8_path(stock._det_path)

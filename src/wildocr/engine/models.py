@@ -3,16 +3,22 @@
 The PP-OCR ONNX files ship inside the `rapidocr` wheel; we only read them from its package folder, so
 nothing is ever downloaded at run time. The recognizer's charset is stored in the model's own metadata.
 How a backend runs the files is `engine/backends/`; the int8 detector is built by `engine/quantize.py`.
+
+A *model folder* (`load_model_folder`, docs/models.md) replaces the detector and/or the recognizer with
+fine-tuned copies of the stock graphs: same inputs and outputs, new weights, the same charset.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +56,15 @@ def model_path(name: str) -> Path:
     return path
 
 
-@cache
 def file_sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per version of the file (a model folder may be rewritten in place
+    by a new fine-tune while a worker lives)."""
+    stat = path.stat()
+    return _sha256(path, stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _sha256(path: Path, _mtime_ns: int, _size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -103,3 +116,153 @@ def with_device_argmax(model_path: Path) -> bytes:
         ]
     )
     return model.SerializeToString()
+
+
+# Model folders ------------------------------------------------------------------------------------------
+
+MODEL_FOLDER_FORMAT = "wildocr-model-folder/1"
+MANIFEST_NAME = "manifest.json"
+# Roles a folder may replace, and the stock file each must match input for input, output for output.
+FOLDER_ROLES = {"det": DET_MODEL, "rec": REC_MODEL}
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A checked model folder: the files it replaces (None = that role keeps the stock weights).
+
+    Attributes:
+        path: the folder, absolute.
+        name: the folder's own name (what the tables' det_model / rec_model start with).
+        det: the fine-tuned detector (fp32), or None.
+        rec: the fine-tuned recognizer, or None.
+        manifest: the parsed manifest.json (training data, settings, metrics: free-form).
+    """
+
+    path: Path
+    name: str
+    det: Path | None
+    rec: Path | None
+    manifest: dict[str, Any]
+
+    def label(self, path: Path) -> str:
+        """How the tables name a file of this folder: `<folder name>/<file>`."""
+        return f"{self.name}/{path.relative_to(self.path).as_posix()}"
+
+
+def _io_signature(path: Path) -> tuple[Any, ...]:
+    """Names, element types and fixed sizes of a graph's inputs and outputs (symbolic sizes match any
+    other symbolic size: an export may rename them). Once per version of the file."""
+    stat = path.stat()
+    return _signature(path, stat.st_mtime_ns, stat.st_size)
+
+
+def _charset(path: Path) -> list[str]:
+    stat = path.stat()
+    return _charset_of(path, stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _charset_of(path: Path, _mtime_ns: int, _size: int) -> list[str]:
+    return recognizer_charset(path)
+
+
+@cache
+def _signature(path: Path, _mtime_ns: int, _size: int) -> tuple[Any, ...]:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
+        raise ModelFileError(f"{path.name} is not an ONNX model: {exc}") from None
+    initializers = {i.name for i in proto.graph.initializer}
+
+    def describe(values: Any) -> tuple[Any, ...]:
+        return tuple(
+            (
+                v.name,
+                v.type.tensor_type.elem_type,
+                tuple(d.dim_value if d.HasField("dim_value") else "?" for d in v.type.tensor_type.shape.dim),
+            )
+            for v in values
+            if v.name not in initializers
+        )
+
+    return describe(proto.graph.input), describe(proto.graph.output)
+
+
+def _problem(where: str, what: str) -> ModelFileError:
+    return ModelFileError(f"model folder {where}: {what}")
+
+
+def load_model_folder(folder: str | Path) -> ModelFolder:
+    """Read and check a model folder (`manifest.json` and the ONNX files it names), or raise.
+
+    Checked before any image is read: the manifest's format, every named file inside the folder and its
+    SHA-256, each graph's inputs and outputs against the stock model's (same architecture), and the
+    recognizer's charset (the stock one: a folder never changes what can be read, only how well).
+    Local paths only (the engine opens the files itself).
+
+    Raises:
+        ModelFileError: the first problem found, naming the folder and the file.
+    """
+    text = str(folder)
+    if "://" in text and not text.startswith("file://"):
+        raise _problem(text, "only a local folder is supported (copy the folder to the worker's disk)")
+    path = Path(text.removeprefix("file://")).expanduser().resolve()
+    if not path.is_dir():
+        raise _problem(text, "not found (or not a folder)")
+    manifest_path = path / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _problem(text, f"no {MANIFEST_NAME} in it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _problem(text, f"cannot read {MANIFEST_NAME}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise _problem(text, f"{MANIFEST_NAME} is not JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise _problem(text, f"{MANIFEST_NAME} must hold a JSON object")
+    if manifest.get("format") != MODEL_FOLDER_FORMAT:
+        raise _problem(
+            text, f"{MANIFEST_NAME} format is {manifest.get('format')!r}, expected {MODEL_FOLDER_FORMAT!r}"
+        )
+    roles = manifest.get("models")
+    if not isinstance(roles, dict):
+        raise _problem(text, f"{MANIFEST_NAME} needs a 'models' object (det and/or rec)")
+    unknown = sorted(set(roles) - set(FOLDER_ROLES))
+    if unknown:
+        raise _problem(text, f"unknown model role(s) {unknown} in {MANIFEST_NAME}; known: det, rec")
+    files: dict[str, Path] = {}
+    for role, entry in roles.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"]:
+            raise _problem(text, f"models.{role} needs a 'file' name")
+        if not isinstance(entry.get("sha256"), str):
+            raise _problem(text, f"models.{role} needs the file's 'sha256'")
+        file = (path / entry["file"]).resolve()
+        if not file.is_relative_to(path):
+            raise _problem(text, f"models.{role}.file {entry['file']!r} is outside the folder")
+        if not file.is_file():
+            raise _problem(text, f"models.{role}.file {entry['file']!r} is missing")
+        actual = file_sha256(file)
+        if actual != entry["sha256"].strip().lower():
+            raise _problem(
+                text,
+                f"{entry['file']} has SHA-256 {actual}, the manifest says {entry['sha256']} "
+                "(a changed or partly copied file)",
+            )
+        stock = model_path(FOLDER_ROLES[role])
+        try:
+            same_graph = _io_signature(file) == _io_signature(stock)
+            same_charset = role != "rec" or _charset(file) == _charset(stock)
+        except ModelFileError as exc:  # not ONNX, or a recognizer without its charset
+            raise _problem(text, str(exc)) from None
+        if not same_graph:
+            raise _problem(
+                text,
+                f"{entry['file']} has other inputs or outputs than the stock {stock.name} "
+                f"(its {role} must be the same graph with new weights)",
+            )
+        if not same_charset:
+            raise _problem(text, f"{entry['file']} has another charset than the stock {stock.name}")
+        files[role] = file
+    return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest)

@@ -66,6 +66,9 @@ class EngineConfig:
             cores // detect_workers threads; 0 = workers. One at a time keeps one image's activations
             alive instead of `workers` of them (docs/benchmarks.md), at some
             wall time; recognition batches still run on `workers` threads.
+        model_dir: a model folder (`models.load_model_folder`, docs/models.md) whose fine-tuned detector
+            and/or recognizer replace the stock weights; None = the stock weights of the rapidocr wheel.
+            Not a flat option: `--model-dir` and the DAGs' `model_dir` Param give it.
 
     ONNX Runtime's memory settings are not here: they are `backends.SessionOptions` (pass one to
     `OCREngine` to change them for a measurement).
@@ -87,6 +90,7 @@ class EngineConfig:
     threads: int = 0
     backend: str = "onnxruntime"  # auto | onnxruntime | openvino
     detect_workers: int = 1
+    model_dir: str | None = None
 
     def with_options(self, **options: Any) -> EngineConfig:
         """A copy with flat options applied: `det_*` go to the detector, `rec_*` to the recognizer."""
@@ -147,8 +151,11 @@ class OCREngine:
             else:
                 det_threads = max(1, threads * self.workers // self.detect_workers)
                 self._det_options = replace(self._options, intra_op_threads=det_threads)
-        self._det_path = models.model_path(models.DET_MODEL)
-        self._rec_path = models.model_path(models.REC_MODEL)
+        # A model folder is checked now even when lazy: a broken one fails before any image is read.
+        self.model_folder = models.load_model_folder(self.config.model_dir) if self.config.model_dir else None
+        folder = self.model_folder
+        self._det_path = (folder and folder.det) or models.model_path(models.DET_MODEL)
+        self._rec_path = (folder and folder.rec) or models.model_path(models.REC_MODEL)
         self._cls_path = models.model_path(models.CLS_MODEL)
         precision = self.config.detector.precision
         if precision == "auto":
@@ -176,9 +183,9 @@ class OCREngine:
             "wildocr engine on %s via %s (%s %s, %s), %d workers x %d threads%s",
             self.provider,
             self.backend,
-            self._det_path.name,
+            self._model_name(self._det_path),
             precision,
-            self._rec_path.name,
+            self._model_name(self._rec_path),
             self.workers,
             threads,
             " (models load on first use)" if lazy else "",
@@ -243,6 +250,11 @@ class OCREngine:
             return self._detector.session.get_providers()[0]
         return self._expected_provider
 
+    def _model_name(self, path: Path) -> str:
+        """A model file as the tables name it: the stock file's name, or `<folder name>/<file>`."""
+        folder = self.model_folder
+        return folder.label(path) if folder and path in (folder.det, folder.rec) else path.name
+
     @property
     def model_info(self) -> dict[str, str]:
         """Model names and file hashes, as written into every row. Builds and loads nothing.
@@ -251,15 +263,17 @@ class OCREngine:
         `load("detect")`, `load()` (what the constructor does unless lazy) or any detection. Before that,
         knowing the int8 file's hash could mean building it (about 15 s on a cold cache), so a lazy engine
         that has not detected yet reports rec_* and cls_* only. det_sha256 is the hash of the file that
-        runs: the int8 file itself when quantised. cls_* are empty strings when orientation is off.
+        runs: the int8 file itself when quantised. cls_* are empty strings when orientation is off. With a
+        model folder, det_model / rec_model name the folder's files (`<folder name>/det.onnx`).
         """
         use_cls = self.config.use_orientation
         info = {}
         if self._det_model is not None:
-            info["det_model"] = self._det_path.name + (" (int8)" if self._det_precision == "int8" else "")
+            suffix = " (int8)" if self._det_precision == "int8" else ""
+            info["det_model"] = self._model_name(self._det_path) + suffix
             info["det_sha256"] = models.file_sha256(self._det_model)
         info.update(
-            rec_model=self._rec_path.name,
+            rec_model=self._model_name(self._rec_path),
             rec_sha256=models.file_sha256(self._rec_path),
             cls_model=self._cls_path.name if use_cls else "",
             cls_sha256=models.file_sha256(self._cls_path) if use_cls else "",
