@@ -105,3 +105,37 @@ def test_a_bad_option_stops_before_anything_is_read_or_written(
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not root.exists() and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("broken", ["no manifest", "sha256 mismatch"])
+@pytest.mark.parametrize("command", ["ocr", "run"])
+def test_a_broken_model_folder_stops_before_anything_is_read_or_written(
+    tmp_path, photo, command, broken, capsys
+):
+    from tests.helpers import model_folder
+
+    folder = model_folder(tmp_path / "ft")
+    if broken == "no manifest":
+        (folder / "manifest.json").unlink()
+    else:
+        with open(folder / "det.onnx", "ab") as fh:
+            fh.write(b"\0")
+    root = tmp_path / "tables"
+    target = (
+        ["--out", str(tmp_path / "x.jsonl")]
+        if command == "ocr"
+        else ["--output", str(root), "--dt", "2026-03-01"]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(photo), *target, "--model-dir", str(folder)])
+    assert exit_info.value.code == 2
+    message = "no manifest.json in it" if broken == "no manifest" else "det.onnx has SHA-256"
+    assert f"wildocr {command}: model folder {folder}: {message}" in capsys.readouterr().err
+    assert not root.exists() and not (tmp_path / "x.jsonl").exists()
+
+
+def test_model_dir_is_not_an_option_key(tmp_path, photo, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ocr", str(photo), "--option", f"model_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    assert "model_dir is not an engine option: give the folder with --model-dir" in capsys.readouterr().err

@@ -251,3 +251,27 @@ def test_staged_path_gives_the_fused_rows_for_metadata_and_skips(day_one, tmp_pa
     )
     assert rows["turned.jpg"]["gps_latitude"] == pytest.approx(-22.95, abs=1e-6)
     assert rows["turned.jpg"]["taken_at"] == dt.datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def test_run_and_shard_process_write_the_model_folder_into_every_row(tmp_path):
+    """`--model-dir`: the tables name the folder's detector and its hash (fp32 here, so no int8 build);
+    the recognizer the folder leaves out stays stock. The same for one shard processed by hand."""
+    import hashlib
+
+    from tests.helpers import model_folder
+
+    photos = tmp_path / "photos"
+    generate(str(photos), count=2, seed=3)
+    folder = model_folder(tmp_path / "ic15-ft", det_bias_shift=-2.0)
+    tuned = ["--model-dir", str(folder), "--option", "det_precision=fp32"]
+    run(photos, tmp_path / "run", "2026-03-01", *tuned)
+    manifest = str(tmp_path / "manifest.parquet")
+    assert main(["shard", "plan", str(photos), "--manifest", manifest, "--shard-size", "5"]) == 0
+    shard = ["shard", "process", manifest, "--shard", "0", "--output", str(tmp_path / "shard")]
+    assert main([*shard, "--dt", "2026-03-01", "--device", "cpu", *tuned]) == 0
+    det_sha256 = hashlib.sha256((folder / "det.onnx").read_bytes()).hexdigest()
+    for root in ("run", "shard"):
+        rows = images_rows(tmp_path / root, "2026-03-01").values()
+        assert len(rows) == 2 and all(r["status"] == "ok" and r["n_words"] > 0 for r in rows)
+        assert {(r["det_model"], r["det_sha256"]) for r in rows} == {("ic15-ft/det.onnx", det_sha256)}
+        assert {r["rec_model"] for r in rows} == {"PP-OCRv6_rec_small.onnx"}

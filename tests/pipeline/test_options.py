@@ -78,3 +78,42 @@ def test_the_command_line_gives_the_same_options():
     }
     with pytest.raises(SystemExit):
         parser.parse_args(["--option", "no-equals-sign"])
+
+
+def test_the_model_folder_is_a_flag_of_its_own_checked_in_one_place(tmp_path):
+    """`--model-dir`, never `--option model_dir=` (one way); a broken folder is a ValueError before any
+    engine exists, a good one comes back as an absolute path."""
+    import argparse
+
+    from tests.helpers import model_folder
+
+    assert "model_dir" not in options.engine_option_types()
+    with pytest.raises(
+        ValueError, match="model_dir is not an engine option: give the folder with --model-dir"
+    ):
+        options.validate_engine_options({"model_dir": str(tmp_path)})
+    parser = argparse.ArgumentParser()
+    options.add_engine_arguments(parser)
+    assert options.model_dir_from(parser.parse_args([])) is None
+    with pytest.raises(ValueError, match=r"no manifest\.json in it"):
+        options.model_dir_from(parser.parse_args(["--model-dir", str(tmp_path)]))
+    folder = model_folder(tmp_path / "ft")
+    relative = parser.parse_args(["--model-dir", "ft"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert options.model_dir_from(relative) == str(folder)
+    assert options.validate_model_dir("") is None and options.validate_model_dir(None) is None
+    assert options.engine_config(model_dir=str(folder)).model_dir == str(folder)
+
+
+def test_the_shared_engine_is_one_per_model_folder(tmp_path):
+    from tests.helpers import model_folder
+
+    folder = str(model_folder(tmp_path / "ft", det=False, rec=True))
+    tuned = options.shared_engine({"device": "cpu"}, model_dir=folder)
+    assert options.shared_engine({"device": "cpu"}, model_dir=folder) is tuned
+    stock = options.shared_engine({"device": "cpu"})
+    assert stock is not tuned and stock.config.model_dir is None
+    assert tuned.model_info["rec_model"] == "ft/rec.onnx"
+    with pytest.raises(ValueError, match=r"no manifest\.json"):
+        options.shared_engine({"device": "cpu"}, model_dir=str(tmp_path))

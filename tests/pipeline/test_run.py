@@ -408,6 +408,24 @@ def _photos(folder, n: int) -> str:
     return str(folder)
 
 
+def test_every_shard_spec_carries_the_model_folder_of_the_run(tmp_path):
+    """The manifest task checks the folder once and each shard task loads what its spec says; a spec
+    written before model folders existed reads as the stock weights."""
+    plan = run.plan_run(
+        {"2026-03-01": _photos(tmp_path / "a", 3)},
+        str(tmp_path / "ocr"),
+        "m__1",
+        shard_size=2,
+        model_dir="/m/ft",
+    )
+    specs = plan.specs()
+    assert [s.model_dir for s in specs] == ["/m/ft", "/m/ft"]
+    assert run.RunPlan.from_xcom(plan.to_xcom()).model_dir == "/m/ft"
+    old = {k: v for k, v in specs[0].to_xcom().items() if k != "model_dir"}
+    assert run.ShardSpec.from_xcom(old).model_dir is None
+    run.remove_staging(plan.staging["2026-03-01"])
+
+
 def test_a_run_over_the_shard_limit_is_planned_again_with_larger_shards(tmp_path):
     prefixes = {"2026-03-01": _photos(tmp_path / "a", 10), "2026-03-02": _photos(tmp_path / "b", 3)}
     root = str(tmp_path / "ocr")
@@ -419,6 +437,7 @@ def test_a_run_over_the_shard_limit_is_planned_again_with_larger_shards(tmp_path
     assert [(s.dt, s.shard) for s in specs] == [("2026-03-01", 0), ("2026-03-01", 1), ("2026-03-02", 0)]
     assert run.RunPlan.from_xcom(plan.to_xcom()) == plan
     assert run.ShardSpec.from_xcom(specs[0].to_xcom()) == specs[0]
+    assert {s.model_dir for s in specs} == {None}  # the stock weights
     for dt in plan.dts:  # the plan holds each partition's lease until the run ends
         assert lease.holder(root, dt)["owner"].endswith("manifest.parquet")
         run.remove_staging(plan.staging[dt])

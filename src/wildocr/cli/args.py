@@ -28,11 +28,19 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(str(exc)) from None
 
 
+def model_dir(args: argparse.Namespace) -> str | None:
+    """`--model-dir`, checked (manifest, files, hashes, graphs): a broken folder is exit status 2."""
+    try:
+        return options.model_dir_from(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def engine(args: argparse.Namespace) -> Any:
     """The engine of a command line, loaded now: bad model files fail before anything is read."""
     from wildocr.engine import OCREngine  # ONNX Runtime: only for commands that read
 
-    return OCREngine(options.engine_config(engine_options(args)))
+    return OCREngine(options.engine_config(engine_options(args), model_dir=model_dir(args)))
 
 
 def dt(text: str) -> str:

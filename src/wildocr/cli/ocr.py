@@ -78,7 +78,8 @@ def render_dir_problem(
 
 def cmd_ocr(args: argparse.Namespace) -> int:
     storage_options = cli_args.storage_options(args)
-    engine_options = cli_args.engine_options(args)
+    cli_args.engine_options(args)  # bad options and a broken model folder stop before any listing
+    cli_args.model_dir(args)
     objects, unreadable = expand_inputs(args.inputs, storage_options)
     if not objects:
         print("no images found", file=sys.stderr)
@@ -86,9 +87,7 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     if args.render and (problem := render_dir_problem(args.render, args.inputs, objects, storage_options)):
         print(f"refused: {problem}", file=sys.stderr)
         return 2
-    from wildocr.engine import OCREngine  # ONNX Runtime: loaded once the arguments are known to be good
-
-    engine = OCREngine(options.engine_config(engine_options))
+    engine = cli_args.engine(args)  # ONNX Runtime: loaded once the arguments are known to be good
     if args.render:
         os.makedirs(args.render, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout  # noqa: SIM115

@@ -79,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         skip_done=args.incremental,
         skip_seen_content=args.skip_seen_content,
         storage_options=storage_options,
+        model_dir=engine.config.model_dir,
     )
     info = manifest.read_manifest(run.manifest_url(plan.staging[args.dt]), storage_options)[1]
     summaries = fused.process_run(

@@ -5,6 +5,10 @@ Engine options are the flat `EngineConfig.with_options` keys (`verify_words`, `d
 Param of the DAGs. They are checked against the engine's config before any work starts, so a typo fails at
 once instead of being ignored. Storage options are fsspec's (`endpoint_url`, `key`, ...), given as JSON or
 `@file.json` (keeps secrets out of the process list).
+
+The model folder is not an engine option but a first-class argument (`--model-dir`, the DAGs' `model_dir`
+Param and `wildocr_model_dir` Variable): it says which weights run, not how. `validate_model_dir` is its
+one check, shared by every entry point.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def engine_option_types() -> dict[str, Any]:
     for prefix, cls in (("det_", DetectorConfig), ("rec_", RecognizerConfig), ("", EngineConfig)):
         resolved = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if prefix == "" and f.name in ("detector", "recognizer"):
+            if prefix == "" and f.name in ("detector", "recognizer", "model_dir"):
                 continue
             hints[prefix + f.name] = resolved[f.name]
     return hints
@@ -112,6 +116,11 @@ def validate_engine_options(options: Mapping[str, Any] | None) -> dict[str, Any]
     known = engine_option_types()
     out: dict[str, Any] = {}
     for key, value in options.items():
+        if key == "model_dir":
+            raise ValueError(
+                "model_dir is not an engine option: give the folder with --model-dir (CLI) or the "
+                "model_dir Param (DAGs)"
+            )
         if key not in known:
             close = sorted(k for k in known if k.split("_")[-1] in key or key in k)[:5]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -123,19 +132,37 @@ def validate_engine_options(options: Mapping[str, Any] | None) -> dict[str, Any]
     return out
 
 
-def engine_config(options: Mapping[str, Any] | None = None) -> EngineConfig:
-    """An `EngineConfig` with checked flat options applied (ValueError for a bad key or value)."""
+def validate_model_dir(value: str | None) -> str | None:
+    """A model folder checked the way the engine will load it (manifest, files, hashes, graphs), as an
+    absolute local path; None or '' = the stock weights. ValueError with the reason otherwise."""
+    from wildocr.engine.models import ModelFileError, load_model_folder
+
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return str(load_model_folder(str(value).strip()).path)
+    except ModelFileError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def engine_config(options: Mapping[str, Any] | None = None, *, model_dir: str | None = None) -> EngineConfig:
+    """An `EngineConfig` with checked flat options applied (ValueError for a bad key or value) and the
+    model folder (None: the stock weights)."""
     from wildocr.engine import EngineConfig
 
-    return EngineConfig().with_options(**validate_engine_options(options))
+    config = EngineConfig(model_dir=validate_model_dir(model_dir))
+    return config.with_options(**validate_engine_options(options))
 
 
-_ENGINES: dict[tuple[str, bool], OCREngine] = {}
+_ENGINES: dict[tuple[str, str | None, bool], OCREngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def shared_engine(options: Mapping[str, Any] | None = None, *, lazy: bool = True) -> OCREngine:
-    """The process's engine for these options, created on first use and reused by every later task.
+def shared_engine(
+    options: Mapping[str, Any] | None = None, *, model_dir: str | None = None, lazy: bool = True
+) -> OCREngine:
+    """The process's engine for these options and model folder, created on first use and reused by every
+    later task.
 
     Loading models costs seconds: a worker that runs many tasks (dag.test, the demo, a Celery worker)
     loads them once. `lazy` engines load each model on first use, so a staged task holds only its stage's.
@@ -143,11 +170,11 @@ def shared_engine(options: Mapping[str, Any] | None = None, *, lazy: bool = True
     from wildocr.engine import OCREngine
 
     checked = validate_engine_options(options)
-    key = (json.dumps(checked, sort_keys=True, default=str), lazy)
+    key = (json.dumps(checked, sort_keys=True, default=str), model_dir or None, lazy)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = OCREngine(engine_config(checked), lazy=lazy)
+            engine = _ENGINES[key] = OCREngine(engine_config(checked, model_dir=model_dir), lazy=lazy)
     return engine
 
 
@@ -183,6 +210,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="any flat engine option (verify_words=false, det_limit_side=960, rec_batch_size=16, ...); "
         "repeatable",
     )
+    group.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="a model folder (manifest.json and fine-tuned ONNX files, docs/models.md) to read with "
+        "instead of the stock weights; local path",
+    )
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,3 +233,8 @@ def engine_options_from(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     return validate_engine_options(options)
+
+
+def model_dir_from(args: argparse.Namespace) -> str | None:
+    """The checked `--model-dir` of a command line (None: the stock weights)."""
+    return validate_model_dir(getattr(args, "model_dir", None))

@@ -69,6 +69,7 @@ class ShardSpec:
     staging_root: str
     output_root: str
     run_id: str
+    model_dir: str | None = None  # the model folder every shard task loads (None: the stock weights)
 
     @property
     def label(self) -> str:
@@ -81,7 +82,7 @@ class ShardSpec:
     def from_xcom(cls, value: Any) -> ShardSpec:
         if not isinstance(value, Mapping):
             raise ValueError(f"expected a shard spec mapping, got {value!r}")
-        return cls(**{k: value[k] for k in cls.__slots__})
+        return cls(**{k: value[k] for k in cls.__slots__ if k in value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class RunPlan:
     shards: dict[str, list[int]]
     shard_size: int
     options: dict[str, Any] = field(default_factory=dict)  # how it was planned (skip_done, ...)
+    model_dir: str | None = None  # the model folder the shard tasks load (None: the stock weights)
 
     @property
     def dts(self) -> list[str]:
@@ -112,6 +114,7 @@ class RunPlan:
                 staging_root=self.staging[dt],
                 output_root=self.output_root,
                 run_id=self.run_id,
+                model_dir=self.model_dir,
             )
             for dt, numbers in self.shards.items()
             for n in numbers
@@ -138,6 +141,7 @@ def plan_run(
     skip_done: bool = False,
     skip_seen_content: bool = False,
     storage_options: StorageOptions = None,
+    model_dir: str | None = None,  # recorded in the shard specs: which weights the shard tasks load
 ) -> RunPlan:
     """List each dt's prefix into its manifest (taking the dt's lease) and return the run's plan.
 
@@ -203,6 +207,7 @@ def plan_run(
         shards=shards,
         shard_size=shard_size,
         options={"skip_done": skip_done, "skip_seen_content": skip_seen_content},
+        model_dir=model_dir,
     )
 
 
