@@ -15,7 +15,7 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from wildocr.airflow import settings
-from wildocr.airflow.taskgraph import DEFAULT_ARGS, engine_options_param, ocr_tasks
+from wildocr.airflow.taskgraph import DEFAULT_ARGS, engine_options_param, model_dir_param, ocr_tasks
 
 with DAG(
     dag_id="wildocr_nightly",
@@ -58,6 +58,7 @@ with DAG(
             "images row says status skipped and duplicate_of names the copy read before.",
         ),
         "engine_options": engine_options_param(),
+        "model_dir": model_dir_param(),
     },
     tags=["wildocr", "ocr"],
     doc_md=__doc__,
@@ -70,4 +71,5 @@ with DAG(
         mode="{{ params.mode }}",
         skip_seen_content="{{ params.skip_seen_content }}",
         engine_options="{{ params.engine_options }}",
+        model_dir="{{ params.model_dir }}",
     )

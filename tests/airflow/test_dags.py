@@ -81,6 +81,9 @@ def test_consumer_runs_once_per_words_partition(dagbag) -> None:
         ("wildocr_nightly", {"engine_options": "verify_words=false"}, False),  # an object, not a string
         ("wildocr_backfill", {"source_prefix": "s3://x/{{ ds }}/", "engine_options": {"workers": 1}}, True),
         ("wildocr_backfill", {}, False),  # a source prefix is required
+        ("wildocr_nightly", {"model_dir": "/models/ic15-ft"}, True),
+        ("wildocr_backfill", {"source_prefix": "s3://x/{{ ds }}/", "model_dir": None}, True),
+        ("wildocr_nightly", {"model_dir": ["/models/ic15-ft"]}, False),
         ("wildocr_backfill", {"source_prefix": "s3://old/{{ ds }}/", "dt": "2025-01-01"}, True),
     ],
 )
@@ -233,3 +236,22 @@ def test_engine_options_param_is_checked_against_the_engine_config(options) -> N
     assert engine_options('{"det_limit_side": 960}') == {"det_limit_side": 960}  # a string template
     with pytest.raises(AirflowFailException, match="engine_options"):
         engine_options(options)
+
+
+def test_model_dir_param_then_variable_then_stock(tmp_path: Path) -> None:
+    """One rule (settings.model_dir) like the output root's; the manifest task then checks the folder and a
+    broken one fails the run without a retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tests.helpers import model_folder
+    from wildocr.airflow import params, settings
+
+    assert settings.VAR_MODEL_DIR == "wildocr_model_dir"
+    assert settings.model_dir("/a", "/b") == "/a"
+    assert settings.model_dir("None", "/b") == settings.model_dir(None, " /b ") == "/b"
+    assert settings.model_dir(None, None) is None and settings.model_dir("", "None") is None  # stock
+    folder = model_folder(tmp_path / "ft")
+    assert params.model_dir(str(folder)) == str(folder)
+    assert params.model_dir("None") is None
+    with pytest.raises(AirflowFailException, match=r"model folder .*: no manifest\.json in it"):
+        params.model_dir(str(tmp_path))

@@ -329,3 +329,43 @@ def test_engine_options_reach_the_tasks_and_a_bad_one_fails_the_run_at_once(tmp_
         _run("wildocr_nightly", when, {**base, "output_root": str(root), "engine_options": options})
         counts[name] = len(_read(_con(), str(root), "words"))
     assert counts["floor_only"] >= counts["default"] > 0, counts
+
+
+def test_a_model_folder_reaches_every_shard_task_and_a_broken_one_fails_the_run_at_once(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The `model_dir` Param, else the `wildocr_model_dir` Variable: checked by the manifest task (a
+    broken folder fails the run before any listing), recorded in the shard specs, loaded by the staged
+    and the fused shard tasks alike (the rows name the folder's detector and its hash)."""
+    import hashlib
+
+    from tests.helpers import model_folder
+
+    generate(str(tmp_path / "in" / "2026-03-08"), count=1, seed=SEED + 4)
+    when = pendulum.datetime(2026, 3, 8, 2, tz="UTC")
+    base = {
+        "source_prefix": f"{tmp_path}/in/{{{{ ds }}}}/",
+        "engine_options": {"det_precision": "fp32"},  # no int8 build of the folder's detector (15 s)
+    }
+    folder = model_folder(tmp_path / "ic15-ft", det_bias_shift=-2.0)
+    det_sha256 = hashlib.sha256((folder / "det.onnx").read_bytes()).hexdigest()
+
+    monkeypatch.setenv("AIRFLOW_VAR_WILDOCR_MODEL_DIR", str(tmp_path / "in"))  # no manifest.json there
+    dr = _dag("wildocr_nightly").test(
+        logical_date=when, run_conf={**base, "output_root": str(tmp_path / "bad")}
+    )
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
+    assert dr.state == "failed" and states[("manifest", -1)] == "failed", states
+    assert not (tmp_path / "bad").exists()  # no lease, no manifest, no rows
+
+    runs = (
+        ("staged", {"mode": "staged", "model_dir": str(folder)}),  # the Param wins over the Variable
+        ("fused", {"mode": "fused"}),  # the Variable, when the Param is unset
+    )
+    for name, conf in runs:
+        if name == "fused":
+            monkeypatch.setenv("AIRFLOW_VAR_WILDOCR_MODEL_DIR", str(folder))
+        _run("wildocr_nightly", when, {**base, **conf, "output_root": str(tmp_path / name)})
+        rows = _read(_con(), str(tmp_path / name), "images")
+        assert rows and all(r["status"] == "ok" and r["n_words"] > 0 for r in rows), rows
+        assert {(r["det_model"], r["det_sha256"]) for r in rows} == {("ic15-ft/det.onnx", det_sha256)}

@@ -52,6 +52,9 @@ class ManifestOperator(BaseOperator):
     :param skip_seen_content: skip OCR of photos whose bytes were read on an earlier date. (templated)
     :param engine_options: flat engine options (`{"verify_words": false}`), checked here so that a bad
         key fails the run before any image is read. (templated)
+    :param model_dir: a model folder; unset: the `wildocr_model_dir` Variable, else the stock weights.
+        Checked here and recorded in every shard spec, so all shard tasks of a run load the same weights.
+        (templated)
     :param conn_id: the `aws` connection for S3 URLs (None: s3fs's own credential chain).
     """
 
@@ -65,6 +68,7 @@ class ManifestOperator(BaseOperator):
         "skip_done",
         "skip_seen_content",
         "engine_options",
+        "model_dir",
     )
     ui_color = "#e8f0fe"
 
@@ -80,10 +84,12 @@ class ManifestOperator(BaseOperator):
         skip_done: bool | str = False,
         skip_seen_content: bool | str = False,
         engine_options: Mapping[str, Any] | str | None = None,
+        model_dir: str | None = None,
         conn_id: str | None = settings.CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.model_dir = model_dir
         self.source_prefix = source_prefix
         self.output_root = output_root
         self.dt = dt
@@ -100,6 +106,9 @@ class ManifestOperator(BaseOperator):
 
         dates = params.resolve_dates(self.dt, self.dt_end, context)
         params.engine_options(self.engine_options)  # fail now, not in every shard task
+        model_dir = params.model_dir(
+            settings.model_dir(self.model_dir, Variable.get(settings.VAR_MODEL_DIR, default=None))
+        )
         template = settings.source_prefix(
             self.source_prefix, Variable.get(settings.VAR_SOURCE_PREFIX, default=None)
         )
@@ -120,6 +129,7 @@ class ManifestOperator(BaseOperator):
                 skip_done=params.as_bool(self.skip_done),
                 skip_seen_content=params.as_bool(self.skip_seen_content),
                 storage_options=storage_options_for([*prefixes.values(), output_root], self.conn_id),
+                model_dir=model_dir,
             )
         except ValueError as exc:  # a plan no retry can fix (one prefix for several dates, too many dates)
             raise AirflowFailException(str(exc)) from None
@@ -181,11 +191,12 @@ class _ShardOperator(BaseOperator):
     def run_shard(self, spec: ShardSpec, options: dict[str, Any] | None) -> Any:
         raise NotImplementedError
 
-    def engine(self) -> OCREngine:
-        """The process's engine for these options; each pipeline step loads the models it runs."""
+    def engine(self, spec: ShardSpec) -> OCREngine:
+        """The process's engine for these options and the run's model folder (from the manifest task, so
+        every shard of a run reads with the same weights); each pipeline step loads the models it runs."""
         from wildocr.pipeline.options import shared_engine
 
-        return shared_engine(params.engine_options(self.engine_options))
+        return shared_engine(params.engine_options(self.engine_options), model_dir=spec.model_dir)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The task that wrote the shard's part files reports prefix in, tables out; others nothing."""
@@ -222,14 +233,14 @@ class TextDetectionOperator(_ShardOperator):
                 output_root=spec.output_root,
                 dt=spec.dt,
                 run_id=spec.run_id,
-                engine=self.engine(),
+                engine=self.engine(spec),
                 storage_options=options,
             )
         return staged.detect_shard(
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine(),
+            engine=self.engine(spec),
             storage_options=options,
         )
 
@@ -246,7 +257,7 @@ class CropOperator(_ShardOperator):
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine(),
+            engine=self.engine(spec),
             storage_options=options,
         )
 
@@ -266,7 +277,7 @@ class CtcRecognitionOperator(_ShardOperator):
             spec.manifest_url,
             spec.shard,
             staging_root=spec.staging_root,
-            engine=self.engine(),
+            engine=self.engine(spec),
             storage_options=options,
         )
 
@@ -288,7 +299,7 @@ class PublishOperator(_ShardOperator):
             output_root=spec.output_root,
             dt=spec.dt,
             run_id=spec.run_id,
-            engine=self.engine(),
+            engine=self.engine(spec),
             storage_options=options,
         )
 

@@ -63,6 +63,19 @@ def engine_options(value: Any) -> dict[str, Any]:
         raise AirflowFailException(f"engine_options: {exc}") from None
 
 
+def model_dir(value: Any) -> str | None:
+    """A model folder (the `model_dir` Param or Variable), checked the way the engine loads it: a broken
+    folder fails the run now. None = the stock weights."""
+    from wildocr.pipeline.options import validate_model_dir
+
+    if is_unset(value):
+        return None
+    try:
+        return validate_model_dir(str(value))
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 def _date(value: Any, what: str) -> _dt.date:
     try:
         return _dt.date.fromisoformat(str(value).strip()[:10])

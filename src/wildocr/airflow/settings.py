@@ -15,6 +15,7 @@ from typing import Any
 CONN_ID = "wildocr_s3"  # an `aws` connection; extra `endpoint_url` for MinIO / any S3-compatible store
 VAR_SOURCE_PREFIX = "wildocr_source_prefix"  # a template: `s3://bucket/photos/{{ ds }}/`
 VAR_OUTPUT_ROOT = "wildocr_output_root"  # e.g. `s3://wildocr-lake/ocr`
+VAR_MODEL_DIR = "wildocr_model_dir"  # a model folder on every worker's disk; unset: the stock weights
 GPU_QUEUE = "gpu"  # Celery queue served only by workers with a GPU
 GPU_POOL = "gpu"  # slots = GPUs, so two shards never fight over one device
 IMAGES_ASSET_URI = "wildocr://tables/images"
@@ -66,6 +67,11 @@ def _given(value: Any) -> str | None:
 def output_root(param: Any = None, variable: Any = None) -> str:
     """Where the tables go: the `output_root` Param, else the Variable, else the embedded default."""
     return (_given(param) or _given(variable) or default_output_root()).rstrip("/")
+
+
+def model_dir(param: Any = None, variable: Any = None) -> str | None:
+    """Which weights run: the `model_dir` Param, else the Variable, else None (the stock weights)."""
+    return _given(param) or _given(variable)
 
 
 def source_prefix(param: Any = None, variable: Any = None) -> str:

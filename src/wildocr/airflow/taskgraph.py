@@ -43,6 +43,17 @@ def engine_options_param() -> Param:
     )
 
 
+def model_dir_param() -> Param:
+    """The `model_dir` Param of the OCR DAGs: a model folder, checked by the manifest task."""
+    return Param(
+        None,
+        type=["null", "string"],
+        description="A model folder (manifest.json and fine-tuned ONNX files, docs/models.md) on every "
+        f"worker's disk. Unset: Variable {settings.VAR_MODEL_DIR}, else the stock weights. A broken "
+        "folder fails the run before any image is read.",
+    )
+
+
 def ocr_tasks(
     *,
     source_prefix: str | None,
@@ -55,6 +66,7 @@ def ocr_tasks(
     skip_seen_content: bool | str = False,
     conn_id: str | None = settings.CONN_ID,
     engine_options: Mapping[str, Any] | str | None = None,
+    model_dir: str | None = None,
 ) -> tuple[ManifestOperator, FinalizeOperator]:
     """Create the tasks in the current DAG; arguments are usually `{{ params.x }}` templates."""
     manifest = ManifestOperator(
@@ -68,6 +80,7 @@ def ocr_tasks(
         skip_done=skip_done,
         skip_seen_content=skip_seen_content,
         engine_options=engine_options,
+        model_dir=model_dir,
         conn_id=conn_id,
     )
 
