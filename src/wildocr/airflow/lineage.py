@@ -91,6 +91,8 @@ def _quality(table: str, summary: ShardSummary) -> DataQualityMetricsDatasetFace
             # `error` is null on ok rows: its non-null count is the error rows
             "error": ColumnMetrics(nullCount=summary.ok, count=summary.errors),
             "n_words": ColumnMetrics(sum=summary.words),
+            # one row per page: the distinct URIs are the objects (photos and documents) read
+            "image_uri": ColumnMetrics(nullCount=0, count=summary.images, distinctCount=summary.objects),
         }
     else:
         columns = {"text": ColumnMetrics(nullCount=0, count=summary.words)}

@@ -312,8 +312,9 @@ class FinalizeOperator(BaseOperator):
     gets one event per `dt` partition the run wrote (partition key = the dt); a consumer scheduled with
     `PartitionedAssetTimetable` gets one run per partition. The extra (shared by the run's events; `by_dt`
     has the figures of each partition):
-    {"output_root", "dts", "run_id", "mode", "table", "partitions", "images", "ok", "errors", "words",
-     "models": {det_sha256, ...}, "by_dt": {dt: {"images", "ok", "errors", "words", "partition"}}}
+    {"output_root", "dts", "run_id", "mode", "table", "partitions", "images", "objects", "ok", "errors",
+     "words", "models": {det_sha256, ...}, "by_dt": {dt: {"images", "objects", "ok", "errors", "words",
+     "partition"}}} (`images`: rows, one per page; `objects`: the photos and documents they come from)
 
     :param run: the run plan the manifest task pushed (an XComArg). (templated)
     :param conn_id: the `aws` connection for S3 URLs (None: s3fs's own credential chain).
@@ -367,4 +368,4 @@ class FinalizeOperator(BaseOperator):
                     },
                 }
                 event.add_partitions(plan.dts)
-        return {**summary, **{k: figures[k] for k in ("images", "ok", "errors", "words")}}
+        return {**summary, **{k: figures[k] for k in ("images", "objects", "ok", "errors", "words")}}

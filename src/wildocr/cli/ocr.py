@@ -47,12 +47,14 @@ def expand_inputs(inputs: list[str], storage_options: StorageOptions) -> tuple[l
     return objects, unreadable
 
 
-def overlay_name(uri: str) -> str:
+def overlay_name(uri: str, page: int = 1) -> str:
     """The overlay file of an input: its name, made safe, plus a hash of its full URI, so that inputs of
-    the same name in different folders never share an overlay, and `.overlay.png` marks it as one."""
+    the same name in different folders never share an overlay, and `.overlay.png` marks it as one. Page 2
+    and later of a document add `.pN` (page 1, like a photo, has none)."""
     stem = os.path.splitext(uri.rsplit("/", 1)[-1])[0]
     safe = re.sub(r"[^\w.-]+", "_", stem)[:80] or "image"
-    return f"{safe}.{hashlib.sha256(uri.encode()).hexdigest()[:10]}.overlay.png"
+    suffix = f".p{page}" if page > 1 else ""
+    return f"{safe}.{hashlib.sha256(uri.encode()).hexdigest()[:10]}{suffix}.overlay.png"
 
 
 def render_dir_problem(
@@ -91,7 +93,7 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     if args.render:
         os.makedirs(args.render, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out != "-" else sys.stdout  # noqa: SIM115
-    errors = 0
+    errors = pages = 0
     start = time.perf_counter()
     total = len(objects)
     try:
@@ -99,25 +101,28 @@ def cmd_ocr(args: argparse.Namespace) -> int:
         results = outcome.read_objects(engine, objects, storage_options, keep_pixels=bool(args.render))
         for result, image in results:
             record = outcome.to_json(result)
+            pages += 1
             if result.error is not None:
                 errors += 1
-                log.warning("%s: %s", result.obj.uri, result.error)
+                log.warning("%s page %d: %s", result.obj.uri, result.page, result.error)
             if args.render and image is not None:
-                record["overlay"] = os.path.join(args.render, overlay_name(result.obj.uri))
+                record["overlay"] = os.path.join(args.render, overlay_name(result.obj.uri, result.page))
                 _, png = cv2.imencode(".png", render_overlay(image, [] if result.error else result.words))
                 with open(record["overlay"], "wb") as fh:
                     fh.write(png.tobytes())
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            progress.update(1)
+            if result.page == 1:
+                progress.update(1)
         progress.close()
     finally:
         if out is not sys.stdout:
             out.close()
     seconds = time.perf_counter() - start
     folders = f", {unreadable} folder(s) that could not be listed" if unreadable else ""
+    in_pages = f", {pages} pages" if pages != total else ""
     print(
-        f"{total} images ({errors} errors{folders}) in {seconds:.1f} s, {total / seconds:.2f} images/s "
-        f"on {engine.provider}",
+        f"{total} images ({errors} errors{in_pages}{folders}) in {seconds:.1f} s, "
+        f"{total / seconds:.2f} images/s on {engine.provider}",
         file=sys.stderr,
     )
     return 0
@@ -130,7 +135,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--render",
         metavar="DIR",
-        help="write a PNG overlay per image into DIR (NAME.<hash>.overlay.png; not a folder being read)",
+        help="write a PNG overlay per image into DIR (NAME.<hash>.overlay.png, page N>1 of a document "
+        "NAME.<hash>.pN.overlay.png; not a folder being read)",
     )
     options.add_engine_arguments(p)
     options.add_storage_arguments(p)

@@ -86,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan, engine, storage_options=storage_options, chunk_size=args.chunk_size, prefetch=args.prefetch
     )
     totals = {
-        k: sum(getattr(s, k) for s in summaries) for k in ("images", "ok", "errors", "skipped", "words")
+        k: sum(getattr(s, k) for s in summaries)
+        for k in ("images", "objects", "ok", "errors", "skipped", "words")
     }
     _print(
         {

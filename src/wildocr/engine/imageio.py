@@ -3,24 +3,40 @@
 Untrusted bytes only ever reach the Pillow plugins of `RASTER_FORMATS`: Pillow's other plugins include
 EPS (which runs Ghostscript) and IPTC (which re-opens an embedded file with any plugin). Nothing here starts
 a program or opens another file: AVIF (libavif) and JPEG 2000 (OpenJPEG) decode inside Pillow's own wheel,
-HEIC/HEIF inside pillow-heif's (libheif with libde265), all in this process.
+HEIC/HEIF inside pillow-heif's (libheif with libde265), all in this process. PDF pages are rendered by the
+pdfium library inside pypdfium2's wheel, in this process too.
+
+An object is read as pages (`open_pages`): a PDF or a multi-page TIFF has one per page, every other image one.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pillow_heif
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_raw
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from wildocr.engine import exif as exif_tags
 
 DEFAULT_MAX_PIXELS = 80_000_000  # ~9000x9000; anything larger is refused before it is decoded
+# Pages of one document (PDF, multi-page TIFF) read at most; the rest get one error row (docs/operations.md).
+DEFAULT_MAX_PAGES = 50
+# PDF pages are rendered at 200 dpi: body text (10 pt) is ~28 px tall, about what the recognizer's 48 px
+# input wants, and an A4 or Letter page (1654x2339, 1700x2200) stays within the detector's default long
+# side of 2400 px (engine.detection.DetectorConfig.max_side). A larger page (A3, a poster) is rendered
+# with its longer side at PDF_MAX_SIDE, so a page is at most 2400x2400 pixels (17 MB as BGR).
+PDF_DPI = 200
+PDF_MAX_SIDE = 2400
+# PDFium is not thread-safe and the loader decodes in a thread pool: one call into it at a time.
+_PDFIUM_LOCK = threading.Lock()
 # The only Pillow plugins that see untrusted bytes: pure in-process raster decoders. (Pillow opens JPEGs
 # with multi-picture data as MPO through the JPEG plugin; GIF is here for animated GIFs named .png.) AVIF
 # before HEIF: both accept the generic `mif1`/`msf1` brands, and Pillow's AVIF plugin hands an HEVC file on.
@@ -55,6 +71,108 @@ class DecodedPhoto:
     metadata: exif_tags.PhotoMetadata
 
 
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """An object as the pages wildocr reads: the first `count` of its `total`, each decoded on demand
+    (`decode`), so a 50-page document never holds more than the page being read."""
+
+    data: bytes
+    kind: str  # "PDF", "TIFF" (more than one page) or "image" (one page: every other format)
+    total: int
+    count: int
+    max_pixels: int
+
+    def decode(self, index: int, *, preview_side: int | None = None) -> DecodedPhoto:
+        """Page `index` (0-based) as upright BGR pixels; ImageDecodeError says why it cannot be."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"page {index + 1} of a document read to page {self.count}")
+        if self.kind == "PDF":
+            return _render_pdf_page(self.data, index, self.max_pixels)
+        return decode_photo(self.data, max_pixels=self.max_pixels, preview_side=preview_side, page=index)
+
+    @property
+    def over_limit(self) -> str | None:
+        """The error of the pages past the page limit (None when every page is read)."""
+        if self.total <= self.count:
+            return None
+        rest = (
+            f"page {self.total}" if self.total == self.count + 1 else f"pages {self.count + 1}-{self.total}"
+        )
+        return (
+            f"refused: the document has {self.total} pages, over the page limit of {self.count}: "
+            f"{rest} not read"
+        )
+
+
+def is_pdf(data: bytes) -> bool:
+    """PDF by its bytes: `%PDF-` within the first 1024 bytes, where readers look for it."""
+    return b"%PDF-" in data[:1024]
+
+
+def open_pages(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_pages: int = DEFAULT_MAX_PAGES
+) -> Pages:
+    """The pages of an object, known by its bytes: a PDF's pages, a TIFF's pages, else one page.
+
+    An encrypted or damaged PDF raises ImageDecodeError here ("PDF is encrypted", "PDF is damaged: ...");
+    the other formats' errors come from `Pages.decode` (the first page is `decode_photo` itself).
+    """
+    if max_pages < 1:
+        raise ValueError(f"max_pages must be >= 1, got {max_pages!r}")
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    if is_pdf(data):
+        with _PDFIUM_LOCK:
+            document = _open_pdf(data)
+            try:
+                total = len(document)
+            finally:
+                document.close()
+        if total < 1:
+            raise ImageDecodeError("PDF is damaged: it has no pages")
+        return Pages(data, "PDF", total, min(total, max_pages), max_pixels)
+    total = 1
+    try:
+        image = Image.open(io.BytesIO(data), formats=("TIFF",))
+        total = max(1, int(getattr(image, "n_frames", 1)))
+    except Exception:  # not a TIFF, or a broken one: decode_photo gives the error
+        pass
+    return Pages(data, "TIFF" if total > 1 else "image", total, min(total, max_pages), max_pixels)
+
+
+def _open_pdf(data: bytes) -> pdfium.PdfDocument:
+    """A PDF document (call with the lock held); its errors named for the `error` column."""
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if exc.err_code in (pdfium_raw.FPDF_ERR_PASSWORD, pdfium_raw.FPDF_ERR_SECURITY):
+            raise ImageDecodeError("PDF is encrypted: it needs a password to be read") from None
+        raise ImageDecodeError(f"PDF is damaged: {exc}") from None
+
+
+def _render_pdf_page(data: bytes, index: int, max_pixels: int) -> DecodedPhoto:
+    """One PDF page rendered at PDF_DPI (longer side at most PDF_MAX_SIDE), white background, BGR.
+
+    The document is opened again for each page: no PDFium object outlives the lock or crosses threads.
+    """
+    with _PDFIUM_LOCK:
+        document = _open_pdf(data)
+        try:
+            page = document[index]
+            width_pt, height_pt = page.get_size()
+            if not (width_pt > 0 and height_pt > 0):
+                raise ImageDecodeError(f"PDF is damaged: page {index + 1} has no size")
+            scale = min(PDF_DPI / 72.0, PDF_MAX_SIDE / max(width_pt, height_pt))
+            _check_size((max(1, round(width_pt * scale)), max(1, round(height_pt * scale))), max_pixels)
+            bitmap = page.render(scale=scale)  # pdfium's BGR, /Rotate applied
+            pixels = np.ascontiguousarray(bitmap.to_numpy()[:, :, :3]).copy()
+        except pdfium.PdfiumError as exc:
+            raise ImageDecodeError(f"PDF is damaged: page {index + 1}: {exc}") from None
+        finally:
+            document.close()
+    return DecodedPhoto(pixels, exif_tags.read_metadata(None))
+
+
 def decode_image(
     data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, preview_side: int | None = None
 ) -> np.ndarray:
@@ -63,12 +181,13 @@ def decode_image(
 
 
 def decode_photo(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, preview_side: int | None = None
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, preview_side: int | None = None, page: int = 0
 ) -> DecodedPhoto:
     """`decode_image` plus the EXIF metadata, read from the very tags the orientation was taken from.
 
     The header is read first so that a decompression bomb is refused by its declared size, never decoded.
-    Only the first frame of an animation or a multi-page file is read (of a HEIF, its primary image).
+    Only the first frame of an animation is read (of a HEIF, its primary image); `page` picks a page of a
+    multi-page TIFF (`open_pages` counts them). PDFs are read by `open_pages`, not here.
     Broken or hostile EXIF never makes an error: the pixels are used as stored and the metadata says why
     (`exif.read_metadata`).
     `preview_side` (for thumbnails, never for OCR) lets the JPEG decoder skip detail: the result is then
@@ -87,8 +206,15 @@ def decode_photo(
         raise ImageDecodeError(f"refused: decompression bomb: {exc}") from None
     except Exception as exc:  # PIL raises many types for broken headers
         raise ImageDecodeError(f"unreadable image header: {exc}") from None
-    _check_size(image.size, max_pixels)
     fmt = image.format
+    if page:
+        try:
+            image.seek(page)  # a TIFF page: its own size, mode and tags
+        except Exception as exc:
+            raise ImageDecodeError(
+                f"truncated or corrupt {fmt or 'image'} data: page {page + 1}: {exc}"
+            ) from None
+    _check_size(image.size, max_pixels)
     if fmt == "JPEG2000":
         check_jpeg2000_codestream(data, max_pixels=max_pixels, whole=True)
     if preview_side and fmt == "JPEG":
@@ -96,7 +222,7 @@ def decode_photo(
         scale = min(1.0, preview_side / max(width, height))
         image.draft(image.mode, (max(1, round(width * scale)), max(1, round(height * scale))))
     try:
-        if fmt != "HEIF":  # a HEIF opens at its primary image, which need not be the first
+        if fmt != "HEIF" and not page:  # a HEIF opens at its primary image, which need not be the first
             image.seek(0)  # first frame of animations
         image.load()  # before the EXIF: a PNG may keep it after the pixels
     except Exception as exc:

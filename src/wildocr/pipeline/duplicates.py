@@ -2,8 +2,9 @@
 
 Rule: among the rows of one dt partition that were read (status `ok` or `error`, sha256 known), the row
 with the smallest URI of each SHA-256 is the original (`duplicate_of` null) and every other row with the
-same hash gets its URI. Rows `skipped` by a content-incremental run already point at the copy read on an
-earlier date and are left alone.
+same hash gets its URI (every page of a document has its object's URI and hash, so all pages of a copy
+point at the first copy, and the pages of the first copy at nothing). Rows `skipped` by a
+content-incremental run already point at the copy read on an earlier date and are left alone.
 
 Shards are processed independently, so each shard marks the duplicates it can see (`mark_rows`), and
 the step that runs once per partition after every shard (`finalize_partition`: the DAGs' `finalize`
@@ -95,7 +96,10 @@ def mark_partition(
         table = table.set_column(index, table.schema.field(index), pa.array(marked, pa.string()))
         if fence is not None:
             fence()
-        objectstore.write_bytes_atomic(url, tables.parquet_bytes(table.cast(tables.IMAGES)), storage_options)
+        if table.schema.names == tables.IMAGES.names:
+            table = table.cast(tables.IMAGES)
+        # else a file of an older schema version (no `page`): rewritten in its own schema, as it was
+        objectstore.write_bytes_atomic(url, tables.parquet_bytes(table), storage_options)
         rewritten += 1
         log.info("%s: duplicate_of updated across shards", url)
     return rewritten

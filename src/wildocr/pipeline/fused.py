@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
+from wildocr.engine.imageio import DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
 from wildocr.pipeline import outcome, run
 from wildocr.pipeline.outcome import (
     DEFAULT_CHUNK_SIZE,
@@ -39,6 +39,7 @@ def process_shard(
     prefetch: int = DEFAULT_PREFETCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_seconds_per_image: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
+    max_pages: int = DEFAULT_MAX_PAGES,
 ) -> ShardSummary:
     """Read, OCR and write one shard of a manifest; returns its summary.
 
@@ -61,11 +62,12 @@ def process_shard(
         prefetch=prefetch,
         max_pixels=max_pixels,
         max_seconds=max_seconds_per_image,
+        max_pages=max_pages,
     )
     for done, (result, _) in enumerate(results, start=1):
         rows.add(result)
-        if done % chunk_size == 0 or done == len(objects):
-            log.info("shard %d: %d/%d images read", shard, done, len(objects))
+        if done % chunk_size == 0:
+            log.info("shard %d: %d pages read (%d objects listed)", shard, done, len(objects))
     return rows.write(
         output_root,
         dt,

@@ -7,6 +7,11 @@ Before an object is read whole: an error the listing already found is its row; i
 else asked of the store) must be at most `max_bytes`; and an object over `HEADER_FIRST_ABOVE` bytes has its
 first `HEADER_BYTES` read and its header checked (format, pixel limit) first. So an oversized or bomb-sized
 object costs a listing entry or a few hundred KiB, never its whole size in memory.
+
+A document (a PDF, a multi-page TIFF) becomes one `Loaded` per page, in page order: the pool decodes its
+first page, the consumer's thread the others as it reaches them (`Loaded.later_pages`), so pages cost the
+memory of one page each, whatever the document's length. At most `max_pages` pages are read; one more
+item, with the error, stands for the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from wildocr.engine.exif import PhotoMetadata
-from wildocr.engine.imageio import ImageDecodeError, check_header, decode_photo
+from wildocr.engine.imageio import (
+    DEFAULT_MAX_PAGES,
+    ImageDecodeError,
+    Pages,
+    check_header,
+    open_pages,
+)
 from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo, StorageOptions
 
@@ -51,6 +62,8 @@ class Loaded:
 
     `sha256` is the hash of the bytes read (None when they could not be read); `metadata` the photo's
     EXIF (None when it did not decode). `skipped`: the hash was in `skip_sha256`, so it was not decoded.
+    `page` is 1-based (1 for every single-page image); `later_pages` decodes the pages after the first of
+    a document, one at a time (`iter_loaded` follows it).
     """
 
     obj: ObjectInfo
@@ -60,6 +73,8 @@ class Loaded:
     sha256: str | None = None
     metadata: PhotoMetadata | None = None
     skipped: bool = False
+    page: int = 1
+    later_pages: Callable[[], Iterator[Loaded]] | None = None
 
 
 def load_image(
@@ -69,10 +84,14 @@ def load_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     skip_sha256: Container[str] | None = None,
     preview_side: int | None = None,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    page: int | None = None,
 ) -> Loaded:
-    """Fetch and decode one object; every per-object failure is the returned `error`, never raised.
+    """Fetch one object and decode its first page; every per-object failure is the returned `error`,
+    never raised. The other pages of a document come from the result's `later_pages`.
 
-    `preview_side` is for pictures shown to people (thumbnails), never for OCR: see `decode_photo`.
+    `preview_side` and `page` (that one page only, no `later_pages`) are for pictures shown to people
+    (thumbnails, overlays), never for OCR: see `decode_photo`.
     """
     if obj.error is not None:
         return Loaded(obj, None, obj.error)
@@ -94,14 +113,49 @@ def load_image(
     if len(data) > max_bytes:
         return Loaded(obj, None, f"refused: more than the limit of {max_bytes} bytes (grew since listed)")
     sha256 = hashlib.sha256(data).hexdigest()
-    if skip_sha256 is not None and sha256 in skip_sha256:
-        return Loaded(obj, None, None, sha256=sha256, skipped=True)
     begin = time.perf_counter()
     try:
-        photo = decode_photo(data, max_pixels=max_pixels, preview_side=preview_side)
+        pages = open_pages(data, max_pixels=max_pixels, max_pages=max_pages)
     except ImageDecodeError as exc:
+        if skip_sha256 is not None and sha256 in skip_sha256:
+            return Loaded(obj, None, None, sha256=sha256, skipped=True)
         return Loaded(obj, None, str(exc), sha256=sha256)
-    return Loaded(obj, photo.pixels, None, time.perf_counter() - begin, sha256, photo.metadata)
+    if skip_sha256 is not None and sha256 in skip_sha256:  # every page points at the copy read before
+        first = Loaded(obj, None, None, sha256=sha256, skipped=True)
+        later = [
+            Loaded(obj, None, None, sha256=sha256, skipped=True, page=n) for n in range(2, pages.count + 1)
+        ]
+        first.later_pages = (lambda: iter(later)) if later else None
+        return first
+    if page is not None:
+        if not 1 <= page <= pages.count:
+            return Loaded(obj, None, f"no page {page}: {pages.count} page(s) read", sha256=sha256, page=page)
+        return _load_page(obj, pages, page - 1, sha256, preview_side, time.perf_counter() - begin)
+    first = _load_page(obj, pages, 0, sha256, preview_side, time.perf_counter() - begin)
+    if pages.count > 1 or pages.over_limit:
+        first.later_pages = lambda: _later_pages(obj, pages, sha256)
+    return first
+
+
+def _load_page(
+    obj: ObjectInfo, pages: Pages, index: int, sha256: str, preview_side: int | None, opened: float = 0.0
+) -> Loaded:
+    """Page `index` of an opened object (its error, if it has one, is this page's alone)."""
+    begin = time.perf_counter()
+    try:
+        photo = pages.decode(index, preview_side=preview_side)
+    except ImageDecodeError as exc:
+        return Loaded(obj, None, str(exc), sha256=sha256, page=index + 1)
+    seconds = opened + time.perf_counter() - begin
+    return Loaded(obj, photo.pixels, None, seconds, sha256, photo.metadata, page=index + 1)
+
+
+def _later_pages(obj: ObjectInfo, pages: Pages, sha256: str) -> Iterator[Loaded]:
+    """Pages 2.. of a document, decoded as they are reached; then the error of the pages over the limit."""
+    for index in range(1, pages.count):
+        yield _load_page(obj, pages, index, sha256, None)
+    if pages.over_limit:
+        yield Loaded(obj, None, pages.over_limit, sha256=sha256, page=pages.count + 1)
 
 
 def _too_big(size: int, max_bytes: int) -> str:
@@ -135,13 +189,20 @@ def iter_loaded(
     max_pixels: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
     skip_sha256: Container[str] | None = None,
+    max_pages: int = DEFAULT_MAX_PAGES,
 ) -> Iterator[Loaded]:
-    """`load_image` over the objects, in order; bytes that hash into `skip_sha256` are not decoded."""
-    return prefetched(
+    """`load_image` over the objects, in order, one item per page; bytes that hash into `skip_sha256`
+    are not decoded."""
+    firsts = prefetched(
         objects,
-        lambda o: load_image(o, storage_options, max_pixels, max_bytes, skip_sha256),
+        lambda o: load_image(o, storage_options, max_pixels, max_bytes, skip_sha256, max_pages=max_pages),
         prefetch=prefetch,
     )
+    for first in firsts:
+        later, first.later_pages = first.later_pages, None
+        yield first
+        if later is not None:
+            yield from later()
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -9,7 +9,9 @@ in `image_row` / `word_rows`, the only code that turns an outcome into table row
 The per-image rules live here once: an error from loading is the image's outcome; an image the engine
 raises on (while it still reads a blank probe) gets "engine failed on this image" and the others go on; an
 image whose decoding and detection took longer than the time limit gets an error and no words; bytes read
-on an earlier date (`seen`) are skipped and point at that copy.
+on an earlier date (`seen`) are skipped and point at that copy. An outcome is one page: a document (PDF,
+multi-page TIFF) is as many outcomes as the loader gives pages, each with its `page`, and `(image_uri,
+page)` is a row's key.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
+from wildocr.engine.imageio import DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
 from wildocr.engine.types import Detection, Reading, Word
 from wildocr.pipeline.loader import Loaded, chunked, iter_loaded
 from wildocr.storage import tables
@@ -59,13 +61,15 @@ class Engine(Protocol):
 
 @dataclass(slots=True)
 class ImageOutcome:
-    """Everything the pipeline knows about one object: its words, or why it has none.
+    """Everything the pipeline knows about one page of an object (1 for a photo): its words, or why it
+    has none.
 
     `duplicate_of` set with no error means skipped: the same bytes were read on an earlier date.
     Within a shard, `duplicates.mark_rows` sets `duplicate_of` of later copies on the rows.
     """
 
     obj: ObjectInfo
+    page: int = 1
     sha256: str | None = None
     photo: dict[str, Any] = field(default_factory=lambda: tables.photo_values(None))  # PHOTO_COLUMNS
     duplicate_of: str | None = None
@@ -93,7 +97,11 @@ class ImageOutcome:
 def start(item: Loaded, seen: Mapping[str, str] | None = None) -> ImageOutcome:
     """The outcome of loading: an error, a skip (bytes in `seen`), or an image to detect."""
     outcome = ImageOutcome(
-        item.obj, sha256=item.sha256, photo=tables.photo_values(item.metadata), error=item.error
+        item.obj,
+        page=item.page,
+        sha256=item.sha256,
+        photo=tables.photo_values(item.metadata),
+        error=item.error,
     )
     if item.skipped and seen is not None and item.sha256 is not None:
         outcome.duplicate_of = seen[item.sha256]
@@ -205,7 +213,8 @@ def assemble(
     if outcome.error is None and outcome.detections:
         if len(readings) != len(outcome.detections):
             raise RuntimeError(
-                f"{outcome.obj.uri}: {len(outcome.detections)} boxes but {len(readings)} readings"
+                f"{outcome.obj.uri} page {outcome.page}: {len(outcome.detections)} boxes "
+                f"but {len(readings)} readings"
             )
         size = (outcome.height or 0, outcome.width or 0)
         outcome.words = engine.assemble(size, outcome.detections, readings)
@@ -261,13 +270,19 @@ def read_objects(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_seconds: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
     keep_pixels: bool = False,
+    max_pages: int = DEFAULT_MAX_PAGES,
 ) -> Iterator[tuple[ImageOutcome, np.ndarray | None]]:
-    """Load and read objects in order: (outcome, pixels when `keep_pixels` else None) for each.
+    """Load and read objects in order: (outcome, pixels when `keep_pixels` else None) for each page.
 
-    Memory: at most `prefetch + chunk_size` decoded images at a time (plus the crops of one chunk).
+    Memory: at most `prefetch + chunk_size` decoded pages at a time (plus the crops of one chunk).
     """
     loaded = iter_loaded(
-        objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, skip_sha256=seen or None
+        objects,
+        storage_options,
+        prefetch=prefetch,
+        max_pixels=max_pixels,
+        skip_sha256=seen or None,
+        max_pages=max_pages,
     )
     for chunk in chunked(loaded, chunk_size):
         pixels = [item.image if keep_pixels else None for item in chunk]
@@ -288,6 +303,7 @@ def image_row(
     """The `images` row of one outcome (`tables.IMAGES`)."""
     return tables.image_row(
         image_uri=outcome.obj.uri,
+        page=outcome.page,
         etag=outcome.obj.etag,
         size=outcome.obj.size,
         run_id=run_id,
@@ -309,13 +325,17 @@ def image_row(
 
 def word_rows(outcome: ImageOutcome, shard: int) -> list[dict[str, Any]]:
     """The `words` rows of one outcome (none when it has an error)."""
-    return [] if outcome.error else tables.word_rows(outcome.obj.uri, outcome.words, shard)
+    return [] if outcome.error else tables.word_rows(outcome.obj.uri, outcome.words, shard, page=outcome.page)
 
 
 def to_json(outcome: ImageOutcome) -> dict[str, Any]:
     """The JSON line `wildocr ocr` prints for one outcome: what its `images` and `words` rows would hold
     (the hash of the bytes and the photo's own metadata included, null fields left out)."""
-    record: dict[str, Any] = {"image": outcome.obj.uri.rsplit("/", 1)[-1], "uri": outcome.obj.uri}
+    record: dict[str, Any] = {
+        "image": outcome.obj.uri.rsplit("/", 1)[-1],
+        "uri": outcome.obj.uri,
+        "page": outcome.page,
+    }
     if outcome.sha256 is not None:
         record["sha256"] = outcome.sha256
     photo = {

@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ShardSummary:
-    """What one shard wrote: counts, timings, files and the models that read the images (its XCom)."""
+    """What one shard wrote: counts, timings, files and the models that read the images (its XCom).
+
+    `images` counts `images` rows, one per page read (a photo is one page); `objects` the objects they
+    belong to (a 3-page PDF: 3 and 1).
+    """
 
     shard: int
     dt: str
@@ -42,6 +46,7 @@ class ShardSummary:
     images_bytes: int
     words_bytes: int
     models: dict[str, str | None] = field(default_factory=dict)
+    objects: int = 0
 
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,12 +54,12 @@ class ShardSummary:
     @classmethod
     def from_xcom(cls, value: Any) -> ShardSummary | None:
         """The summary in an XCom value; None for anything else (a staged step's file URL, a skip)."""
-        if not isinstance(value, Mapping) or not set(cls.__slots__) <= set(value):
+        if not isinstance(value, Mapping) or not set(cls.__slots__) - {"objects"} <= set(value):
             return None
-        return cls(**{k: value[k] for k in cls.__slots__})
+        return cls(**{k: value[k] for k in cls.__slots__ if k in value})
 
 
-_COUNTS = ("images", "ok", "errors", "words")
+_COUNTS = ("images", "objects", "ok", "errors", "words")  # images: rows, one per page
 
 
 def run_figures(summaries: Iterable[ShardSummary], dts: Sequence[str]) -> dict[str, Any]:
@@ -194,6 +199,7 @@ class ShardRows:
             images_bytes=written["images_bytes"],
             words_bytes=written["words_bytes"],
             models=models,
+            objects=len(set(images["image_uri"].to_pylist())),
         )
         log.info("shard %d written: %s", self.shard, json.dumps(summary.to_xcom()))
         return summary

@@ -22,11 +22,18 @@ OVERLAY_SIDE = 1600  # px, longer side: sharp on a laptop screen, a fraction of 
 
 
 def _load(
-    image_uri: str, storage_options: StorageOptions, max_pixels: int, preview_side: int | None = None
+    image_uri: str,
+    storage_options: StorageOptions,
+    max_pixels: int,
+    preview_side: int | None = None,
+    page: int = 1,
 ) -> np.ndarray:
-    """The photo's pixels through the one loader (its byte limit and header check included);
-    FileNotFoundError if it is gone, ImageDecodeError for anything else that stops it being shown."""
-    item = load_image(ObjectInfo(image_uri, -1, ""), storage_options, max_pixels, preview_side=preview_side)
+    """The photo's pixels (a document's `page`) through the one loader (its byte limit and header check
+    included); FileNotFoundError if it is gone, ImageDecodeError for anything else that stops it being
+    shown."""
+    item = load_image(
+        ObjectInfo(image_uri, -1, ""), storage_options, max_pixels, preview_side=preview_side, page=page
+    )
     if item.image is not None:
         return item.image
     if item.error and item.error.startswith("read failed: FileNotFoundError"):
@@ -40,9 +47,11 @@ def thumbnail_jpeg(
     *,
     max_side: int = THUMBNAIL_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    page: int = 1,
 ) -> bytes:
-    """A small JPEG of the photo, longer side at most `max_side` (JPEGs decoded at a reduced scale)."""
-    image = _load(image_uri, storage_options, max_pixels, preview_side=max_side)
+    """A small JPEG of the photo (a document's `page`), longer side at most `max_side` (JPEGs decoded at
+    a reduced scale)."""
+    image = _load(image_uri, storage_options, max_pixels, preview_side=max_side, page=page)
     return encode_jpeg(fit_within(image, max_side), quality=80)
 
 
@@ -53,8 +62,10 @@ def overlay_jpeg(
     *,
     max_side: int = OVERLAY_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    page: int = 1,
 ) -> bytes:
-    """The photo with each word's box and text drawn at full resolution, then scaled to `max_side`."""
-    image = _load(image_uri, storage_options, max_pixels)
+    """The photo (a document's `page`) with each word's box and text drawn at full resolution, then
+    scaled to `max_side`."""
+    image = _load(image_uri, storage_options, max_pixels, page=page)
     drawn = render_overlay(image, words)
     return encode_jpeg(fit_within(drawn, max_side), quality=85)

@@ -3,9 +3,10 @@
     detect (GPU) -> crop (CPU) -> recognize (GPU) -> publish (CPU)
 
 Each stage reads the previous stage's Parquet file under the run's staging root and writes its own:
-`detections` (one row per object: its outcome so far, boxes included), `crops` (one lossless PNG per box),
-`readings` (one row per box). Publish assembles the words and writes the shard's part files, so a failed
-step retries alone, the GPU steps run on GPU workers, and the rows equal the fused path's.
+`detections` (one row per page of each object: its outcome so far, boxes included), `crops` (one lossless
+PNG per box), `readings` (one row per box), all keyed by (image URI, page). Publish assembles the words and
+writes the shard's part files, so a failed step retries alone, the GPU steps run on GPU workers, and the
+rows equal the fused path's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wildocr.engine.imageio import DEFAULT_MAX_PIXELS
+from wildocr.engine.imageio import DEFAULT_MAX_PAGES, DEFAULT_MAX_PIXELS
 from wildocr.engine.types import Detection, Reading
 from wildocr.pipeline import outcome, run
 from wildocr.pipeline.loader import iter_loaded
@@ -39,7 +40,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REC_CHUNK = 256  # crops decoded and recognised at once by the recognize stage
 _MODEL_META = "wildocr.model_info"
-_ERRORS_META = "wildocr.errors"  # image URI -> error of the crop or recognize stage
+_ERRORS_META = "wildocr.errors"  # `_key(image URI, page)` -> error of the crop or recognize stage
+
+
+def _key(uri: str, page: int) -> str:
+    """One page of an object as a JSON object key (a URI never starts with digits and a space)."""
+    return f"{page} {uri}"
 
 
 # Stage files -------------------------------------------------------------------------------------------
@@ -75,6 +81,7 @@ def _read_stage_meta(url: str, storage_options: StorageOptions) -> dict[str, Any
 def _detection_row(result: ImageOutcome) -> dict[str, Any]:
     return {
         "image_uri": result.obj.uri,
+        "page": result.page,
         "etag": result.obj.etag,
         "size": result.obj.size,
         "width": result.width,
@@ -93,6 +100,7 @@ def _outcome_of(row: dict[str, Any]) -> ImageOutcome:
     """The outcome a `detections` row holds."""
     return ImageOutcome(
         ObjectInfo(uri=row["image_uri"], size=row["size"], etag=row["etag"]),
+        page=row["page"],
         sha256=row["sha256"],
         photo={name: row[name] for name in tables.PHOTO_COLUMNS},
         duplicate_of=row["duplicate_of"],
@@ -124,15 +132,21 @@ def detect_shard(
     prefetch: int = DEFAULT_PREFETCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_seconds_per_image: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
+    max_pages: int = DEFAULT_MAX_PAGES,
 ) -> str:
-    """Stage 1 (GPU): each object's outcome up to detection (its boxes, or why it has none)."""
+    """Stage 1 (GPU): each page's outcome up to detection (its boxes, or why it has none)."""
     engine.load("detect")  # a bad model file fails the task before any image is read
     run.fence_staging(staging_root, storage_options)
     objects, info = manifest.shard_objects(manifest_url, shard, storage_options)
     seen = manifest.read_seen(info, storage_options)
     rows = []
     loaded = iter_loaded(
-        objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, skip_sha256=seen or None
+        objects,
+        storage_options,
+        prefetch=prefetch,
+        max_pixels=max_pixels,
+        skip_sha256=seen or None,
+        max_pages=max_pages,
     )
     for item in loaded:
         result = outcome.start(item, seen)
@@ -164,36 +178,46 @@ def crop_shard(
     storage_options: StorageOptions = None,
     prefetch: int = DEFAULT_PREFETCH,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pages: int = DEFAULT_MAX_PAGES,
 ) -> str:
-    """Stage 2 (CPU): read the images that have boxes again and store each padded crop as a lossless PNG.
+    """Stage 2 (CPU): read the pages that have boxes again and store each padded crop as a lossless PNG.
 
-    An image that cannot be read again (deleted or changed since detection) gets its error here, in the
+    A page that cannot be read again (deleted or changed since detection) gets its error here, in the
     file's metadata, and becomes an `error` row at publish.
     """
     run.fence_staging(staging_root, storage_options)
     manifest.shard_objects(manifest_url, shard, storage_options)  # the shard must exist in this manifest
     detections, meta = _detections(staging_root, shard, storage_options)
-    todo = [r for r in map(_outcome_of, detections.to_pylist()) if r.needs_reading]
+    todo = {_key(r.obj.uri, r.page): r for r in map(_outcome_of, detections.to_pylist()) if r.needs_reading}
+    objects = list({r.obj.uri: r.obj for r in todo.values()}.values())  # each object once, in order
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
-    loaded = iter_loaded([r.obj for r in todo], storage_options, prefetch=prefetch, max_pixels=max_pixels)
-    for result, item in zip(todo, loaded, strict=True):
+    loaded = iter_loaded(
+        objects, storage_options, prefetch=prefetch, max_pixels=max_pixels, max_pages=max_pages
+    )
+    for item in loaded:
+        key = _key(item.obj.uri, item.page)
+        result = todo.pop(key, None)
+        if result is None:  # a page without boxes, or the error row of the pages over the limit
+            continue
         uri = result.obj.uri
         if item.image is None:
-            errors[uri] = f"crop stage: {item.error}"
+            errors[key] = f"crop stage: {item.error}"
             continue
         if (item.image.shape[1], item.image.shape[0]) != (result.width, result.height):
-            errors[uri] = "crop stage: the object changed since detection"
+            errors[key] = "crop stage: the object changed since detection"
             continue
         crops = outcome.crop(engine, result, item.image)
         if result.error is not None:
-            errors[uri] = result.error
+            errors[key] = result.error
             continue
         for index, crop in enumerate(crops):
             ok, png = cv2.imencode(".png", crop)
             if not ok:
-                raise RuntimeError(f"PNG encoding of a crop of {uri} failed")
-            rows.append({"image_uri": uri, "det_index": index, "png": png.tobytes()})
+                raise RuntimeError(f"PNG encoding of a crop of {uri} page {result.page} failed")
+            rows.append({"image_uri": uri, "page": result.page, "det_index": index, "png": png.tobytes()})
+    for key in todo:  # pages the object no longer has (it changed since detection)
+        errors[key] = "crop stage: the object changed since detection"
     meta[_ERRORS_META] = errors
     run.fence_staging(staging_root, storage_options)
     url = run.stage_url(staging_root, "crops", shard)
@@ -202,19 +226,18 @@ def crop_shard(
 
 def _iter_crops(
     url: str, storage_options: StorageOptions, batch_rows: int
-) -> Iterator[list[tuple[str, int, np.ndarray]]]:
+) -> Iterator[list[tuple[str, int, int, np.ndarray]]]:
     """The crops file in batches of decoded crops (memory stays bounded however many boxes a shard has)."""
     fs, path = objectstore.url_to_fs(url, storage_options)
     with fs.open(path, "rb") as fh:
         for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
             out = []
-            for uri, index, png in zip(
-                *(batch.column(c).to_pylist() for c in ("image_uri", "det_index", "png")), strict=True
-            ):
+            columns = ("image_uri", "page", "det_index", "png")
+            for uri, page, index, png in zip(*(batch.column(c).to_pylist() for c in columns), strict=True):
                 crop = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
                 if crop is None:
-                    raise RuntimeError(f"staged crop {index} of {uri} is not a readable PNG")
-                out.append((uri, index, crop))
+                    raise RuntimeError(f"staged crop {index} of {uri} page {page} is not a readable PNG")
+                out.append((uri, page, index, crop))
             yield out
 
 
@@ -236,18 +259,18 @@ def recognize_shard(
     errors: dict[str, str] = dict(meta.get(_ERRORS_META, {}))
     rows = tables.TableBuilder(tables.READINGS)
     for batch in _iter_crops(crops_url, storage_options, batch_rows):
-        by_image: dict[str, list[tuple[int, np.ndarray]]] = {}
-        for uri, index, crop in batch:
-            by_image.setdefault(uri, []).append((index, crop))
+        by_page: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
+        for uri, page, index, crop in batch:
+            by_page.setdefault((uri, page), []).append((index, crop))
         begin = time.perf_counter()
-        readings = outcome.recognize(engine, [[c for _, c in crops] for crops in by_image.values()])
+        readings = outcome.recognize(engine, [[c for _, c in crops] for crops in by_page.values()])
         share = (time.perf_counter() - begin) / max(len(batch), 1)
-        for (uri, crops), image_readings in zip(by_image.items(), readings, strict=True):
-            if isinstance(image_readings, str):
-                errors[uri] = image_readings
+        for ((uri, page), crops), page_readings in zip(by_page.items(), readings, strict=True):
+            if isinstance(page_readings, str):
+                errors[_key(uri, page)] = page_readings
                 continue
             rows.extend(
-                _reading_row(uri, i, r, share) for (i, _), r in zip(crops, image_readings, strict=True)
+                _reading_row(uri, page, i, r, share) for (i, _), r in zip(crops, page_readings, strict=True)
             )
     # detection's models come from the detect stage (which may have run on another worker), the rest from here
     models = {k: v for k, v in engine.model_info.items() if not k.startswith("det_")}
@@ -257,9 +280,10 @@ def recognize_shard(
     return _write_stage(url, rows.table(), meta, storage_options)
 
 
-def _reading_row(uri: str, index: int, reading: Reading, seconds: float) -> dict[str, Any]:
+def _reading_row(uri: str, page: int, index: int, reading: Reading, seconds: float) -> dict[str, Any]:
     return {
         "image_uri": uri,
+        "page": page,
         "det_index": index,
         "text": reading.text,
         "confidence": float(reading.confidence),
@@ -270,10 +294,11 @@ def _reading_row(uri: str, index: int, reading: Reading, seconds: float) -> dict
     }
 
 
-def _readings_by_image(readings: pa.Table) -> dict[str, tuple[dict[int, Reading], float]]:
+def _readings_by_page(readings: pa.Table) -> dict[str, tuple[dict[int, Reading], float]]:
     out: dict[str, tuple[dict[int, Reading], float]] = {}
     for row in readings.to_pylist():
-        mine, seconds = out.get(row["image_uri"], ({}, 0.0))
+        key = _key(row["image_uri"], row["page"])
+        mine, seconds = out.get(key, ({}, 0.0))
         mine[row["det_index"]] = Reading(
             text=row["text"],
             confidence=row["confidence"],
@@ -281,7 +306,7 @@ def _readings_by_image(readings: pa.Table) -> dict[str, tuple[dict[int, Reading]
             char_confidences=tuple(row["char_confidences"]),
             flipped=row["flipped"],
         )
-        out[row["image_uri"]] = (mine, seconds + row["rec_seconds"])
+        out[key] = (mine, seconds + row["rec_seconds"])
     return out
 
 
@@ -307,22 +332,24 @@ def publish_shard(
     readings, meta = _read_stage(
         run.stage_url(staging_root, "readings", shard), tables.READINGS, storage_options
     )
-    if detections["image_uri"].to_pylist() != [o.uri for o in objects]:
+    if list(dict.fromkeys(detections["image_uri"].to_pylist())) != [o.uri for o in objects]:
         raise RuntimeError(f"staged detections of shard {shard} do not match the manifest {manifest_url}")
     model_info = meta.get(_MODEL_META, {})
     errors = meta.get(_ERRORS_META, {})
-    by_image = _readings_by_image(readings)
+    by_page = _readings_by_page(readings)
     rows = ShardRows(shard, run_id, model_info, processed_at=tables.utc_now())
     for row in detections.to_pylist():
         result = _outcome_of(row)
         if result.needs_reading:
-            mine, seconds = by_image.get(result.obj.uri, ({}, 0.0))
-            if result.obj.uri in errors:
-                outcome.assemble(engine, result, errors[result.obj.uri], seconds)
+            key = _key(result.obj.uri, result.page)
+            mine, seconds = by_page.get(key, ({}, 0.0))
+            if key in errors:
+                outcome.assemble(engine, result, errors[key], seconds)
             else:
                 if sorted(mine) != list(range(len(result.detections))):
                     raise RuntimeError(
-                        f"{result.obj.uri}: {len(result.detections)} boxes but readings for {sorted(mine)}"
+                        f"{result.obj.uri} page {result.page}: {len(result.detections)} boxes "
+                        f"but readings for {sorted(mine)}"
                     )
                 outcome.assemble(engine, result, [mine[i] for i in sorted(mine)], seconds)
         rows.add(result)

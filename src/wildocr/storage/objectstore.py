@@ -31,11 +31,12 @@ from fsspec.implementations.local import LocalFileSystem
 log = logging.getLogger(__name__)
 
 S3_SCHEMES = ("s3", "s3a", "s3n")  # what Hadoop, Spark and Airflow's amazon provider call S3
-# Names that are listed as images (the bytes then decide the format: `engine.imageio.RASTER_FORMATS`).
+# Names that are listed as images (the bytes then decide the format: `engine.imageio.open_pages`).
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
     | {".avif", ".heic", ".heif"}  # phones
     | {".jp2", ".j2k", ".jpf", ".jpx"}  # JPEG 2000 (archives, scans)
+    | {".pdf"}  # documents: every page is read (engine.imageio.open_pages)
 )
 S3_SINGLE_PUT_LIMIT = 5 * 2**30  # S3 refuses a single PUT above 5 GiB
 

@@ -7,7 +7,8 @@ writers apply.
 
 Every path is built here from the root and a validated `dt` (`tables.partition_url`), never from a caller's
 string. Columns are read by name with `union_by_name`, so files that have more columns than this module
-knows (a newer schema) or fewer (an older one, for optional columns) read fine.
+knows (a newer schema) or fewer (an older one, for optional columns) read fine. `page` (schema version 3)
+reads as `coalesce(page, 1)`: files written before it hold photos, page 1 each.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _IMAGE_COLUMNS = (
     "shard",
     "run_id",
     "processed_at",
+    "page",
 )
 _POINT_COLUMNS = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")  # tl, tr, br, bl as in `tables.WORDS`
 _BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
@@ -84,6 +86,7 @@ class ImageEntry:
     shard: int
     run_id: str
     processed_at: Any
+    page: int = 1  # of a PDF or multi-page TIFF; 1 for a photo (and for rows older than `page`)
 
     @property
     def name(self) -> str:
@@ -103,6 +106,7 @@ class SearchHit:
     key: str
     image_uri: str
     shard: int
+    page: int
     words: tuple[str, ...]
     best_confidence: float
     exact: bool  # one of the words equals the query (case-insensitive), not only contains it
@@ -145,12 +149,23 @@ class TableReader:
         return con
 
     @staticmethod
-    def _scan(columns: Sequence[str]) -> str:
-        """A table expression over the part files bound to `$files`, with `dt` from the folder name."""
+    def _scan(columns: Sequence[str], *, has_page: bool = True) -> str:
+        """A table expression over the part files bound to `$files`, with `dt` from the folder name;
+        a `page` column reads as `coalesce(page, 1)` (`1` when no file has it: `has_page`)."""
+        page = "coalesce(page, 1)" if has_page else "1"
+        selected = [f"{page}::INTEGER AS page" if c == "page" else c for c in columns]
         return (
-            f"(SELECT {', '.join(columns)}, dt FROM read_parquet($files, hive_partitioning = true, "
+            f"(SELECT {', '.join(selected)}, dt FROM read_parquet($files, hive_partitioning = true, "
             "hive_types = {'dt': VARCHAR}, union_by_name = true))"
         )
+
+    @staticmethod
+    def _has_page(con: duckdb.DuckDBPyConnection, files: list[str]) -> bool:
+        """Whether any of the files has `page` (schema version 3): older files read as page 1."""
+        found = con.execute(
+            "SELECT count(*) FROM parquet_schema($files) WHERE name = 'page'", {"files": files}
+        )
+        return bool(cast(tuple[int], found.fetchone())[0])
 
     # --- queries ------------------------------------------------------------------------------------------
 
@@ -202,29 +217,30 @@ class TableReader:
         if errors_only:
             where.append("status <> 'ok'")
         condition = " AND ".join(where)
-        scan = self._scan(_IMAGE_COLUMNS)
         con = self._connect()
+        scan = self._scan(_IMAGE_COLUMNS, has_page=self._has_page(con, files))
         (total,) = cast(
             tuple[int], con.execute(f"SELECT count(*) FROM {scan} WHERE {condition}", params).fetchone()
         )
         rel = con.execute(
             f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {scan} WHERE {condition} "
-            "ORDER BY image_uri LIMIT $limit OFFSET $offset",
+            "ORDER BY image_uri, page LIMIT $limit OFFSET $offset",
             {**params, "limit": int(limit), "offset": int(offset)},
         )
         return [_image_entry(dt, row) for row in rel.fetchall()], int(total)
 
-    def image(self, dt: str, key: str, *, shard: int | None = None) -> ImageEntry | None:
-        """The image of partition `dt` whose URI has this key, or None; `shard` (a hint) reads one file."""
+    def image(self, dt: str, key: str, *, shard: int | None = None, page: int = 1) -> ImageEntry | None:
+        """The image (its `page`) of partition `dt` whose URI has this key, or None; `shard` (a hint)
+        reads one file."""
         tables.validate_dt(dt)
         validate_image_key(key)
         if shard is not None:
-            found = self._image_in(dt, key, shard)  # a wrong hint (shards changed) falls back below
+            found = self._image_in(dt, key, shard, page)  # a wrong hint (shards changed) falls back below
             if found is not None:
                 return found
-        return self._image_in(dt, key, None)
+        return self._image_in(dt, key, None, page)
 
-    def _image_in(self, dt: str, key: str, shard: int | None) -> ImageEntry | None:
+    def _image_in(self, dt: str, key: str, shard: int | None, page: int) -> ImageEntry | None:
         files = self._files("images", dt, None if shard is None else tables.validate_shard(shard))
         if not files:
             return None
@@ -234,15 +250,17 @@ class TableReader:
         match = next((uri for (uri,) in uris.fetchall() if image_key(uri) == key), None)
         if match is None:
             return None
+        scan = self._scan(_IMAGE_COLUMNS, has_page=self._has_page(con, files))
         row = con.execute(
-            f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {self._scan(_IMAGE_COLUMNS)} "
-            "WHERE image_uri = $uri ORDER BY processed_at DESC LIMIT 1",
-            {"files": files, "uri": match},
+            f"SELECT {', '.join(_IMAGE_COLUMNS)} FROM {scan} "
+            "WHERE image_uri = $uri AND page = $page ORDER BY processed_at DESC LIMIT 1",
+            {"files": files, "uri": match, "page": int(page)},
         ).fetchone()
-        return _image_entry(dt, cast(tuple[Any, ...], row))  # the URI was just read: its row exists
+        return None if row is None else _image_entry(dt, row)
 
-    def words(self, dt: str, image_uri: str, *, shard: int | None = None) -> list[Word]:
-        """The words read in one image of partition `dt`, in reading order, as the engine's `Word`s.
+    def words(self, dt: str, image_uri: str, *, shard: int | None = None, page: int = 1) -> list[Word]:
+        """The words read in one image (its `page`) of partition `dt`, in reading order, as the engine's
+        `Word`s.
 
         `shard` (the image's, from its `images` row: both parts of a shard are published together) makes
         this read one file instead of the partition.
@@ -251,10 +269,12 @@ class TableReader:
         files = self._files("words", dt, None if shard is None else tables.validate_shard(shard))
         if not files:
             return []
-        rel = self._connect().execute(
-            f"SELECT {', '.join(_WORD_COLUMNS)} FROM {self._scan(('image_uri', *_WORD_COLUMNS))} "
-            "WHERE image_uri = $uri ORDER BY word_index",
-            {"files": files, "uri": image_uri},
+        con = self._connect()
+        scan = self._scan(("image_uri", "page", *_WORD_COLUMNS), has_page=self._has_page(con, files))
+        rel = con.execute(
+            f"SELECT {', '.join(_WORD_COLUMNS)} FROM {scan} "
+            "WHERE image_uri = $uri AND page = $page ORDER BY word_index",
+            {"files": files, "uri": image_uri, "page": int(page)},
         )
         return [_word(dict(zip(_WORD_COLUMNS, row, strict=True))) for row in rel.fetchall()]
 
@@ -268,13 +288,17 @@ class TableReader:
         files = self._files("words", dt)
         if not files:
             return []
+        con = self._connect()
+        scan = self._scan(
+            ("image_uri", "page", "shard", "text", "confidence"), has_page=self._has_page(con, files)
+        )
         sql = f"""
-            SELECT dt, image_uri, max(shard), list(DISTINCT text ORDER BY text), max(confidence),
+            SELECT dt, image_uri, page, max(shard), list(DISTINCT text ORDER BY text), max(confidence),
                    bool_or(lower(text) = lower($needle)) AS exact
-            FROM {self._scan(("image_uri", "shard", "text", "confidence"))}
+            FROM {scan}
             WHERE text ILIKE $pattern ESCAPE '\\'
-            GROUP BY dt, image_uri
-            ORDER BY exact DESC, dt DESC, image_uri
+            GROUP BY dt, image_uri, page
+            ORDER BY exact DESC, dt DESC, image_uri, page
             LIMIT $limit
         """
         params = {
@@ -283,10 +307,10 @@ class TableReader:
             "pattern": "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%",
             "limit": int(limit),
         }
-        rows = self._connect().execute(sql, params).fetchall()
+        rows = con.execute(sql, params).fetchall()
         return [
-            SearchHit(dt, image_key(uri), uri, int(shard), tuple(words), float(conf), bool(exact))
-            for dt, uri, shard, words, conf, exact in rows
+            SearchHit(dt, image_key(uri), uri, int(shard), int(page), tuple(words), float(conf), bool(exact))
+            for dt, uri, page, shard, words, conf, exact in rows
         ]
 
 

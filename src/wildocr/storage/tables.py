@@ -32,7 +32,9 @@ from wildocr.storage.objectstore import StorageOptions
 
 # 2: images gained sha256, duplicate_of and the photo metadata columns, words gained script (all nullable,
 # appended at the end: files of version 1 read beside version 2 by column name, the new columns null).
-SCHEMA_VERSION = "2"
+# 3: both gained `page` (1-based page of a PDF or multi-page TIFF, 1 for a photo; nullable and appended, so
+# older files read beside it with page null: `coalesce(page, 1)`). (image_uri, page) is a row's key.
+SCHEMA_VERSION = "3"
 TABLES = ("images", "words")
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -91,6 +93,7 @@ IMAGES = _schema(
         pa.field("sha256", pa.string()),  # of the object's bytes; null when they could not be read
         pa.field("duplicate_of", pa.string()),  # the first copy of these bytes (see docs/tables.md)
         *PHOTO_FIELDS,
+        pa.field("page", pa.int32()),  # schema version 3: 1-based page of the object (1 for a photo)
     ],
 )
 
@@ -107,6 +110,7 @@ WORDS = _schema(
         *[pa.field(c, pa.float32(), nullable=False) for c in _BOX_COLUMNS],
         pa.field("shard", pa.int32(), nullable=False),
         pa.field("script", pa.string()),  # schema version 2: wildocr.engine.scripts.script_of(text)
+        pa.field("page", pa.int32()),  # schema version 3: the page of `image_uri` the word is on
     ],
 )
 
@@ -140,6 +144,7 @@ DETECTIONS = _schema(
     "detections",
     [
         pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
         pa.field("etag", pa.string(), nullable=False),
         pa.field("size", pa.int64(), nullable=False),
         pa.field("width", pa.int32()),
@@ -159,6 +164,7 @@ CROPS = _schema(
     "crops",
     [
         pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
         pa.field("det_index", pa.int32(), nullable=False),
         pa.field("png", pa.binary(), nullable=False),  # lossless, so recognition sees the exact pixels
     ],
@@ -168,6 +174,7 @@ READINGS = _schema(
     "readings",
     [
         pa.field("image_uri", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
         pa.field("det_index", pa.int32(), nullable=False),
         pa.field("text", pa.string(), nullable=False),
         pa.field("confidence", pa.float64(), nullable=False),
@@ -301,8 +308,10 @@ def image_row(
     duplicate_of: str | None = None,
     skipped: bool = False,
     photo: Mapping[str, Any] | None = None,
+    page: int = 1,
 ) -> dict[str, Any]:
-    """One `images` row; status follows from `error` (and `skipped`) so they can never disagree.
+    """One `images` row, of one page of the object; status follows from `error` (and `skipped`) so they
+    can never disagree.
 
     `photo` holds the PHOTO_COLUMNS values (`photo_values`); missing ones are null.
     """
@@ -330,7 +339,14 @@ def image_row(
         "sha256": sha256,
         "duplicate_of": duplicate_of,
         **{name: photo.get(name) for name in PHOTO_COLUMNS},
+        "page": _page(page),
     }
+
+
+def _page(page: int) -> int:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise ValueError(f"page must be an int >= 1, got {page!r}")
+    return page
 
 
 def photo_values(meta: PhotoMetadata | None) -> dict[str, Any]:
@@ -342,9 +358,10 @@ def photo_values(meta: PhotoMetadata | None) -> dict[str, Any]:
     return values
 
 
-def word_rows(image_uri: str, words: Sequence[Word], shard: int) -> list[dict[str, Any]]:
-    """The `words` rows of one image, numbered in the engine's reading order."""
+def word_rows(image_uri: str, words: Sequence[Word], shard: int, page: int = 1) -> list[dict[str, Any]]:
+    """The `words` rows of one page of an image, numbered in the engine's reading order."""
     validate_shard(shard)
+    _page(page)
     rows = []
     for index, word in enumerate(words):
         row: dict[str, Any] = {
@@ -361,6 +378,7 @@ def word_rows(image_uri: str, words: Sequence[Word], shard: int) -> list[dict[st
         row.update(zip(_BOX_COLUMNS, (float(v) for v in word.bbox), strict=True))
         row["shard"] = shard
         row["script"] = script_of(word.text)
+        row["page"] = page
         rows.append(row)
     return rows
 

@@ -147,7 +147,10 @@ ShardHint = Annotated[
 ]
 
 
-def _image(dt: str, key: str, shard: int | None):
+PageNumber = Annotated[int, Query(ge=1, le=100_000, description="the page of a PDF or multi-page TIFF")]
+
+
+def _image(dt: str, key: str, shard: int | None, page: int = 1):
     from wildocr.storage.query import validate_image_key
 
     dt = _dt(dt)
@@ -155,9 +158,9 @@ def _image(dt: str, key: str, shard: int | None):
         validate_image_key(key)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
-    entry = reader().image(dt, key, shard=shard)
+    entry = reader().image(dt, key, shard=shard, page=page)
     if entry is None:
-        raise HTTPException(404, f"no image {key} in partition dt={dt}")
+        raise HTTPException(404, f"no image {key} (page {page}) in partition dt={dt}")
     return entry
 
 
@@ -184,7 +187,7 @@ def _fit(width: int | None, height: int | None, side: int) -> tuple[int, int]:
 def _picture(request: Request, entry: Any, kind: str, render: Callable[[], bytes]) -> Response:
     """A rendered JPEG with caching headers; 304 when the browser's copy is still the current one."""
     tag = hashlib.sha256(
-        f"{kind}|{entry.image_uri}|{entry.etag}|{entry.run_id}|{entry.processed_at}".encode()
+        f"{kind}|{entry.image_uri}|{entry.page}|{entry.etag}|{entry.run_id}|{entry.processed_at}".encode()
     ).hexdigest()[:32]
     etag = f'"{tag}"'
     headers = {"ETag": etag, "Cache-Control": f"private, max-age={IMAGE_CACHE_SECONDS}"}
@@ -264,29 +267,38 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/dt/{dt}/image/{key}", response_class=HTMLResponse)
-    def image(request: Request, dt: str, key: str, shard: ShardHint = None) -> HTMLResponse:
-        entry = _image(dt, key, shard)
-        words = reader().words(entry.dt, entry.image_uri, shard=entry.shard) if entry.ok else []
+    def image(
+        request: Request, dt: str, key: str, shard: ShardHint = None, page: PageNumber = 1
+    ) -> HTMLResponse:
+        entry = _image(dt, key, shard, page)
+        words = reader().words(entry.dt, entry.image_uri, shard=entry.shard, page=page) if entry.ok else []
         return _page(request, "image.html", dt=entry.dt, image=entry, words=words)
 
     @app.get("/dt/{dt}/image/{key}/thumb.jpg")
-    def thumbnail(request: Request, dt: str, key: str, shard: ShardHint = None) -> Response:
+    def thumbnail(
+        request: Request, dt: str, key: str, shard: ShardHint = None, page: PageNumber = 1
+    ) -> Response:
         from wildocr.pipeline.preview import thumbnail_jpeg
 
-        entry = _image(dt, key, shard)
+        entry = _image(dt, key, shard, page)
         return _picture(
-            request, entry, "thumb", lambda: thumbnail_jpeg(entry.image_uri, storage_options(entry.image_uri))
+            request,
+            entry,
+            "thumb",
+            lambda: thumbnail_jpeg(entry.image_uri, storage_options(entry.image_uri), page=page),
         )
 
     @app.get("/dt/{dt}/image/{key}/overlay.jpg")
-    def overlay(request: Request, dt: str, key: str, shard: ShardHint = None) -> Response:
+    def overlay(
+        request: Request, dt: str, key: str, shard: ShardHint = None, page: PageNumber = 1
+    ) -> Response:
         from wildocr.pipeline.preview import overlay_jpeg
 
-        entry = _image(dt, key, shard)
+        entry = _image(dt, key, shard, page)
 
         def render() -> bytes:
-            words = reader().words(entry.dt, entry.image_uri, shard=entry.shard)
-            return overlay_jpeg(entry.image_uri, words, storage_options(entry.image_uri))
+            words = reader().words(entry.dt, entry.image_uri, shard=entry.shard, page=page)
+            return overlay_jpeg(entry.image_uri, words, storage_options(entry.image_uri), page=page)
 
         return _picture(request, entry, "overlay", render)
 
