@@ -3,6 +3,8 @@
 -- `dt` is a partition key only (it is not stored inside the Parquet files).
 -- Partition projection makes new days visible without MSCK REPAIR / ALTER TABLE ADD PARTITION; without
 -- projection, run `MSCK REPAIR TABLE wildocr.images;` after each run instead.
+-- `page` (schema version 3) is null in files written before it: they hold photos, read it as
+-- coalesce(page, 1).
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
@@ -38,7 +40,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.images (
     camera_make string,
     camera_model string,
     orientation int,
-    metadata_warnings string
+    metadata_warnings string,
+    page int
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET
@@ -73,7 +76,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.words (
     x_max float,
     y_max float,
     shard int,
-    script string
+    script string,
+    page int
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

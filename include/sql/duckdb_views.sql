@@ -9,10 +9,12 @@
 -- The globs only match part files: temporary files of interrupted writes end in .tmp, and the run
 -- staging area ROOT/_staging is outside ROOT/images and ROOT/words.
 -- union_by_name: partitions written before a column was added (schema version 1: no sha256, EXIF or
--- script columns) read beside newer ones, the missing columns NULL.
+-- script columns) read beside newer ones, the missing columns NULL. Files older than schema version 3
+-- have no `page`: they hold photos, so the views read it as coalesce(page, 1) (a lake with no version-3
+-- file yet has no `page` at all: drop the REPLACE clause there).
 
 CREATE OR REPLACE VIEW images AS
-SELECT *
+SELECT * REPLACE (coalesce(page, 1)::INTEGER AS page)
 FROM read_parquet(
     getvariable('wildocr_root') || '/images/*/*.parquet',
     hive_partitioning = true,
@@ -21,7 +23,7 @@ FROM read_parquet(
 );
 
 CREATE OR REPLACE VIEW words AS
-SELECT *
+SELECT * REPLACE (coalesce(page, 1)::INTEGER AS page)
 FROM read_parquet(
     getvariable('wildocr_root') || '/words/*/*.parquet',
     hive_partitioning = true,

@@ -3,6 +3,8 @@
 -- Without a catalog, PySpark reads the same layout directly and discovers `dt` from the directories:
 --   spark.read.parquet("s3a://wildocr-lake/ocr/words")      (dt typed DATE by partition inference;
 --   set spark.sql.sources.partitionColumnTypeInference.enabled=false to keep it a string)
+-- `page` (schema version 3) is null in files written before it: they hold photos, read it as
+-- coalesce(page, 1).
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
@@ -39,6 +41,7 @@ CREATE TABLE IF NOT EXISTS wildocr.images (
     camera_model STRING,
     orientation INT,
     metadata_warnings STRING,
+    page INT,
     dt STRING
 )
 USING PARQUET
@@ -66,6 +69,7 @@ CREATE TABLE IF NOT EXISTS wildocr.words (
     y_max FLOAT,
     shard INT,
     script STRING,
+    page INT,
     dt STRING
 )
 USING PARQUET

@@ -2,6 +2,8 @@
 -- Replace s3://wildocr-lake/ocr with the output root. Partition columns come last in Trino's Hive DDL.
 -- processed_at is Parquet TIMESTAMP(MICROS, adjusted to UTC): read as `timestamp` (UTC wall clock);
 -- set the session property hive.timestamp_precision = 'MICROSECONDS' to keep the microseconds.
+-- `page` (schema version 3) is null in files written before it: they hold photos, read it as
+-- coalesce(page, 1).
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE SCHEMA IF NOT EXISTS hive.wildocr WITH (location = 's3://wildocr-lake/ocr/');
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS hive.wildocr.images (
     camera_model varchar,
     orientation integer,
     metadata_warnings varchar,
+    page integer,
     dt varchar
 )
 WITH (
@@ -67,6 +70,7 @@ CREATE TABLE IF NOT EXISTS hive.wildocr.words (
     y_max real,
     shard integer,
     script varchar,
+    page integer,
     dt varchar
 )
 WITH (
