@@ -473,3 +473,67 @@ def model_folder(folder: Path, *, det: bool = True, rec: bool = False, det_bias_
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return folder
+
+
+# Documents: PDFs and multi-page TIFFs (engine/test_imageio.py, cli, e2e) ---------------------------------
+
+
+def sample_pages(count: int, seed: int = 41) -> tuple[list[Image.Image], list[set[str]]]:
+    """`count` clean rendered scene-text images and the words each holds (one page each)."""
+    from wildocr.samples import render_sample
+
+    samples = [render_sample(seed, i, clean=True) for i in range(count)]
+    return [Image.fromarray(s.rgb) for s in samples], [{w["text"] for w in s.words} for s in samples]
+
+
+def pdf_bytes(pages: list[Image.Image], dpi: int = 200) -> bytes:
+    """A PDF with one image page each, written by Pillow at `dpi` (so wildocr renders it pixel for pixel
+    at its 200 dpi)."""
+    copies = [page.copy() for page in pages]  # Pillow keeps save settings on the image object
+    buf = io.BytesIO()
+    copies[0].save(buf, "PDF", save_all=True, append_images=copies[1:], resolution=dpi)
+    return buf.getvalue()
+
+
+def tiff_bytes(pages: list[Image.Image]) -> bytes:
+    """A multi-page TIFF (deflate), one page per image."""
+    copies = [page.copy() for page in pages]
+    buf = io.BytesIO()
+    copies[0].save(buf, "TIFF", save_all=True, append_images=copies[1:], compression="tiff_deflate")
+    return buf.getvalue()
+
+
+def handmade_pdf(objects: list[bytes], trailer: bytes = b"") -> bytes:
+    """A PDF built object by object with a correct cross-reference table (object 1 is the catalog)."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<</Size %d/Root 1 0 R" % (len(objects) + 1) + trailer + b">>\n"
+    out += b"startxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
+
+
+def blank_pdf(pages: int, size_pt: tuple[int, int] = (72, 36)) -> bytes:
+    """A PDF of `pages` blank pages (1 x 0.5 inch by default: 200x100 pixels at 200 dpi)."""
+    kids = b" ".join(b"%d 0 R" % (3 + i) for i in range(pages))
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Kids[%s]/Count %d>>" % (kids, pages)]
+    objects += [b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 %d %d]>>" % size_pt] * pages
+    return handmade_pdf(objects)
+
+
+def encrypted_pdf() -> bytes:
+    """A one-page PDF locked with a user password (standard security handler, RC4 40-bit): no reader
+    opens it without the password."""
+    objects = [
+        b"<</Type/Catalog/Pages 2 0 R>>",
+        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 100]>>",
+        b"<</Filter/Standard/V 1/R 2/O<" + b"ab" * 32 + b">/U<" + b"cd" * 32 + b">/P -4>>",
+    ]
+    file_id = b"<0123456789abcdef0123456789abcdef>"
+    return handmade_pdf(objects, b"/Encrypt 4 0 R/ID[" + file_id + file_id + b"]")

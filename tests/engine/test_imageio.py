@@ -12,8 +12,19 @@ import pytest
 from PIL import Image
 
 from include.sample_data import generate
-from tests.helpers import DOS_EPS, EPS, corrupt_scans, encode, gradient
-from wildocr.engine.imageio import ImageDecodeError, check_header, decode_image, decode_photo
+from tests.helpers import (
+    DOS_EPS,
+    EPS,
+    blank_pdf,
+    corrupt_scans,
+    encode,
+    encrypted_pdf,
+    gradient,
+    pdf_bytes,
+    tiff_bytes,
+)
+from wildocr.engine import imageio
+from wildocr.engine.imageio import ImageDecodeError, check_header, decode_image, decode_photo, open_pages
 from wildocr.samples import PhotoExif, stored_for_orientation
 
 SEED = 2  # image 0: 1024x768 with 11 words
@@ -212,3 +223,70 @@ def test_an_iso_media_file_that_is_no_image_is_not_an_image():
     data = b"\0\0\0\x18ftypqt  \0\0\0\0qt  " + b"\0" * 40  # a QuickTime movie is no image
     with pytest.raises(ImageDecodeError, match=r"^not an image \(unrecognised format\)$"):
         decode_image(data)
+
+
+# Documents: PDF and multi-page TIFF, page by page ---------------------------------------------------------
+
+
+def _pages(count: int) -> list[Image.Image]:
+    return [gradient((96 + 16 * i, 64)) for i in range(count)]
+
+
+def test_a_pdf_is_read_page_by_page_at_200_dpi():
+    """Pillow writes each page at 200 dpi, so pdfium's 200 dpi rendering gives the page's own size back."""
+    pages = _pages(3)
+    document = open_pages(pdf_bytes(pages))
+    assert (document.kind, document.total, document.count, document.over_limit) == ("PDF", 3, 3, None)
+    for index, page in enumerate(pages):
+        pixels = document.decode(index).pixels
+        assert pixels.shape == (page.height, page.width, 3) and pixels.dtype == np.uint8
+        assert _mad(pixels, np.asarray(page)) < 4  # Pillow stores the pages as JPEG
+    with pytest.raises(IndexError):
+        document.decode(3)
+
+
+def test_a_multi_page_tiff_is_read_page_by_page_and_a_photo_is_one_page():
+    pages = _pages(3)
+    data = tiff_bytes(pages)
+    document = open_pages(data)
+    assert (document.kind, document.total, document.count) == ("TIFF", 3, 3)
+    for index, page in enumerate(pages):
+        assert _mad(document.decode(index).pixels, np.asarray(page)) == 0  # deflate: lossless
+    assert decode_photo(data).pixels.shape == (64, 96, 3)  # decode_photo alone: the first page
+    photo = open_pages(encode(gradient(), "PNG"))
+    assert (photo.kind, photo.total, photo.count) == ("image", 1, 1)
+    assert photo.decode(0).pixels.shape == (40, 64, 3)
+
+
+def test_a_document_over_the_page_limit_reads_its_first_pages_and_says_so():
+    document = open_pages(blank_pdf(5), max_pages=3)
+    assert (document.total, document.count) == (5, 3)
+    assert document.over_limit == (
+        "refused: the document has 5 pages, over the page limit of 3: pages 4-5 not read"
+    )
+    assert open_pages(tiff_bytes(_pages(3)), max_pages=2).over_limit.endswith(": page 3 not read")
+    assert open_pages(blank_pdf(5)).count == 5 == imageio.DEFAULT_MAX_PAGES // 10
+    with pytest.raises(ValueError):
+        open_pages(blank_pdf(1), max_pages=0)
+
+
+def test_encrypted_and_broken_pdfs_are_named_errors():
+    with pytest.raises(ImageDecodeError, match=r"^PDF is encrypted: it needs a password to be read$"):
+        open_pages(encrypted_pdf())
+    data = pdf_bytes(_pages(2))
+    with pytest.raises(ImageDecodeError, match=r"^PDF is damaged: .*Data format error"):
+        open_pages(data[: len(data) // 2])
+    with pytest.raises(ImageDecodeError, match=r"^PDF is damaged: "):
+        open_pages(b"%PDF-1.7\n" + b"\0" * 64)
+    with pytest.raises(ImageDecodeError, match=r"^PDF is damaged: "):  # no pages: pdfium refuses it
+        open_pages(blank_pdf(0))
+
+
+def test_pdf_pages_keep_the_pixel_limit_and_the_long_side_cap():
+    with pytest.raises(
+        ImageDecodeError, match=r"^refused: 200x100 = 20000 pixels is over the limit of 1000$"
+    ):
+        open_pages(blank_pdf(1), max_pixels=1000).decode(0)
+    poster = open_pages(blank_pdf(1, size_pt=(1440, 720))).decode(0).pixels  # 20 x 10 inches
+    assert poster.shape == (imageio.PDF_MAX_SIDE // 2, imageio.PDF_MAX_SIDE, 3)
+    assert poster.min() == 255  # a blank page is white, not transparent black

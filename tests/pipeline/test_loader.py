@@ -3,12 +3,13 @@ bytes (not the name) deciding the format."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
 import pytest
 
-from tests.helpers import _jpeg, encode, gradient, png_header
+from tests.helpers import _jpeg, blank_pdf, encode, encrypted_pdf, gradient, pdf_bytes, png_header, tiff_bytes
 from wildocr.pipeline import loader
 from wildocr.storage import objectstore
 from wildocr.storage.objectstore import ObjectInfo
@@ -85,3 +86,46 @@ def test_phone_and_archive_files_are_listed_and_read_by_their_bytes(tmp_path):
         loaded = loader.load_image(obj, None, max_pixels=10_000)
         assert loaded.error is None, (obj.uri, loaded.error)
         assert loaded.image is not None and loaded.image.shape == (40, 64, 3)
+
+
+def test_documents_are_listed_and_become_one_item_per_page_in_order(tmp_path):
+    """A PDF (named .pdf, or .jpg: the bytes decide) and a multi-page TIFF give one item per page between
+    their neighbours; a document over the page limit gives its first pages and one error item for the
+    rest; an encrypted PDF is one error item; bytes read before are skipped page by page."""
+    (tmp_path / "a.png").write_bytes(encode(gradient(), "PNG"))
+    (tmp_path / "b.pdf").write_bytes(pdf_bytes([gradient((64, 40)), gradient((80, 40))]))
+    (tmp_path / "c.tif").write_bytes(tiff_bytes([gradient(), gradient(), gradient()]))
+    (tmp_path / "d.jpg").write_bytes(blank_pdf(4))
+    (tmp_path / "e.pdf").write_bytes(encrypted_pdf())
+    (tmp_path / "notes.txt").write_bytes(b"%PDF-1.4 not listed: not a document name")
+    listing = objectstore.list_images(str(tmp_path))
+    assert [o.uri.rsplit("/", 1)[1] for o in listing.images] == ["a.png", "b.pdf", "c.tif", "d.jpg", "e.pdf"]
+    items = list(loader.iter_loaded(listing.images, None, prefetch=2, max_pixels=10**6, max_pages=3))
+    got = [(i.obj.uri.rsplit("/", 1)[1], i.page, i.error) for i in items]
+    assert got == [
+        ("a.png", 1, None),
+        ("b.pdf", 1, None),
+        ("b.pdf", 2, None),
+        ("c.tif", 1, None),
+        ("c.tif", 2, None),
+        ("c.tif", 3, None),
+        ("d.jpg", 1, None),
+        ("d.jpg", 2, None),
+        ("d.jpg", 3, None),
+        ("d.jpg", 4, "refused: the document has 4 pages, over the page limit of 3: page 4 not read"),
+        ("e.pdf", 1, "PDF is encrypted: it needs a password to be read"),
+    ]
+    assert [i.image.shape[1] for i in items[1:3]] == [64, 80]  # each page its own size
+    assert len({i.sha256 for i in items[3:6]}) == 1 and all(i.later_pages is None for i in items)
+    seen = {hashlib.sha256((tmp_path / "c.tif").read_bytes()).hexdigest()}
+    skipped = list(
+        loader.iter_loaded(listing.images[2:3], None, prefetch=1, max_pixels=10**6, skip_sha256=seen)
+    )
+    assert [(i.page, i.skipped, i.image) for i in skipped] == [
+        (1, True, None),
+        (2, True, None),
+        (3, True, None),
+    ]
+    one = loader.load_image(listing.images[1], None, 10**6, page=2)  # a preview of one page
+    assert one.page == 2 and one.image.shape[1] == 80 and one.later_pages is None
+    assert loader.load_image(listing.images[1], None, 10**6, page=3).error == "no page 3: 2 page(s) read"

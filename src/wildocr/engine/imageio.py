@@ -12,6 +12,7 @@ An object is read as pages (`open_pages`): a PDF or a multi-page TIFF has one pe
 from __future__ import annotations
 
 import io
+import math
 import struct
 import threading
 from dataclasses import dataclass
@@ -162,8 +163,10 @@ def _render_pdf_page(data: bytes, index: int, max_pixels: int) -> DecodedPhoto:
             width_pt, height_pt = page.get_size()
             if not (width_pt > 0 and height_pt > 0):
                 raise ImageDecodeError(f"PDF is damaged: page {index + 1} has no size")
-            scale = min(PDF_DPI / 72.0, PDF_MAX_SIDE / max(width_pt, height_pt))
-            _check_size((max(1, round(width_pt * scale)), max(1, round(height_pt * scale))), max_pixels)
+            # pdfium sizes the bitmap by rounding up: 1e-7 less keeps a page of 64 px at 200 dpi 64 px wide
+            # (float noise in 23.04 pt x 200/72 would make it 65), and never moves a real fraction.
+            scale = min(PDF_DPI / 72.0, PDF_MAX_SIDE / max(width_pt, height_pt)) * (1 - 1e-7)
+            _check_size((math.ceil(width_pt * scale), math.ceil(height_pt * scale)), max_pixels)
             bitmap = page.render(scale=scale)  # pdfium's BGR, /Rotate applied
             pixels = np.ascontiguousarray(bitmap.to_numpy()[:, :, :3]).copy()
         except pdfium.PdfiumError as exc:
