@@ -91,3 +91,38 @@ def test_json_lines_carry_the_hash_and_photo_metadata_the_tables_get(tmp_path: P
     assert line["photo"]["taken_at"] == images["taken_at"].isoformat()
     assert "metadata_warnings" not in line["photo"]  # null: left out
     assert len(line["words"]) == images["n_words"]
+
+
+def test_cli_reads_every_page_of_a_pdf_and_a_tiff_with_an_overlay_per_page(tmp_path: Path) -> None:
+    """A 3-page PDF and a 2-page TIFF: one JSON line per page with its `page` and its own words, one
+    overlay per page (page 1 named like a photo's, page N with `.pN`); an encrypted PDF is one error line."""
+    from tests.helpers import encrypted_pdf, pdf_bytes, sample_pages, tiff_bytes
+
+    pages, truth = sample_pages(3)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "letter.pdf").write_bytes(pdf_bytes(pages))
+    (docs / "scan.tiff").write_bytes(tiff_bytes(pages[:2]))
+    (docs / "locked.pdf").write_bytes(encrypted_pdf())
+    out = tmp_path / "out.jsonl"
+    assert main(["ocr", str(docs), "--out", str(out), "--render", str(tmp_path / "r")]) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(x["image"], x["page"]) for x in lines] == [
+        ("letter.pdf", 1),
+        ("letter.pdf", 2),
+        ("letter.pdf", 3),
+        ("locked.pdf", 1),
+        ("scan.tiff", 1),
+        ("scan.tiff", 2),
+    ]
+    assert lines[3]["error"] == "PDF is encrypted: it needs a password to be read"
+    for line in lines[:3] + lines[4:]:
+        read = {w["text"] for w in line["words"]}
+        expected = truth[line["page"] - 1]
+        assert len(read & expected) >= 0.8 * len(expected), (line["image"], line["page"], read, expected)
+        assert len({x["sha256"] for x in lines if x["image"] == line["image"]}) == 1
+    overlays = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert overlays == sorted(Path(x["overlay"]).name for x in lines if "overlay" in x)
+    assert len(overlays) == 5
+    assert re.fullmatch(r"letter\.[0-9a-f]{10}\.overlay\.png", Path(lines[0]["overlay"]).name)
+    assert re.fullmatch(r"letter\.[0-9a-f]{10}\.p3\.overlay\.png", Path(lines[2]["overlay"]).name)

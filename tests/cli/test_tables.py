@@ -164,7 +164,7 @@ def test_old_partitions_read_with_new_ones_in_duckdb(day_one, tmp_path):
     _, _, root, _, _ = day_one
     lake = tmp_path / "lake"
     shutil.copytree(root, lake, ignore=shutil.ignore_patterns("_staging"))
-    old_words = [f.name for f in tables.WORDS][:-1]
+    old_words = [f.name for f in tables.WORDS][:-2]  # no script, no page
     for table, columns in (("images", [f.name for f in tables.IMAGES][:19]), ("words", old_words)):
         for part in sorted((lake / table / "dt=2026-11-24").glob("*.parquet")):
             old = pq.read_table(part).select(columns)
@@ -275,3 +275,126 @@ def test_run_and_shard_process_write_the_model_folder_into_every_row(tmp_path):
         assert len(rows) == 2 and all(r["status"] == "ok" and r["n_words"] > 0 for r in rows)
         assert {(r["det_model"], r["det_sha256"]) for r in rows} == {("ic15-ft/det.onnx", det_sha256)}
         assert {r["rec_model"] for r in rows} == {"PP-OCRv6_rec_small.onnx"}
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory):
+    """`wildocr run` (shards of 3) on a photo, a 3-page PDF, a 2-page TIFF, a truncated PDF and a copy of
+    the PDF in a later shard."""
+    from tests.helpers import pdf_bytes, sample_pages, tiff_bytes
+
+    base = tmp_path_factory.mktemp("documents")
+    src = base / "src"
+    src.mkdir()
+    pages, truth = sample_pages(3)
+    letter = pdf_bytes(pages)
+    (src / "letter.pdf").write_bytes(letter)
+    (src / "cut.pdf").write_bytes(letter[: len(letter) // 3])
+    pages[2].save(src / "photo.jpg", quality=95)
+    (src / "scan.tif").write_bytes(tiff_bytes(pages[:2]))
+    (src / "z_copy.pdf").write_bytes(letter)  # shard 1; its first copy (letter.pdf) is in shard 0
+    root = base / "ocr"
+    run(src, root, "2026-11-27")
+    return src, root, truth
+
+
+def _page_rows(root: Path, table: str, day: str) -> list[dict]:
+    rows = pq.read_table(root / table / f"dt={day}").to_pylist()
+    return sorted(rows, key=lambda r: (r["image_uri"], r["page"], r.get("word_index", 0)))
+
+
+def test_documents_give_one_images_row_per_page_and_words_carry_the_page(documents):
+    _, root, truth = documents
+    images = _page_rows(root, "images", "2026-11-27")
+    got = [(Path(r["image_uri"]).name, r["page"], r["status"]) for r in images]
+    assert got == [
+        ("cut.pdf", 1, "error"),
+        ("letter.pdf", 1, "ok"),
+        ("letter.pdf", 2, "ok"),
+        ("letter.pdf", 3, "ok"),
+        ("photo.jpg", 1, "ok"),
+        ("scan.tif", 1, "ok"),
+        ("scan.tif", 2, "ok"),
+        ("z_copy.pdf", 1, "ok"),
+        ("z_copy.pdf", 2, "ok"),
+        ("z_copy.pdf", 3, "ok"),
+    ]
+    assert images[0]["error"].startswith("PDF is damaged: ")
+    assert (
+        pq.read_schema(root / "images" / "dt=2026-11-27" / "part-00000.parquet").metadata[
+            b"wildocr.schema_version"
+        ]
+        == b"3"
+    )
+    words = _page_rows(root, "words", "2026-11-27")
+    for row in images[1:]:
+        mine = {w["text"] for w in words if (w["image_uri"], w["page"]) == (row["image_uri"], row["page"])}
+        assert (
+            len([w for w in words if (w["image_uri"], w["page"]) == (row["image_uri"], row["page"])])
+            == row["n_words"]
+        )
+        expected = truth[2] if row["image_uri"].endswith("photo.jpg") else truth[row["page"] - 1]
+        assert len(mine & expected) >= 0.8 * len(expected), (row["image_uri"], row["page"])
+    # duplicates per object: every page of the copy points at the first copy, its pages at nothing
+    letter_uri = images[1]["image_uri"]
+    assert [r["duplicate_of"] for r in images[1:4]] == [None] * 3
+    assert [r["duplicate_of"] for r in images[7:]] == [letter_uri] * 3
+    assert len({r["sha256"] for r in images[1:4] + images[7:]}) == 1
+
+
+def test_a_rerun_of_documents_never_duplicates_a_page(documents):
+    src, root, _ = documents
+    before = _page_rows(root, "images", "2026-11-27")
+    run(src, root, "2026-11-27")
+    after = _page_rows(root, "images", "2026-11-27")
+    keys = [(r["image_uri"], r["page"]) for r in after]
+    assert len(keys) == len(set(keys)) == len(before)
+    n_words = pq.read_table(root / "words" / "dt=2026-11-27").num_rows
+    assert n_words == sum(r["n_words"] for r in after)
+
+
+def test_a_version_2_partition_reads_as_page_1_beside_version_3(documents, tmp_path):
+    """Files written before `page` (schema version 2) read beside version 3 by column name: page is null
+    in the files, 1 through the DuckDB views and the browser's reader (`coalesce(page, 1)`)."""
+    from wildocr.storage import tables
+    from wildocr.storage.query import TableReader
+
+    _, root, _ = documents
+    lake = tmp_path / "lake"
+    shutil.copytree(root, lake, ignore=shutil.ignore_patterns("_staging"))
+    old = lake / "images" / "dt=2026-11-20"
+    old.mkdir()
+    old_words = lake / "words" / "dt=2026-11-20"
+    old_words.mkdir()
+    for table, folder in (("images", old), ("words", old_words)):
+        part = pq.read_table(lake / table / "dt=2026-11-27" / "part-00001.parquet")
+        v2 = part.drop_columns(["page"]).replace_schema_metadata(
+            {"wildocr.table": table, "wildocr.schema_version": "2"}
+        )
+        pq.write_table(v2, folder / "part-00000.parquet")
+    con = duckdb.connect()
+    con.execute(f"SET VARIABLE wildocr_root = '{lake}'")
+    con.execute((Path(__file__).parents[2] / "include" / "sql" / "duckdb_views.sql").read_text())
+    raw = con.sql(
+        f"SELECT count(*) FROM read_parquet('{lake}/images/*/*.parquet', hive_partitioning = true, "
+        "union_by_name = true) WHERE page IS NULL"
+    ).fetchall()[0][0]
+    assert raw == 5  # shard 1 (scan.tif's 2 pages, z_copy.pdf's 3) as version 2 wrote it: no page at all
+    per_day = con.sql(
+        "SELECT dt::VARCHAR, count(*), count(*) FILTER (page = 1), max(page) FROM images "
+        "GROUP BY dt ORDER BY dt"
+    ).fetchall()
+    assert per_day == [("2026-11-20", 5, 5, 1), ("2026-11-27", 10, 5, 3)]
+    assert con.sql("SELECT count(*) FROM words WHERE page IS NULL").fetchall()[0][0] == 0
+    reader = TableReader(str(lake))
+    entries, total = reader.images("2026-11-20")
+    assert total == 5 and {e.page for e in entries} == {1}
+    entries, _ = reader.images("2026-11-27")
+    letter = [e for e in entries if e.image_uri.endswith("letter.pdf")]
+    assert [e.page for e in letter] == [1, 2, 3]
+    third = reader.image("2026-11-27", letter[0].key, page=3)
+    assert third is not None and third.page == 3 and third.n_words > 0
+    assert len(reader.words("2026-11-27", third.image_uri, page=3)) == third.n_words
+    hits = reader.search(reader.words("2026-11-27", third.image_uri, page=3)[0].text, dt="2026-11-27")
+    assert any(h.image_uri == third.image_uri and h.page == 3 for h in hits)
+    assert tables.SCHEMA_VERSION == "3"
