@@ -72,25 +72,41 @@ def _dt(value: Any) -> str:
 
 
 def test_nightly_local_staged_then_rerun_fused(wildocr_home: Path) -> None:
-    """Embedded default store, a corrupt file, 2 staged shards; a fused rerun replaces (1 shard, no dups)."""
+    """Embedded default store, a corrupt file, a 2-page PDF, 3 staged shards; a fused rerun replaces (1
+    shard, no dups), and both paths give each page its row and its words."""
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
+    from PIL import Image
+
+    from tests.helpers import pdf_bytes
 
     day = "2026-03-01"
     photos = wildocr_home / "photos" / day
     truth = generate(str(photos), count=3, seed=SEED)
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    pages = [Image.open(photos / t["image"]).convert("RGB") for t in truth[:2]]
+    (photos / "letter.pdf").write_bytes(pdf_bytes(pages))
     root = str(wildocr_home / "ocr")
 
     dr, states = _run("wildocr_nightly", pendulum.datetime(2026, 3, 1, 2, tz="UTC"), {"shard_size": 2})
     for step in ("ocr.detect", "ocr.crop", "ocr.recognize", "ocr.publish"):
-        assert [states[(step, i)] for i in range(2)] == ["success"] * 2, states
+        assert [states[(step, i)] for i in range(3)] == ["success"] * 3, states
     assert states[("finalize", -1)] == "success"
 
     con = _con()
     images = _read(con, root, "images")
     words = _read(con, root, "words")
-    assert len(images) == 4 and {_dt(r["dt"]) for r in images} == {day}
+    assert len(images) == 6 and {_dt(r["dt"]) for r in images} == {day}
+    letter = sorted((r["page"], r["n_words"]) for r in images if r["image_uri"].endswith("letter.pdf"))
+    assert [page for page, _ in letter] == [1, 2] and all(n > 0 for _, n in letter)
+    for (page, n_words), t in zip(
+        letter, truth[:2], strict=True
+    ):  # each page: its photo's words (JPEG in the PDF)
+        mine = Counter(
+            r["text"] for r in words if r["image_uri"].endswith("letter.pdf") and r["page"] == page
+        )
+        theirs = Counter(r["text"] for r in words if r["image_uri"].endswith(t["image"]))
+        assert sum(mine.values()) == n_words and sum((mine & theirs).values()) >= 0.8 * sum(theirs.values())
     errors = [r for r in images if r["status"] != "ok"]
     assert [Path(r["image_uri"]).name for r in errors] == ["broken.jpg"] and errors[0]["error"]
     assert all(r["run_id"] == dr.run_id for r in images)
@@ -103,16 +119,20 @@ def test_nightly_local_staged_then_rerun_fused(wildocr_home: Path) -> None:
         extras = {e.asset.uri: e.extra for e in events}
     assert set(extras) == {"wildocr://tables/images", "wildocr://tables/words"}
     assert extras["wildocr://tables/words"]["partitions"] == [f"{root}/words/dt={day}"]
+    assert (extras["wildocr://tables/images"]["images"], extras["wildocr://tables/images"]["objects"]) == (
+        6,
+        5,
+    )
 
     # Same logical date again, fused, bigger shards: the partition is replaced, part-00001 must go.
     dr2, states2 = _run(
-        "wildocr_nightly", pendulum.datetime(2026, 3, 1, 2, tz="UTC"), {"mode": "fused", "shard_size": 4}
+        "wildocr_nightly", pendulum.datetime(2026, 3, 1, 2, tz="UTC"), {"mode": "fused", "shard_size": 5}
     )
     assert states2[("ocr.detect", 0)] == "success" and ("ocr.detect", 1) not in states2
     assert {states2[(s, 0)] for s in ("ocr.crop", "ocr.recognize", "ocr.publish")} == {"skipped"}
     images2 = _read(con, root, "images")
     words2 = _read(con, root, "words")
-    assert len(images2) == 4 and len({r["image_uri"] for r in images2}) == 4
+    assert len(images2) == 6 and len({(r["image_uri"], r["page"]) for r in images2}) == 6
     assert {r["run_id"] for r in images2} == {dr2.run_id}
     assert [p.name for p in (wildocr_home / "ocr" / "words" / f"dt={day}").iterdir()] == [
         "part-00000.parquet"
@@ -120,7 +140,7 @@ def test_nightly_local_staged_then_rerun_fused(wildocr_home: Path) -> None:
 
     # Both modes run the same engine on the same pixels: the same words come out.
     def texts(rows: list[dict]) -> Counter:
-        return Counter((Path(r["image_uri"]).name, r["text"]) for r in rows)
+        return Counter((Path(r["image_uri"]).name, r["page"], r["text"]) for r in rows)
 
     assert texts(words2) == texts(words)
 

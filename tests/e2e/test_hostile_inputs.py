@@ -434,3 +434,58 @@ def test_manifest_carries_listing_errors_to_the_staged_path(tree, tmp_path, ocr_
     rows = {r["image_uri"].rsplit("/links/", 1)[1]: r for r in read_rows(str(tmp_path / "lake"), "images")}
     assert rows["broken.jpg"]["error"] == "broken symbolic link: No such file or directory"
     assert rows["to-photo.jpg"]["status"] == rows["folder/inside.jpg"]["status"] == tables.STATUS_OK
+
+
+def test_documents_staged_and_fused_give_each_page_its_row_and_bad_ones_their_error(tmp_path, ocr_engine):
+    """Documents through both task paths with a page limit of 2: a 3-page PDF (2 pages read, one error row
+    for page 3), a 2-page TIFF, an encrypted PDF, a truncated PDF and a PDF named .jpg. The staged tasks
+    (detect, crop again from the bytes, recognize, publish) write exactly the fused rows."""
+    from tests.helpers import encrypted_pdf, pdf_bytes, sample_pages, tiff_bytes
+    from wildocr.pipeline import fused
+
+    pages, _ = sample_pages(3, seed=43)
+    src = tmp_path / "docs"
+    src.mkdir()
+    letter = pdf_bytes(pages)
+    (src / "a_letter.pdf").write_bytes(letter)
+    (src / "b_scan.tiff").write_bytes(tiff_bytes(pages[1:]))
+    (src / "c_locked.pdf").write_bytes(encrypted_pdf())
+    (src / "d_cut.pdf").write_bytes(letter[: len(letter) // 2])
+    (src / "e_named.jpg").write_bytes(pdf_bytes(pages[:1]))
+    lake = tmp_path / "lake"
+    manifest_url = run.manifest_url(run.staging_root(str(lake), DT, "r"))
+    run.build_manifest(str(src), manifest_url, shard_size=50, dt=DT)
+    staging = run.staging_root(str(lake), DT, "r")
+    staged.detect_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine, max_pages=2)
+    staged.crop_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine, max_pages=2)
+    staged.recognize_shard(manifest_url, 0, staging_root=staging, engine=ocr_engine)
+    summary = staged.publish_shard(
+        manifest_url, 0, staging_root=staging, output_root=str(lake), dt=DT, run_id="r", engine=ocr_engine
+    )
+    fused_lake = tmp_path / "fused"
+    fused.process_shard(
+        manifest_url, 0, output_root=str(fused_lake), dt=DT, run_id="r", engine=ocr_engine, max_pages=2
+    )
+
+    def rows(root: Path, table: str) -> list[dict]:
+        out = read_rows(str(root), table)
+        for row in out:
+            for key in ("processed_at", "det_seconds", "rec_seconds"):
+                row.pop(key, None)
+        return sorted(out, key=lambda r: (r["image_uri"], r["page"], r.get("word_index", 0)))
+
+    images = rows(lake, "images")
+    assert [(r["image_uri"].rsplit("/", 1)[1], r["page"], r["error"]) for r in images] == [
+        ("a_letter.pdf", 1, None),
+        ("a_letter.pdf", 2, None),
+        ("a_letter.pdf", 3, "refused: the document has 3 pages, over the page limit of 2: page 3 not read"),
+        ("b_scan.tiff", 1, None),
+        ("b_scan.tiff", 2, None),
+        ("c_locked.pdf", 1, "PDF is encrypted: it needs a password to be read"),
+        ("d_cut.pdf", 1, "PDF is damaged: Failed to load document (PDFium: Data format error)."),
+        ("e_named.jpg", 1, None),
+    ]
+    assert all(r["n_words"] > 0 for r in images if r["error"] is None)
+    assert (summary.images, summary.objects, summary.errors) == (8, 5, 3)
+    for table in ("images", "words"):
+        assert rows(lake, table) == rows(fused_lake, table), table
