@@ -200,6 +200,12 @@ def s3_lake(s3_server, ocr_engine) -> S3Lake:
         generate(source, count=count, seed=seed, storage_options=options)
         if dt == DT_A:
             objectstore.write_bytes_atomic(f"{source}broken.png", b"\x89PNG but not really", options)
+        else:  # a 2-page document: a row, a tile and a picture per page
+            from tests.helpers import pdf_bytes, sample_pages
+
+            objectstore.write_bytes_atomic(
+                f"{source}letter.pdf", pdf_bytes(sample_pages(2, seed=44)[0]), options
+            )
         staging = run.staging_root(output, dt, f"test-{dt}")
         manifest_url = run.manifest_url(staging)
         for number in run.build_manifest(source, manifest_url, shard_size=8, storage_options=options, dt=dt):
@@ -343,3 +349,28 @@ def test_workers_load_the_plugin_without_the_web_app(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_page_of_a_document_has_its_tile_picture_and_words(client: Any, s3_lake: S3Lake) -> None:
+    uri = next(u for u in s3_lake.photos[DT_B] if u.endswith("letter.pdf"))
+    key = image_key(uri)
+    rows = s3_lake.rows(
+        "SELECT page, width, height, n_words FROM {images} WHERE image_uri = ? ORDER BY page", uri
+    )
+    assert [r[0] for r in rows] == [1, 2] and all(r[3] > 0 for r in rows)
+    listing = client.get(f"/wildocr/dt/{DT_B}")
+    assert listing.status_code == 200 and listing.text.count('class="tile') == 3  # a photo, 2 pages
+    assert f"/image/{key}?shard=0&amp;page=2" in listing.text and "letter.pdf · page 2" in listing.text
+    for page, width, height, n_words in rows:
+        detail = client.get(f"/wildocr/dt/{DT_B}/image/{key}", params={"page": page})
+        assert detail.status_code == 200 and detail.text.count("<tr>") == n_words + 1
+        overlay = client.get(f"/wildocr/dt/{DT_B}/image/{key}/overlay.jpg", params={"page": page})
+        assert overlay.status_code == 200 and Image.open(io.BytesIO(overlay.content)).size == (width, height)
+        thumb = client.get(f"/wildocr/dt/{DT_B}/image/{key}/thumb.jpg", params={"page": page})
+        assert thumb.status_code == 200
+    first, second = (
+        client.get(f"/wildocr/dt/{DT_B}/image/{key}/thumb.jpg", params={"page": p}) for p in (1, 2)
+    )
+    assert first.headers["etag"] != second.headers["etag"] and first.content != second.content
+    assert client.get(f"/wildocr/dt/{DT_B}/image/{key}", params={"page": 3}).status_code == 404
+    assert client.get(f"/wildocr/dt/{DT_B}/image/{key}", params={"page": 0}).status_code == 422
