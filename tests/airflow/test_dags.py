@@ -198,29 +198,32 @@ def test_run_figures_add_up_shard_summaries_per_dt() -> None:
     """finalize's event figures: summaries only (a staged detect returns a URL, a skipped step nothing)."""
     from wildocr.pipeline.outputs import ShardSummary, run_figures
 
-    def summary(dt: str, images: int, errors: int, words: int) -> dict:
+    def summary(dt: str, images: int, errors: int, words: int, objects: int) -> dict:
         return ShardSummary(
             shard=0, dt=dt, images=images, ok=images - errors, errors=errors, skipped=0, words=words,
             det_seconds=1.0, rec_seconds=1.0, seconds=2.0, images_url=f"/r/images/dt={dt}/part-00000.parquet",
             words_url=f"/r/words/dt={dt}/part-00000.parquet", images_bytes=1, words_bytes=1,
-            models={"det_sha256": "d" * 64},
+            models={"det_sha256": "d" * 64}, objects=objects,
         ).to_xcom()  # fmt: skip
 
     xcoms = [
         "file:///r/_staging/detections/part-00000.parquet",
         None,
-        summary("2026-03-01", 4, 1, 20),
-        summary("2026-03-01", 2, 0, 5),
-        summary("2026-03-02", 1, 1, 0),
+        summary("2026-03-01", 4, 1, 20, 2),  # a 3-page document and a photo
+        summary("2026-03-01", 2, 0, 5, 2),
+        summary("2026-03-02", 1, 1, 0, 1),
     ]
+    old = {k: v for k, v in ShardSummary.from_xcom(xcoms[2]).to_xcom().items() if k != "objects"}
+    assert ShardSummary.from_xcom(old).objects == 0  # an XCom written before `objects` still reads
     summaries = [s for s in map(ShardSummary.from_xcom, xcoms) if s is not None]
     figures = run_figures(summaries, ["2026-03-01", "2026-03-02", "2026-03-03"])
     assert figures["by_dt"] == {
-        "2026-03-01": {"images": 6, "ok": 5, "errors": 1, "words": 25},
-        "2026-03-02": {"images": 1, "ok": 0, "errors": 1, "words": 0},
-        "2026-03-03": {"images": 0, "ok": 0, "errors": 0, "words": 0},  # a date without images
+        "2026-03-01": {"images": 6, "objects": 4, "ok": 5, "errors": 1, "words": 25},
+        "2026-03-02": {"images": 1, "objects": 1, "ok": 0, "errors": 1, "words": 0},
+        "2026-03-03": {"images": 0, "objects": 0, "ok": 0, "errors": 0, "words": 0},  # a date without images
     }
-    assert (figures["images"], figures["ok"], figures["errors"], figures["words"]) == (7, 5, 2, 25)
+    totals = tuple(figures[k] for k in ("images", "objects", "ok", "errors", "words"))
+    assert totals == (7, 5, 5, 2, 25)
     assert figures["models"] == {"det_sha256": "d" * 64}
 
 

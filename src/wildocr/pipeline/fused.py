@@ -64,10 +64,13 @@ def process_shard(
         max_seconds=max_seconds_per_image,
         max_pages=max_pages,
     )
-    for done, (result, _) in enumerate(results, start=1):
+    done = 0
+    for pages, (result, _) in enumerate(results, start=1):
         rows.add(result)
-        if done % chunk_size == 0:
-            log.info("shard %d: %d pages read (%d objects listed)", shard, done, len(objects))
+        if result.page == 1:  # a document's first page: one more object under way
+            done += 1
+            if done % chunk_size == 0 or done == len(objects):
+                log.info("shard %d: %d/%d images read (%d pages)", shard, done, len(objects), pages)
     return rows.write(
         output_root,
         dt,
