@@ -8,6 +8,8 @@
 #   scripts/stack.sh status             # components, PIDs, ports
 #   scripts/stack.sh env                # print env.sh
 #   scripts/stack.sh start|stop|kill NAME   # one component (kill = SIGKILL of its whole process tree)
+#   scripts/stack.sh restart NAME       # stop (graceful) + start on the same port and data (docs/reliability.md)
+#   scripts/stack.sh heal               # start every component that is down (compose's `restart: always`)
 #   scripts/stack.sh down               # stop everything this script started, by PID
 #   scripts/stack.sh clean              # after `down`: delete the state (metadata DB, logs, env.sh)
 #
@@ -19,7 +21,9 @@
 # Settings: every AIRFLOW__* variable set when calling `up` is written into env.sh, so for example
 #   AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=45 scripts/stack.sh up
 # overrides the compose defaults below. WILDOCR_CPU_WORKER_CONCURRENCY (2) and WILDOCR_GPU_WORKER_CONCURRENCY
-# (1) size the two Celery workers.
+# (1) size the two Celery workers. WILDOCR_STACK_TASK_S3_ENDPOINT, when set, is the endpoint the Airflow
+# connection (so every task) uses instead of the S3 server's own: the reliability tests put a fault-injecting
+# proxy there (tests_stack/test_stack.py).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,6 +68,7 @@ free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("
 write_env() {
   local pg_port redis_port s3_port api_port health_port overrides
   pg_port=$(free_port); redis_port=$(free_port); s3_port=$(free_port); api_port=$(free_port); health_port=$(free_port)
+  task_s3=${WILDOCR_STACK_TASK_S3_ENDPOINT:-http://127.0.0.1:$s3_port}
   # AIRFLOW__* given by the caller win over the defaults below (they are written last).
   overrides=$(env | grep -E '^AIRFLOW__[A-Z0-9_]+=' | grep -vE '^AIRFLOW__(DATABASE__SQL_ALCHEMY_CONN|CORE__DAGS_FOLDER|CORE__LOAD_EXAMPLES|CORE__DAGS_ARE_PAUSED_AT_CREATION|CELERY__BROKER_URL|CELERY__RESULT_BACKEND|CORE__EXECUTION_API_SERVER_URL)=' | sed "s/'/'\\\\''/g; s/^\([^=]*\)=\(.*\)$/export \1='\2'/" || true)
   cat > "$ENV_FILE" <<ENV
@@ -77,7 +82,8 @@ export STACK_S3_ENDPOINT=http://127.0.0.1:$s3_port
 # what the image provides (docker/Dockerfile: PYTHONPATH=/opt/airflow, dags/ and plugins/ baked in)
 export AIRFLOW_HOME='$STACK/airflow_home'
 export AIRFLOW_CONFIG='$STACK/airflow_home/airflow.cfg'
-export PYTHONPATH='$REPO'
+# plus src/: the processes run this checkout's code even where the venv's editable install is another's
+export PYTHONPATH='$REPO/src:$REPO'
 export AIRFLOW__CORE__DAGS_FOLDER='$REPO/dags'
 export AIRFLOW__CORE__PLUGINS_FOLDER='$REPO/plugins'
 # .env.example
@@ -106,7 +112,7 @@ export AIRFLOW__CELERY__TASK_ACKS_LATE=True
 export AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER=1
 export AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT=86400
 # wildocr: the object-store connection and the Variables the DAGs read
-export AIRFLOW_CONN_WILDOCR_S3='{"conn_type": "aws", "login": "wildocr-local", "password": "wildocr-local-secret", "extra": {"endpoint_url": "http://127.0.0.1:$s3_port", "region_name": "us-east-1", "config_kwargs": {"s3": {"addressing_style": "path"}}}}'
+export AIRFLOW_CONN_WILDOCR_S3='{"conn_type": "aws", "login": "wildocr-local", "password": "wildocr-local-secret", "extra": {"endpoint_url": "$task_s3", "region_name": "us-east-1", "config_kwargs": {"s3": {"addressing_style": "path"}}}}'
 export AIRFLOW_VAR_WILDOCR_SOURCE_PREFIX='s3://wildocr-photos/incoming/{{ ds }}/'
 export AIRFLOW_VAR_WILDOCR_OUTPUT_ROOT='s3://wildocr-lake/ocr'
 # native only: the scheduler's health server on a free loopback port
@@ -220,9 +226,10 @@ postgres_down() {
 start_one() {
   case "$1" in
     redis)
+      # Redis's default snapshots (as the compose image): a graceful restart keeps the queued Celery messages.
       mkdir -p "$STACK/redis"
       launch redis redis-server --port "$STACK_REDIS_PORT" --bind 127.0.0.1 --dir "$STACK/redis" \
-        --save '' --appendonly no --daemonize no
+        --save '3600 1 300 100 60 10000' --appendonly no --daemonize no
       wait_for 30 redis "$VENV/bin/python" -c "import redis, sys; redis.Redis(port=int(sys.argv[1])).ping()" "$STACK_REDIS_PORT" ;;
     s3)
       launch s3 moto_server -H 127.0.0.1 -p "$STACK_S3_PORT"
@@ -301,6 +308,12 @@ seed() {  # DAY [COUNT] [SEED]: the compose wildocr-seed job; the default seed d
     "$VENV/bin/python" include/sample_data.py "s3://wildocr-photos/incoming/$day/" --count "$count" --seed "$seed" --storage-options "$opts" )
 }
 
+heal() {  # what `restart: always` does in compose: the Airflow components exit when Postgres goes away
+  load_env
+  alive postgres || postgres_up
+  local c; for c in redis s3 $AIRFLOW_COMPONENTS; do alive "$c" || start_one "$c"; done
+}
+
 status() {
   local c
   for c in postgres redis s3 $AIRFLOW_COMPONENTS; do
@@ -317,14 +330,21 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
+  heal) heal ;;
   env) cat "$ENV_FILE" ;;
   seed) shift; seed "$@" ;;
-  start) load_env; start_one "${2:?component}" ;;
-  stop) stop_one "${2:?component}" ;;
+  start) load_env; if [ "${2:-}" = postgres ]; then postgres_up; else start_one "${2:?component}"; fi ;;
+  stop) if [ "${2:-}" = postgres ]; then postgres_down; else stop_one "${2:?component}"; fi ;;
+  restart)
+    load_env
+    case "${2:?component}" in
+      postgres) postgres_down; postgres_up ;;
+      *) stop_one "$2"; start_one "$2" ;;
+    esac ;;
   kill) kill_one "${2:?component}" ;;
   clean)
     alive scheduler && die "still up: run 'scripts/stack.sh down' first"
     [ -f "$STACK/postgres.path" ] && rm -rf "$(cat "$STACK/postgres.path")"
     rm -rf "$STACK" ;;
-  *) sed -n 2,22p "$0"; exit 2 ;;
+  *) sed -n 2,27p "$0"; exit 2 ;;
 esac

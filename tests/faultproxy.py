@@ -103,6 +103,17 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def set_upstream(self, upstream: str) -> None:
+        """Forward to `upstream` from now on (a proxy started before the server it fronts, tests_stack)."""
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+
+    def remove(self, rule: Rule) -> None:
+        """End one rule's fault (a timed outage); requests it would have failed are forwarded again."""
+        with self._lock:
+            if rule in self.rules:
+                self.rules.remove(rule)
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()

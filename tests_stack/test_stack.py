@@ -4,14 +4,18 @@ docs/deployment.md says, checked on the metadata DB's task instances and on the 
 
 `make test-stack` runs this (plain `make test` does not). Without Postgres or Redis on the machine the module
 is skipped with the reason; under CI (CI=true) that is a failure instead. The tests share one stack and run
-in file order (the kill test compares against the first test's clean run). Wall times and the peak RSS of
-every task process are printed at the end and written to out/stack_measurements.json.
+in file order (the kill and fault tests compare against the first test's clean run). Wall times, the
+recovery time of every fault (docs/reliability.md) and the peak RSS of every task process are printed at the
+end and written to out/stack_measurements.json. Every task reaches S3 through tests/faultproxy.py (the
+Airflow connection's endpoint), so that a test can make the object store answer errors; the tests' own reads
+go to the S3 server directly.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -25,6 +29,7 @@ import duckdb
 import psycopg2
 import pytest
 
+from tests.faultproxy import FaultProxy
 from tests.helpers import WORD_RECALL, _recall
 from wildocr.samples import generate
 
@@ -101,6 +106,7 @@ class Stack:
     dir: Path
     env: dict[str, str]
     procs: TaskProcesses
+    proxy: FaultProxy  # between every task and the S3 server
     measurements: dict[str, Any] = field(default_factory=dict)  # printed and saved at the end
     clean_rows: dict[str, list[tuple]] | None = None  # the first test's partition, for the kill test
 
@@ -211,6 +217,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WILDOCR_HOME"))}
     base["WILDOCR_STACK_DIR"] = str(tmp_path_factory.mktemp("stack"))
     base["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = str(HEARTBEAT_TIMEOUT)
+    proxy = FaultProxy("http://127.0.0.1:1").start()  # its upstream is the S3 server, once it is up
+    base["WILDOCR_STACK_TASK_S3_ENDPOINT"] = proxy.endpoint
     check = subprocess.run(
         ["bash", str(STACK_SH), "check"], env=base, capture_output=True, text=True, check=False
     )
@@ -226,13 +234,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert up.returncode == 0, f"stack.sh up failed:\n{up.stdout}\n{up.stderr}\n{_logs_tail(stack_dir)}"
         procs = TaskProcesses(run_dir=stack_dir / "run")
         procs.start()
-        s = Stack(dir=stack_dir, env=_env_from(stack_dir / "env.sh", base), procs=procs)
+        s = Stack(dir=stack_dir, env=_env_from(stack_dir / "env.sh", base), procs=procs, proxy=proxy)
+        proxy.set_upstream(s.env["STACK_S3_ENDPOINT"])
         s.measurements["bring_up_s"] = round(time.monotonic() - started, 1)
         _wait_for_dags(s)
         yield s
         procs.stop()
         _report(s)
     finally:
+        proxy.stop()
         subprocess.run(
             ["bash", str(STACK_SH), "down"], env=base, capture_output=True, timeout=600, check=False
         )
@@ -412,6 +422,240 @@ def test_gpu_worker_killed_during_detection_recovers_to_the_clean_rows(stack: St
     retried = {(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in stack.task_instances(run_id)}
     assert retried[("ocr.detect", victim["map_index"])] >= 2, retried
     assert {t: _deterministic(stack.rows(t, DAY)) for t in ("images", "words")} == clean
+
+
+# ----------------------------------------------------------------------------------------- faults
+# Each fault hits a rerun of DAY (12 photos, 2 shards) while it is in flight; the run must finish (or fail
+# with a clear message and finish when run again) with the clean run's rows. The recovery times go into
+# out/stack_measurements.json under "faults" and into docs/reliability.md.
+
+AIRFLOW_COMPONENTS = ("apiserver", "scheduler", "dag-processor", "triggerer", "worker", "worker-gpu")
+DOWN_S = 5  # how long a killed scheduler stays down: a supervisor's restart delay
+
+
+def _clean(stack: Stack) -> dict[str, list[tuple]]:
+    if stack.clean_rows is None:
+        pytest.skip("needs the clean run of test_nightly_run_... (run the whole module)")
+    return stack.clean_rows
+
+
+def _tables(stack: Stack, day: str = DAY) -> dict[str, list[tuple]]:
+    return {t: _deterministic(stack.rows(t, day)) for t in ("images", "words")}
+
+
+def _wait_for_task(stack: Stack, run_id: str, task_id: str, states: tuple[str, ...]) -> dict[str, Any]:
+    """The first instance of `task_id` seen in one of `states` (polled every 0.2 s)."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        for ti in stack.task_instances(run_id):
+            if ti["task_id"] == task_id and ti["state"] in states:
+                return ti
+        assert stack.run_state(run_id) != "failed", stack.task_instances(run_id)
+        time.sleep(0.2)
+    raise AssertionError(f"{task_id} never {states}: {stack.task_instances(run_id)}")
+
+
+def _wait_supervised(stack: Stack, run_id: str, restarted: list[str]) -> None:
+    """wait_for_run, restarting any Airflow component that died meanwhile (compose's `restart: always`)."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        assert time.monotonic() < deadline, f"{run_id} not done: {stack.task_instances(run_id)}"
+        dead = [name for name in AIRFLOW_COMPONENTS if not _alive(stack, name)]
+        if dead:
+            restarted += dead
+            stack.sh("heal")  # what an operator (or a supervisor) does: start what is down
+        try:
+            state = stack.run_state(run_id)
+        except psycopg2.OperationalError:  # Postgres still starting
+            state = None
+        if state == "success":
+            return
+        assert state != "failed", f"{run_id} failed: {stack.task_instances(run_id)}"
+        time.sleep(1)
+
+
+def _alive(stack: Stack, name: str) -> bool:
+    try:
+        os.kill(int((stack.dir / "run" / f"{name}.pid").read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _record(stack: Stack, fault: str, **seconds: float) -> None:
+    stack.measurements.setdefault("faults", {})[fault] = {k: round(v, 1) for k, v in seconds.items()}
+
+
+def _service_restart_mid_run(stack: Stack, fault: str, command: tuple[str, ...]) -> None:
+    """Rerun DAY, run `stack.sh COMMAND` while a detect task runs, and check the run ends as the clean one."""
+    clean = _clean(stack)
+    run_id = stack.trigger(DAY, shard_size=6)
+    _wait_for_task(stack, run_id, "ocr.detect", ("running",))
+    fault_at = time.monotonic()
+    stack.sh(*command)
+    restored_at = time.monotonic()
+    restarted: list[str] = []
+    _wait_supervised(stack, run_id, restarted)
+    done = time.monotonic()
+    _record(stack, fault, fault_to_success_s=done - fault_at, restart_to_success_s=done - restored_at)
+    if restarted:
+        stack.measurements["faults"][fault]["components_restarted"] = restarted
+    assert _tables(stack) == clean
+
+
+def test_scheduler_killed_mid_run_and_restarted_finishes_with_the_clean_rows(stack: Stack) -> None:
+    clean = _clean(stack)
+    run_id = stack.trigger(DAY, shard_size=6)
+    _wait_for_task(stack, run_id, "ocr.detect", ("running",))
+    stack.sh("kill", "scheduler")  # SIGKILL of its whole tree: a crashed host, an OOM kill
+    fault_at = time.monotonic()
+    time.sleep(DOWN_S)
+    stack.sh("start", "scheduler")
+    restored_at = time.monotonic()
+    stack.wait_for_run(run_id)
+    done = time.monotonic()
+    _record(
+        stack, "scheduler_killed", fault_to_success_s=done - fault_at, restart_to_success_s=done - restored_at
+    )
+    assert _tables(stack) == clean
+
+
+def test_redis_restarted_mid_run_finishes_with_the_clean_rows(stack: Stack) -> None:
+    _service_restart_mid_run(stack, "redis_restarted", ("restart", "redis"))
+
+
+def test_postgres_restarted_mid_run_finishes_with_the_clean_rows(stack: Stack) -> None:
+    _service_restart_mid_run(stack, "postgres_restarted", ("restart", "postgres"))
+
+
+S3_OUTAGE_S = 30
+
+
+def test_object_store_errors_during_publish_retry_to_the_clean_rows(stack: Stack) -> None:
+    """The lake answers 503 SlowDown to writes and 500 to reads for 30 s from the first publish on.
+
+    Every read of the partition meanwhile (straight from the S3 server, as a reader would) sees whole part
+    files with the clean rows: the old partition or the new, never a half-written file.
+    """
+    clean = _clean(stack)
+    run_id = stack.trigger(DAY, shard_size=6)
+    _wait_for_task(stack, run_id, "ocr.recognize", ("success",))
+    tables_path = rf"^/wildocr-lake/ocr/(images|words)/dt={DAY}/"
+    rules = [
+        stack.proxy.fail(method="PUT", path=tables_path, status=503, code="SlowDown", times=None),
+        *(
+            stack.proxy.fail(method=m, path=tables_path, status=500, code="InternalError", times=None)
+            for m in ("GET", "HEAD", "DELETE", "POST")
+        ),
+    ]
+    fault_at = time.monotonic()
+    reads = 0
+    try:
+        while time.monotonic() - fault_at < S3_OUTAGE_S:
+            assert _tables(stack) == clean, "a reader saw a partition that is neither the old nor the new"
+            reads += 1
+            time.sleep(1)
+    finally:
+        for rule in rules:
+            stack.proxy.remove(rule)
+    restored_at = time.monotonic()
+    injected = [r for r in stack.proxy.requests(path=tables_path) if r.injected]
+    assert injected, "no table write happened during the outage: the fault hit nothing"
+    stack.wait_for_run(run_id)
+    done = time.monotonic()
+    _record(
+        stack, "s3_errors_30s", fault_to_success_s=done - fault_at, restart_to_success_s=done - restored_at
+    )
+    stack.measurements["faults"]["s3_errors_30s"]["requests_failed"] = len(injected)
+    stack.measurements["faults"]["s3_errors_30s"]["reads_during_outage"] = reads
+    stack.measurements["faults"]["s3_errors_30s"]["publish_tries"] = max(
+        ti["try_number"] for ti in stack.task_instances(run_id) if ti["task_id"] == "ocr.publish"
+    )
+    assert _tables(stack) == clean
+
+
+@pytest.fixture
+def small_disk(stack: Stack) -> Iterator[Path]:
+    """A tmpfs of its own (1 MiB) for one run's output root; root only (mount), unmounted afterwards."""
+    if os.geteuid() != 0:
+        reason = "mounting a small tmpfs for the disk-full test needs root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: .ci/run runs as root)", pytrace=False)
+        pytest.skip(reason)
+    mount = stack.dir / "small-disk"
+    mount.mkdir(exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:  # root without CAP_SYS_ADMIN, e.g. an unprivileged container
+        reason = f"cannot mount a tmpfs here: {mounted.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true)", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write a filler file until the filesystem is full (ENOSPC), as another tenant of the disk would."""
+    filler = disk / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == 28, exc
+    return filler
+
+
+def _local_rows(root: Path, table: str, day: str) -> list[dict[str, Any]]:
+    files = sorted((root / table / f"dt={day}").glob("*.parquet"))
+    if not files:
+        return []
+    rel = duckdb.connect().sql(f"SELECT * FROM read_parquet({[str(f) for f in files]!r})")
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def test_output_disk_full_fails_clearly_then_finishes_once_space_is_freed(
+    stack: Stack, small_disk: Path
+) -> None:
+    clean = _clean(stack)
+    root = small_disk / "ocr"
+    filler = _fill(small_disk)
+    fault_at = time.monotonic()  # the disk is full before the run starts
+    run_id = stack.trigger(DAY, shard_size=6, output_root=f"file://{root}")
+    failed = _wait_for_task(stack, run_id, "manifest", ("up_for_retry", "failed"))
+    failed_at = time.monotonic()
+    logs = sorted(
+        (Path(stack.env["AIRFLOW_HOME"]) / "logs").glob(f"dag_id=wildocr_nightly/run_id={run_id}/**/*.log")
+    )
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    # The error names the file it could not write, so the operator knows which volume to free.
+    named = re.search(rf"No space left on device: '(file://)?{re.escape(str(root))}/", text)
+    assert named, f"{failed}: {text[-3000:]}"
+    # Nothing a reader could take for a table: no part file, no half-written temporary.
+    assert not [p for p in root.rglob("*") if p.is_file() and "/_staging/" not in str(p)], list(
+        root.rglob("*")
+    )
+    # Space freed as an operator would: the filler deleted and the volume grown (1 MiB cannot hold the
+    # staged crops of 12 photos); the task's retry, a minute after the failure, then runs the day.
+    filler.unlink()
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    freed_at = time.monotonic()
+    stack.wait_for_run(run_id)
+    done = time.monotonic()
+    _record(
+        stack,
+        "disk_full",
+        fault_to_success_s=done - fault_at,
+        restart_to_success_s=done - freed_at,
+        trigger_to_clear_failure_s=failed_at - fault_at,
+    )
+    assert {t: _deterministic(_local_rows(root, t, DAY)) for t in ("images", "words")} == clean
 
 
 def test_corrupt_objects_become_error_rows_and_the_run_succeeds(stack: Stack) -> None:

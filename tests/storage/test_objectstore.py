@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import re
+import subprocess
 
 import pytest
 
@@ -102,6 +106,41 @@ def test_local_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
         objectstore.write_bytes_atomic(str(target), b"new")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["part-00001.parquet"]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs filled to the last byte (root only: mount); unmounted afterwards."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mounting a tmpfs needs root (CI=true: .ci/run runs as root)", pytrace=False)
+        pytest.skip("mounting a tmpfs for a full disk needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:  # root without CAP_SYS_ADMIN, e.g. an unprivileged container
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr.strip()} (CI=true)", pytrace=False)
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        with (disk / "filler").open("wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 4096)
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("write", [objectstore.write_bytes_atomic, objectstore.create_exclusive])
+def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(full_disk, write):
+    target = full_disk / "images" / "part-00000.parquet"
+    (full_disk / "images").mkdir()
+    with pytest.raises(OSError, match=re.escape(f"No space left on device: '{target}'")) as err:
+        write(str(target), os.urandom(256 * 1024))
+    assert err.value.errno == errno.ENOSPC
+    assert os.listdir(full_disk / "images") == []
 
 
 def test_s3_write_is_one_put(s3_bucket):

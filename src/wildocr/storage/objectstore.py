@@ -344,10 +344,7 @@ def write_bytes_atomic(url: str, data: bytes, storage_options: StorageOptions = 
         _remove_stale_temps(directory, name)
         tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            _write_file(tmp, data, "wb", url)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -378,10 +375,7 @@ def create_exclusive(url: str, data: bytes, storage_options: StorageOptions = No
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            _write_file(tmp, data, "xb", url)
             try:
                 os.link(tmp, path)
             except FileNotFoundError:
@@ -403,6 +397,20 @@ def create_exclusive(url: str, data: bytes, storage_options: StorageOptions = No
         fs.pipe_file(path, data)
     fs.invalidate_cache(path)
     return url_of(fs, path)
+
+
+def _write_file(tmp: str, data: bytes, mode: str, url: str) -> None:
+    """Write and fsync a local temporary file. A full disk or quota names the file being written, since
+    ENOSPC alone names no path and the operator must know which volume to free (docs/reliability.md)."""
+    try:
+        with open(tmp, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename is None:
+            raise OSError(exc.errno, os.strerror(exc.errno), redact(url)) from exc
+        raise
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
