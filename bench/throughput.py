@@ -41,6 +41,7 @@ from common import (
     decode_file,
     header_lines,
     list_images,
+    machine_info,
     markdown_table,
     measure_process,
     peak_rss_mb,
@@ -721,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(images),
         "source": source,
         "chunk": args.chunk,
+        "machine": machine_info(),
         "devices": [],
     }
     for device in devices:
@@ -787,6 +789,7 @@ def main_whole_process(args: argparse.Namespace, argv: list[str], work: Path) ->
     print(f"{len(list_images(folder))} {source}; {args.pairs} alternating pairs", file=sys.stderr)
     result = whole_process(folder, args.pairs, args.variant, work, peer)
     result["source"] = source
+    result["machine"] = machine_info()  # the environment travels with the figures (JSON and docs)
     print(whole_process_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -181,6 +181,16 @@ def test_whole_process_table(no_shared: None, dataset: Path, tmp_path: Path, cap
     assert result["images"] == 2 and "stock" not in result["medians"]
     assert ours["words"] >= 4 and ours["cpu_s"] > 0 and ours["peak_rss_mb"] > 50
     assert "| wildocr |" in capsys.readouterr().out
+    machine = result["machine"]  # the environment is recorded with every figure
+    assert machine["cpu_info"]["model_name"] and isinstance(machine["cpu_info"]["flags"], list)
+    assert {"onnxruntime", "numpy", "rapidocr"} <= set(machine["libraries"])
+    assert machine["engine_threads"]["workers"] >= 1 and "python" in machine
+
+
+def test_header_names_processor_threads_and_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    line = next(h for h in common.header_lines(["bench/x.py"]) if h.startswith("Machine:"))
+    assert "family" in line and "OMP_NUM_THREADS=3" in line and "numpy" in line and "det_threads" in line
 
 
 def test_variant_parsing_splits_env_from_arguments() -> None:

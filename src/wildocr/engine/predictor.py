@@ -98,6 +98,22 @@ class EngineConfig:
         )
 
 
+def thread_plan(config: EngineConfig, on_gpu: bool, cores: int | None = None) -> dict[str, int]:
+    """How the engine splits the cores: `workers` recognition calls at once of `threads` intra-op threads
+    each, `detect_workers` detections at once of `det_threads` each (the benchmark records it)."""
+    cores = cores or os.cpu_count() or 1
+    workers = config.workers or (1 if on_gpu else cores)
+    threads = config.threads or max(1, cores // workers)
+    detect_workers = min(config.detect_workers or workers, workers)
+    det_threads = max(1, threads * workers // detect_workers)
+    return {
+        "workers": workers,
+        "threads": threads,
+        "detect_workers": detect_workers,
+        "det_threads": det_threads,
+    }
+
+
 class OCREngine:
     """Loads the three PP-OCR models once and reads batches of images.
 
@@ -127,9 +143,8 @@ class OCREngine:
     ) -> None:
         self.config = config or EngineConfig()
         on_gpu = backends.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
-        cores = os.cpu_count() or 1
-        self.workers = self.config.workers or (1 if on_gpu else cores)
-        threads = self.config.threads or max(1, cores // self.workers)
+        plan = thread_plan(self.config, on_gpu)
+        self.workers, threads = plan["workers"], plan["threads"]
         self.backend = backends.resolve_backend(self.config.backend, on_gpu)
         self._options = replace(
             session_options or backends.SessionOptions(),
@@ -139,14 +154,13 @@ class OCREngine:
             backend=self.backend,
             streams=self.workers,
         )
-        self.detect_workers = min(self.config.detect_workers or self.workers, self.workers)
+        self.detect_workers = plan["detect_workers"]
         self._det_options = self._options
         if self.detect_workers < self.workers:  # fewer detections at once, each on more cores
             if self.backend == "openvino":  # one pool of all cores already: fewer streams over it
                 self._det_options = replace(self._options, streams=self.detect_workers)
             else:
-                det_threads = max(1, threads * self.workers // self.detect_workers)
-                self._det_options = replace(self._options, intra_op_threads=det_threads)
+                self._det_options = replace(self._options, intra_op_threads=plan["det_threads"])
         self._det_path = models.model_path(models.DET_MODEL)
         self._rec_path = models.model_path(models.REC_MODEL)
         self._cls_path = models.model_path(models.CLS_MODEL)
