@@ -232,9 +232,8 @@ class OCREngine:
         if self._recognizer is None:
             with self._load_lock:
                 if self._recognizer is None:
-                    rec_model = models.with_device_argmax(self._rec_path)
+                    rec_model, charset = models.recognizer_model(self._rec_path)
                     session = backends.create_session(rec_model, self._options)
-                    charset = models.recognizer_charset(rec_model)
                     self._recognizer = TextRecognizer(session, charset, self.config.recognizer)
         return self._recognizer
 
