@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from include.sample_data import generate
@@ -91,3 +92,30 @@ def test_json_lines_carry_the_hash_and_photo_metadata_the_tables_get(tmp_path: P
     assert line["photo"]["taken_at"] == images["taken_at"].isoformat()
     assert "metadata_warnings" not in line["photo"]  # null: left out
     assert len(line["words"]) == images["n_words"]
+
+
+# What `wildocr ocr` on local files never needs: the Parquet and S3 side, Airflow, the graph editor, the
+# plotting and query libraries (each is imported by the code that uses it).
+HEAVY_MODULES = ("pyarrow", "s3fs", "airflow", "duckdb", "onnx", "matplotlib", "tqdm", "openvino")
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys\nprint([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_importing_the_cli_imports_no_heavy_module() -> None:
+    """Start-up is imports and model loading: the command line parses without pyarrow, s3fs, Airflow."""
+    code = "import wildocr.cli, wildocr.cli.ocr\nwildocr.cli.build_parser()"
+    assert _heavy_modules_after(code) == []
+
+
+@pytest.mark.slow  # a fresh interpreter that loads the models
+def test_ocr_on_a_local_photo_to_json_lines_imports_no_heavy_module(tmp_path: Path) -> None:
+    generate(str(tmp_path / "photos"), count=1, seed=4)
+    photo = next(p for p in (tmp_path / "photos").iterdir() if p.suffix == ".png" or p.suffix == ".jpg")
+    out = tmp_path / "out.jsonl"
+    code = f"from wildocr.cli import main\nmain(['ocr', {str(photo)!r}, '--out', {str(out)!r}])"
+    assert _heavy_modules_after(code) == []
+    assert json.loads(out.read_text())["words"]
