@@ -228,3 +228,26 @@ def test_fit_verifier_recovers_a_known_model_and_runs_on_a_set(dataset: Path, ca
     out = capsys.readouterr().out
     assert "TEXT_MODEL = LogisticModel(" in out and "READING_MODEL = LogisticModel(" in out
     assert "# 2 tune photos" in out
+
+
+@pytest.mark.slow  # the detector run once at 736x1312 with no graph optimisation
+def test_flops_counts_the_networks_macs(tmp_path: Path) -> None:
+    """MACs from the real ONNX graphs: the detector's grow with its input, the recogniser's with the crop."""
+    import flops
+
+    small = flops.count_macs(_model("DET_MODEL"), (1, 3, 64, 128))
+    large = flops.count_macs(_model("DET_MODEL"), (1, 3, 128, 256))
+    assert small["Conv"] > 0 and 3.5 < sum(large.values()) / sum(small.values()) < 4.5
+    rec = flops.count_macs(_model("REC_MODEL"), (1, 3, 48, 160))
+    assert rec["Conv"] > 0 and rec.get("MatMul", 0) > 0
+    assert flops.peak_gflops(2, 2500.0, ["avx512_vnni"]) == {"fp32": 160.0, "int8": 640.0}
+    report = tmp_path / "flops.json"
+    assert flops.main(["--width", "320", "--height", "180", "--crops", "1", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["detector_input"] == [736, 1312] and result["gmacs_per_photo"]["detector"] > 1
+
+
+def _model(name: str) -> Path:
+    from wildocr.engine import models
+
+    return models.model_path(getattr(models, name))
