@@ -1,6 +1,7 @@
 """Multiply-accumulates per photo, counted from the ONNX graphs, against the cores' peak.
 
     python bench/flops.py [--width 1280 --height 720] [--crops 5.5] [--crop-width 320] [--json OUT]
+                          [--write-docs]
 
 Counts the MACs of every Conv, ConvTranspose, MatMul and Gemm of the three PP-OCR networks at the input
 sizes the engine uses (the detector at `resize_for_detection` of the photo, the recogniser and the 0/180°
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_description
+from common import REPO, cpu_description, header_lines, markdown_table, replace_generated_section
 
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=float, default=5.5, help="crops per photo (bench/throughput.py --stages)")
     ap.add_argument("--crop-width", type=int, default=320, help="recogniser bucket width of a crop")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
+    ap.add_argument("--write-docs", action="store_true", help="rewrite the flops block of docs/benchmarks.md")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
     h, w = resize_for_detection(args.height, args.width, DetectorConfig())
     det = count_macs(models.model_path(models.DET_MODEL), (1, 3, h, w))
@@ -113,7 +115,46 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if args.write_docs:
+        argv_shown = ["bench/flops.py", *(sys.argv[1:] if argv is None else argv)]
+        replace_generated_section(
+            REPO / "docs" / "benchmarks.md",
+            "flops",
+            "bench/flops.py",
+            docs_body(argv_shown, result),
+            "Benchmarks",
+        )
     return 0
+
+
+def docs_body(argv: list[str], result: dict) -> str:
+    """The MACs table and the floor they imply at the assumed peak."""
+    peak = result["assumed_peak_gflops"]
+    rows = [
+        [
+            name,
+            f"{gmacs:.2f}",
+            f"{2 * gmacs / peak['fp32'] * 1000:.0f}",
+            f"{2 * gmacs / peak['int8'] * 1000:.0f}",
+        ]
+        for name, gmacs in result["gmacs_per_photo"].items()
+    ]
+    h, w = result["detector_input"]
+    return "\n".join(
+        [
+            *header_lines(argv),
+            "",
+            f"One {result['photo'][0]}x{result['photo'][1]} photo: the detector at {w}x{h}, "
+            f"{result['crops_per_photo']} crops at the {result['crop_width']}-px bucket.",
+            "",
+            markdown_table(["network", "GMAC per photo", "ms at the fp32 peak", "ms at the int8 peak"], rows),
+            "",
+            f"Assumed peak of the {result['cores']} cores: {peak['fp32']:.0f} GFLOP/s fp32 (16 FMA lanes "
+            f"per core per cycle x 2 FLOP x {result['cpu']['mhz']} MHz), {peak['int8']:.0f} GOP/s int8 "
+            "(VNNI: 4x the fp32 lanes; 2x without VNNI). Only Conv, ConvTranspose, MatMul and Gemm are "
+            "counted.",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Pa
     assert cpu["device"] == "cpu" and cpu["provider"] == "CPUExecutionProvider"
     assert cpu["end_to_end"]["images"] == 2 and cpu["end_to_end"]["images_per_s"] > 0
     assert cpu["staged"]["crops"] >= 4 and set(cpu["staged"]["stages"]) == set(throughput.STAGES)
+    assert cpu["staged"]["stages"]["detect"]["cpu_ms_per_image"] > 0  # CPU per stage, not only wall
     assert [r["batch_size"] for r in cpu["batch_sweep"]] == [1, cpu["default_batch_size"]]
     assert all(r["crops"] == 6 for r in cpu["batch_sweep"])
     assert cpu["batched_vs_per_box"] > 0 and cpu["peak_rss_mb"] > 0
