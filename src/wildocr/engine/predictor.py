@@ -98,6 +98,29 @@ class EngineConfig:
         )
 
 
+class _Slotted:
+    """A session whose calls take one of the engine's `workers` slots while they run.
+
+    Detection of one chunk runs beside recognition of the previous one (pipeline/outcome.py): without
+    slots the detector plus `workers` recognition batches would hold their activations at once; with them
+    a detection and one batch do, and two batches only once no detection runs.
+    """
+
+    def __init__(self, session: backends.Session, slots: threading.Semaphore) -> None:
+        self.session = session
+        self._slots = slots
+
+    def get_inputs(self) -> Sequence[backends.ModelInput]:
+        return self.session.get_inputs()
+
+    def get_providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._slots:
+            return self.session.run(output_names, feeds)
+
+
 def thread_plan(config: EngineConfig, on_gpu: bool, cores: int | None = None) -> dict[str, int]:
     """How the engine splits the cores: `workers` recognition calls at once of `threads` intra-op threads
     each, `detect_workers` detections at once of `det_threads` each (the benchmark records it)."""
@@ -176,6 +199,7 @@ class OCREngine:
             else backends.available_providers(self.config.device)[0]
         )
         self._load_lock = threading.Lock()
+        self._slots = threading.Semaphore(self.workers)
         self._det_model: Path | None = None
         self._detector: TextDetector | None = None
         self._recognizer: TextRecognizer | None = None
@@ -224,7 +248,7 @@ class OCREngine:
             with self._load_lock:
                 if self._detector is None:
                     session = backends.create_session(self._detector_model(), self._det_options)
-                    self._detector = TextDetector(session, self.config.detector)
+                    self._detector = TextDetector(_Slotted(session, self._slots), self.config.detector)
         return self._detector
 
     @property
@@ -234,7 +258,9 @@ class OCREngine:
                 if self._recognizer is None:
                     rec_model, charset = models.recognizer_model(self._rec_path)
                     session = backends.create_session(rec_model, self._options)
-                    self._recognizer = TextRecognizer(session, charset, self.config.recognizer)
+                    self._recognizer = TextRecognizer(
+                        _Slotted(session, self._slots), charset, self.config.recognizer
+                    )
         return self._recognizer
 
     @property
