@@ -176,26 +176,112 @@ def run_eval(script: Path, pred: Path, gt_dir: Path, *, only_predicted: bool) ->
 
 
 # -- machine, memory, time --------------------------------------------------------------------------
-def cpu_model() -> str:
+CPU_FLAGS_OF_INTEREST = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+    "amx_bf16",
+)
+# Variables that change how many threads the libraries start or which kernels they pick.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "MKL_NUM_THREADS",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ORT_DISABLE_AVX512",
+)
+LIBRARIES = ("onnxruntime", "numpy", "opencv-python-headless", "opencv-python", "rapidocr", "pillow")
+
+
+def cpu_description() -> dict:
+    """What /proc/cpuinfo says of the first processor: name, family/model/stepping, clock, flags.
+
+    The speed ratio against the stock pipeline moves with the processor (ONNX Runtime picks AVX2, AVX-512
+    or VNNI kernels for fp32 and int8), so every figure is written with this.
+    """
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                if fields:
+                    break  # the first processor is enough: these machines are not heterogeneous
+                continue
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model_name": fields.get("model name") or platform.processor() or platform.machine(),
+        "vendor": fields.get("vendor_id", ""),
+        "family": fields.get("cpu family", ""),
+        "model": fields.get("model", ""),
+        "stepping": fields.get("stepping", ""),
+        "mhz": fields.get("cpu MHz", ""),
+        "flags": [f for f in CPU_FLAGS_OF_INTEREST if f in flags],
+    }
+
+
+def cpu_model() -> str:
+    return str(cpu_description()["model_name"])
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries the figures depend on (package metadata: nothing imported)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def engine_threads() -> dict:
+    """How the engine splits the cores by default (workers, threads per call) on this machine."""
+    from wildocr.engine import EngineConfig
+    from wildocr.engine.predictor import thread_plan
+
+    return thread_plan(EngineConfig(), on_gpu=False)
 
 
 def machine_info() -> dict:
+    """The environment a figure was measured in: processor, cores, thread settings, library versions."""
     import onnxruntime as ort
 
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
+        "cpu_info": cpu_description(),
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "ort_providers": ort.get_available_providers(),
+        "libraries": library_versions(),
+        "thread_env": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+        "engine_threads": engine_threads(),
     }
+
+
+def machine_line(info: dict) -> str:
+    """One line of docs for `machine_info()`."""
+    cpu = info["cpu_info"]
+    libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
+    env = ", ".join(f"{k}={v}" for k, v in info["thread_env"].items()) or "no thread variables set"
+    threads = ", ".join(f"{k} {v}" for k, v in info["engine_threads"].items())
+    return (
+        f"Machine: {info['nproc']} CPUs ({cpu['model_name']}, {cpu['vendor']} family {cpu['family']} model "
+        f"{cpu['model']} stepping {cpu['stepping']}, {cpu['mhz']} MHz; flags "
+        f"{' '.join(cpu['flags']) or 'none of interest'}), Python {info['python']}, {libs} "
+        f"({', '.join(info['ort_providers'])}); {env}; engine {threads}"
+    )
 
 
 def rss_mb() -> float:
@@ -242,18 +328,23 @@ def peak_rss_mb() -> float:
 
 
 class Stopwatch:
-    """Accumulates seconds per named stage."""
+    """Accumulates wall seconds and the process's CPU seconds (all threads) per named stage.
+
+    CPU seconds say what a stage costs even when neighbours on a shared machine stretch its wall time.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextmanager
     def time(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + time.process_time() - cpu
 
 
 # -- a fixed set of photos, and whole processes measured from outside -----------------------------------
@@ -344,8 +435,7 @@ def header_lines(argv: list[str]) -> list[str]:
     return [
         f"Command: `{command}`  ",
         f"Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}  ",
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
-        f"onnxruntime {info['onnxruntime']} ({', '.join(info['ort_providers'])}); load average "
+        f"{machine_line(info)}; load average "
         f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())} (1 / 5 / 15 min) when written",
     ]
 

@@ -41,6 +41,7 @@ from common import (
     decode_file,
     header_lines,
     list_images,
+    machine_info,
     markdown_table,
     measure_process,
     peak_rss_mb,
@@ -141,6 +142,7 @@ def staged(engine, images: list[Path], chunk: int, out: Path) -> tuple[dict, lis
         s: {
             "seconds": round(watch.seconds.get(s, 0.0), 3),
             "ms_per_image": round(1000 * watch.seconds.get(s, 0.0) / n, 2),
+            "cpu_ms_per_image": round(1000 * watch.cpu_seconds.get(s, 0.0) / n, 2),
             "share": round(watch.seconds.get(s, 0.0) / total, 4) if total else 0.0,
         }
         for s in STAGES
@@ -579,10 +581,11 @@ def docs_body(argv: list[str], results: dict, plot_path: Path | None) -> str:
             rows,
         )
     )
-    lines += ["", "Stage times (ms per image, share of the staged loop):", ""]
+    lines += ["", "Stage times (wall ms per image, CPU ms of all threads, share of the staged loop):", ""]
 
     def cell(stage: dict) -> str:
-        return f"{stage['ms_per_image']:.0f} ({100 * stage['share']:.0f}%)"
+        cpu = f", {stage['cpu_ms_per_image']:.0f} CPU" if "cpu_ms_per_image" in stage else ""
+        return f"{stage['ms_per_image']:.0f}{cpu} ({100 * stage['share']:.0f}%)"
 
     stage_rows = [
         [d["device"], *(cell(d["staged"]["stages"][s]) for s in STAGES)] for d in results["devices"]
@@ -721,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(images),
         "source": source,
         "chunk": args.chunk,
+        "machine": machine_info(),
         "devices": [],
     }
     for device in devices:
@@ -787,6 +791,7 @@ def main_whole_process(args: argparse.Namespace, argv: list[str], work: Path) ->
     print(f"{len(list_images(folder))} {source}; {args.pairs} alternating pairs", file=sys.stderr)
     result = whole_process(folder, args.pairs, args.variant, work, peer)
     result["source"] = source
+    result["machine"] = machine_info()  # the environment travels with the figures (JSON and docs)
     print(whole_process_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

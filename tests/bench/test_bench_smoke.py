@@ -136,6 +136,7 @@ def test_throughput_and_memory_soak(no_shared: None, dataset: Path, tmp_path: Pa
     assert cpu["device"] == "cpu" and cpu["provider"] == "CPUExecutionProvider"
     assert cpu["end_to_end"]["images"] == 2 and cpu["end_to_end"]["images_per_s"] > 0
     assert cpu["staged"]["crops"] >= 4 and set(cpu["staged"]["stages"]) == set(throughput.STAGES)
+    assert cpu["staged"]["stages"]["detect"]["cpu_ms_per_image"] > 0  # CPU per stage, not only wall
     assert [r["batch_size"] for r in cpu["batch_sweep"]] == [1, cpu["default_batch_size"]]
     assert all(r["crops"] == 6 for r in cpu["batch_sweep"])
     assert cpu["batched_vs_per_box"] > 0 and cpu["peak_rss_mb"] > 0
@@ -181,6 +182,16 @@ def test_whole_process_table(no_shared: None, dataset: Path, tmp_path: Path, cap
     assert result["images"] == 2 and "stock" not in result["medians"]
     assert ours["words"] >= 4 and ours["cpu_s"] > 0 and ours["peak_rss_mb"] > 50
     assert "| wildocr |" in capsys.readouterr().out
+    machine = result["machine"]  # the environment is recorded with every figure
+    assert machine["cpu_info"]["model_name"] and isinstance(machine["cpu_info"]["flags"], list)
+    assert {"onnxruntime", "numpy", "rapidocr"} <= set(machine["libraries"])
+    assert machine["engine_threads"]["workers"] >= 1 and "python" in machine
+
+
+def test_header_names_processor_threads_and_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    line = next(h for h in common.header_lines(["bench/x.py"]) if h.startswith("Machine:"))
+    assert "family" in line and "OMP_NUM_THREADS=3" in line and "numpy" in line and "det_threads" in line
 
 
 def test_variant_parsing_splits_env_from_arguments() -> None:
@@ -218,3 +229,26 @@ def test_fit_verifier_recovers_a_known_model_and_runs_on_a_set(dataset: Path, ca
     out = capsys.readouterr().out
     assert "TEXT_MODEL = LogisticModel(" in out and "READING_MODEL = LogisticModel(" in out
     assert "# 2 tune photos" in out
+
+
+@pytest.mark.slow  # the detector run once at 736x1312 with no graph optimisation
+def test_flops_counts_the_networks_macs(tmp_path: Path) -> None:
+    """MACs from the real ONNX graphs: the detector's grow with its input, the recogniser's with the crop."""
+    import flops
+
+    small = flops.count_macs(_model("DET_MODEL"), (1, 3, 64, 128))
+    large = flops.count_macs(_model("DET_MODEL"), (1, 3, 128, 256))
+    assert small["Conv"] > 0 and 3.5 < sum(large.values()) / sum(small.values()) < 4.5
+    rec = flops.count_macs(_model("REC_MODEL"), (1, 3, 48, 160))
+    assert rec["Conv"] > 0 and rec.get("MatMul", 0) > 0
+    assert flops.peak_gflops(2, 2500.0, ["avx512_vnni"]) == {"fp32": 160.0, "int8": 640.0}
+    report = tmp_path / "flops.json"
+    assert flops.main(["--width", "320", "--height", "180", "--crops", "1", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["detector_input"] == [736, 1312] and result["gmacs_per_photo"]["detector"] > 1
+
+
+def _model(name: str) -> Path:
+    from wildocr.engine import models
+
+    return models.model_path(getattr(models, name))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from include.sample_data import generate
@@ -126,3 +127,31 @@ def test_cli_reads_every_page_of_a_pdf_and_a_tiff_with_an_overlay_per_page(tmp_p
     assert len(overlays) == 5
     assert re.fullmatch(r"letter\.[0-9a-f]{10}\.overlay\.png", Path(lines[0]["overlay"]).name)
     assert re.fullmatch(r"letter\.[0-9a-f]{10}\.p3\.overlay\.png", Path(lines[2]["overlay"]).name)
+
+
+# What `wildocr ocr` on local files never needs: the S3 side, Airflow, the graph editor, the plotting and
+# query libraries (each is imported by the code that uses it). pyarrow is imported (~0.1 s): the table
+# schemas it builds are the one home of the row layout that `wildocr ocr` shares with the tables.
+HEAVY_MODULES = ("s3fs", "airflow", "duckdb", "onnx", "matplotlib", "tqdm", "openvino")
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys\nprint([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_importing_the_cli_imports_no_heavy_module() -> None:
+    """Start-up is imports and model loading: the command line parses without s3fs, Airflow, duckdb."""
+    code = "import wildocr.cli, wildocr.cli.ocr\nwildocr.cli.build_parser()"
+    assert _heavy_modules_after(code) == []
+
+
+@pytest.mark.slow  # a fresh interpreter that loads the models
+def test_ocr_on_a_local_photo_to_json_lines_imports_no_heavy_module(tmp_path: Path) -> None:
+    generate(str(tmp_path / "photos"), count=1, seed=4)
+    photo = next(p for p in (tmp_path / "photos").iterdir() if p.suffix == ".png" or p.suffix == ".jpg")
+    out = tmp_path / "out.jsonl"
+    code = f"from wildocr.cli import main\nmain(['ocr', {str(photo)!r}, '--out', {str(out)!r}])"
+    assert _heavy_modules_after(code) == []
+    assert json.loads(out.read_text())["words"]

@@ -153,3 +153,34 @@ def test_a_model_folder_names_its_files_and_leaves_absent_roles_stock(tmp_path: 
     info = OCREngine(EngineConfig(model_dir=str(folder.path)), lazy=True).model_info
     assert info["rec_model"] == "ft/rec.onnx"
     assert info["rec_sha256"] == models.file_sha256(models.model_path(models.REC_MODEL))  # a byte copy
+
+
+def test_edited_recognizer_is_cached_and_later_starts_need_no_onnx(tmp_path: Path, monkeypatch) -> None:
+    """The arg-max graph edit (onnx import, parse, serialise) runs once per cache; a later engine reads
+    the cached file and its charset, the same bytes and labels, without importing onnx."""
+    from wildocr.engine import models
+
+    monkeypatch.setenv("WILDOCR_CACHE_DIR", str(tmp_path / "cache"))
+    rec = models.model_path(models.REC_MODEL)
+    first, charset = models.recognizer_model(rec)
+    again, charset_again = models.recognizer_model(rec)
+    assert isinstance(first, Path) and again == first and charset_again == charset
+    edited = models.with_device_argmax(rec)
+    assert first.read_bytes() == edited and charset == models.recognizer_charset(edited)
+    code = (
+        "import sys\nfrom wildocr.engine import OCREngine\n"
+        "OCREngine(lazy=True).load('recognize')\nprint('onnx' in sys.modules)"
+    )
+    env = {**__import__("os").environ, "WILDOCR_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "False"
+
+
+def test_edited_recognizer_without_a_writable_cache_comes_from_memory(tmp_path: Path, monkeypatch) -> None:
+    from wildocr.engine import models
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("WILDOCR_CACHE_DIR", str(blocker / "cache"))
+    model, charset = models.recognizer_model(models.model_path(models.REC_MODEL))
+    assert isinstance(model, bytes) and charset[0] == "<blank>" and charset[-1] == " "

@@ -291,3 +291,30 @@ def test_a_model_folder_detector_is_the_one_that_runs(photos, tmp_path: Path) ->
     assert tuned.model_info["det_sha256"] != stock.model_info["det_sha256"]
     assert tuned.model_info["rec_model"] == stock.model_info["rec_model"]  # no rec in the folder: stock
     assert quantize.int8_path(lowered / "det.onnx") != quantize.int8_path(stock._det_path)
+
+
+def test_network_calls_share_the_engines_worker_slots(tmp_path: Path) -> None:
+    """Detection and recognition batches take one of `workers` slots while their network runs, so a
+    detection beside a recognition chunk (pipeline/outcome.py) adds one batch's activations, not `workers`
+    of them; a call waits while every slot is taken and goes on when one frees."""
+    import threading
+
+    engine = OCREngine(EngineConfig(workers=2, threads=1))
+    slots = engine.detector.session._slots
+    assert engine.recognizer.session._slots is slots
+    truth = generate(str(tmp_path), count=1, seed=9)
+    image = decode_image((tmp_path / truth[0]["image"]).read_bytes())
+    expected = engine.detect(image)
+    for _ in range(2):
+        slots.acquire()
+    done = threading.Event()
+    found: list = []
+    worker = threading.Thread(target=lambda: (found.extend(engine.detect(image)), done.set()))
+    worker.start()
+    try:
+        assert not done.wait(timeout=1.0)  # every slot taken: the detector waits
+    finally:
+        slots.release()
+    assert done.wait(timeout=120) and found == expected
+    slots.release()
+    worker.join()

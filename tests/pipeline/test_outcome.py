@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from PIL import Image
 
 from include.sample_data import generate
 from tests.helpers import png_header, read_rows, stable
-from wildocr.pipeline import fused, run, staged
+from wildocr.pipeline import fused, outcome, run, staged
 from wildocr.pipeline.outputs import ShardSummary
 from wildocr.storage import manifest, objectstore
 
@@ -548,3 +549,50 @@ def test_an_image_the_engine_fails_on_costs_its_row_not_the_shard(tmp_path, ocr_
     with pytest.raises(RuntimeError, match="illegal memory access"):
         staged.detect_shard(manifest_url, 0, staging_root=str(tmp_path / "staged-broken"), engine=engine)
     assert not broken_out.exists()
+
+
+class OverlapProbe:
+    """The real engine (one image per chunk), noting whether recognition call k sees detection k+1 start
+    while it runs, on which thread."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self._detections = 0
+        self._changed = threading.Condition()
+        self.overlapped: list[bool] = []
+        self.recognize_threads: set[str] = set()
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def detect(self, image):
+        with self._changed:
+            self._detections += 1
+            self._changed.notify_all()
+        return self._engine.detect(image)
+
+    def recognize(self, crops):
+        self.recognize_threads.add(threading.current_thread().name)
+        k = len(self.overlapped)
+        readings = self._engine.recognize(crops)
+        with self._changed:  # stages one after the other never detect image k+1 before this returns
+            self.overlapped.append(self._changed.wait_for(lambda: self._detections >= k + 2, timeout=2.0))
+        return readings
+
+
+def test_next_chunk_is_detected_while_this_one_is_recognised(tmp_path, ocr_engine):
+    """read_objects keeps both cores busy with one detector: chunk k's recognition runs on another thread
+    while chunk k+1 is detected, and the outcomes still come out in input order with the same words."""
+    src = tmp_path / "src"
+    generate(str(src), count=3, seed=SEED)
+    listing = objectstore.list_images(str(src), None).images
+    probe = OverlapProbe(ocr_engine)
+    pipelined = [o for o, _ in outcome.read_objects(probe, listing, None, chunk_size=1)]
+    assert [o.obj.uri for o in pipelined] == [o.uri for o in listing]
+    assert probe.overlapped[:2] == [True, True]  # the last chunk has no next one to overlap with
+    assert threading.current_thread().name not in probe.recognize_threads
+    one_by_one = [
+        o for chunk in ([x] for x in listing) for o, _ in outcome.read_objects(ocr_engine, chunk, None)
+    ]
+    assert [o.words for o in pipelined] == [o.words for o in one_by_one]
+    assert sum(len(o.words) for o in pipelined) > 0

@@ -14,9 +14,9 @@ import os
 import re
 import sys
 import time
+from typing import Any
 
 import cv2
-from tqdm import tqdm
 
 from wildocr.cli import args as cli_args
 from wildocr.pipeline import options, outcome
@@ -78,6 +78,23 @@ def render_dir_problem(
     return None
 
 
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int) -> Any:
+    """A tqdm bar on a terminal for 10 images or more; otherwise nothing (and tqdm is never imported)."""
+    if total < 10 or not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img")
+
+
 def cmd_ocr(args: argparse.Namespace) -> int:
     storage_options = cli_args.storage_options(args)
     cli_args.engine_options(args)  # bad options and a broken model folder stop before any listing
@@ -97,7 +114,7 @@ def cmd_ocr(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     total = len(objects)
     try:
-        progress = tqdm(total=total, unit="img", disable=total < 10 or not sys.stderr.isatty())
+        progress = _progress(total)
         results = outcome.read_objects(engine, objects, storage_options, keep_pixels=bool(args.render))
         for result, image in results:
             record = outcome.to_json(result)

@@ -18,8 +18,11 @@ import sys
 from typing import Any
 
 from wildocr.cli import args as cli_args
-from wildocr.pipeline import fused, options, run
-from wildocr.storage import lease, manifest, tables
+from wildocr.pipeline import options, outcome
+from wildocr.storage import tables
+
+# The pipeline's shard modules (pyarrow, the Parquet writers) are imported by the commands that use them:
+# `wildocr ocr` registers these commands too, and never writes a table.
 
 DEFAULT_SHARD_SIZE = 64  # a shard is the unit of progress and of retry: a minute or so of CPU OCR
 
@@ -31,6 +34,9 @@ def _print(value: Any) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from wildocr.pipeline import run
+    from wildocr.storage import manifest
+
     storage_options = cli_args.storage_options(args)
     shards = run.build_manifest(
         args.prefix,
@@ -47,6 +53,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from wildocr.pipeline import fused
+
     storage_options = cli_args.storage_options(args)
     summary = fused.process_shard(
         args.manifest,
@@ -69,6 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     The engine is loaded first, so missing or corrupt model files stop the run before anything is listed,
     leased or read.
     """
+    from wildocr.pipeline import fused, run
+    from wildocr.storage import manifest
+
     storage_options = cli_args.storage_options(args)
     engine = cli_args.engine(args)
     plan = run.plan_run(
@@ -104,6 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     """Mark duplicates across the shards of a partition (what `run` and the DAGs do after every shard)."""
+    from wildocr.pipeline import run
+
     storage_options = cli_args.storage_options(args)
     rewritten = run.finalize_partition(args.output, args.dt, storage_options=storage_options)
     _print({"output": args.output, "dt": args.dt, "images_files_rewritten": rewritten})
@@ -112,6 +125,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
 
 def cmd_unlock(args: argparse.Namespace) -> int:
     """Remove a dt's lease by hand: only once the run holding it is surely dead (see lease.py)."""
+    from wildocr.storage import lease
+
     storage_options = cli_args.storage_options(args)
     removed = lease.force_release(args.output, args.dt, storage_options)
     _print({"lease": lease.lease_url(args.output, args.dt), "removed": removed})
@@ -124,11 +139,11 @@ def _add_reading(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-size",
         type=cli_args.positive,
-        default=fused.DEFAULT_CHUNK_SIZE,
+        default=outcome.DEFAULT_CHUNK_SIZE,
         help="images per engine call",
     )
     p.add_argument(
-        "--prefetch", type=cli_args.positive, default=fused.DEFAULT_PREFETCH, help="objects fetched ahead"
+        "--prefetch", type=cli_args.positive, default=outcome.DEFAULT_PREFETCH, help="objects fetched ahead"
     )
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any image got an error row")
 

@@ -61,14 +61,21 @@ def resize_for_detection(height: int, width: int, cfg: DetectorConfig) -> tuple[
 
 
 def preprocess(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """BGR uint8 → normalised NCHW float32 (RGB order) at `size` (h, w)."""
+    """BGR uint8 → normalised NCHW float32 (RGB order) at `size` (h, w), C-contiguous.
+
+    Each plane is written once, straight into the network's layout: a transposed view of an HWC array
+    costs a float copy here and another inside ONNX Runtime (about 3x the CPU time of this, per photo).
+    The arithmetic is the same float32 (x - mean) / std, so the values are identical.
+    """
     h, w = size
     interp = cv2.INTER_AREA if h < image_bgr.shape[0] else cv2.INTER_LINEAR
     resized = cv2.resize(image_bgr, (w, h), interpolation=interp)
-    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
-    rgb -= _MEAN
-    rgb /= _STD
-    return rgb.transpose(2, 0, 1)[None]
+    out = np.empty((1, 3, h, w), dtype=np.float32)
+    for c in range(3):  # RGB planes from the BGR channels
+        plane = out[0, c]
+        np.subtract(resized[:, :, 2 - c], _MEAN[c], out=plane, dtype=np.float32)
+        plane /= _STD[c]
+    return out
 
 
 def order_clockwise(points: np.ndarray) -> np.ndarray:

@@ -15,8 +15,10 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,20 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 
 
+# Bump when `with_device_argmax` changes the graph in a way the cache key does not record.
+ARGMAX_VERSION = "1"
+
+
 class ModelFileError(RuntimeError):
     """A model file is missing or unreadable: raised at start-up, before any image is read."""
+
+
+def cache_dir() -> Path:
+    """Where models built from the shipped ones are kept (the int8 detector, the edited recognizer)."""
+    root = os.environ.get("WILDOCR_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wildocr"
+    )
+    return Path(root)
 
 
 def models_dir() -> Path:
@@ -266,3 +280,42 @@ def load_model_folder(folder: str | Path) -> ModelFolder:
             raise _problem(text, f"{entry['file']} has another charset than the stock {stock.name}")
         files[role] = file
     return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest)
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, target)  # concurrent workers never read half a file
+
+
+def recognizer_model(model_path: Path) -> tuple[bytes | Path, list[str]]:
+    """The recognizer with its on-device arg-max (`with_device_argmax`) and its charset, cached on disk.
+
+    Editing the graph needs `onnx` (imported, parsed and serialised: about half a second of every start);
+    the edited file and its charset are kept in `cache_dir()` under a key of the source file's hash and the
+    onnx version, so later starts only read them. Where the cache cannot be written, the edited model is
+    returned as bytes (same graph, same readings).
+    """
+    try:
+        onnx_version = metadata.version("onnx")
+    except metadata.PackageNotFoundError:
+        onnx_version = "none"
+    identity = f"{file_sha256(model_path)}:{onnx_version}:{ARGMAX_VERSION}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    target = cache_dir() / f"{model_path.stem}.argmax-{key}.onnx"
+    labels = target.with_suffix(".charset.json")
+    if target.is_file() and labels.is_file():  # the labels are written first: the model marks it complete
+        try:
+            return target, json.loads(labels.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("unreadable cached charset %s: rebuilding it", labels)
+    edited = with_device_argmax(model_path)
+    charset = recognizer_charset(edited)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(labels, json.dumps(charset, ensure_ascii=False).encode("utf-8"))
+        _atomic_write(target, edited)
+    except OSError as exc:
+        log.warning("cannot cache the edited recognizer in %s (%s): using it from memory", target.parent, exc)
+        return edited, charset
+    return target, charset

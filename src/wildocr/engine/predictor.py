@@ -102,6 +102,45 @@ class EngineConfig:
         )
 
 
+class _Slotted:
+    """A session whose calls take one of the engine's `workers` slots while they run.
+
+    Detection of one chunk runs beside recognition of the previous one (pipeline/outcome.py): without
+    slots the detector plus `workers` recognition batches would hold their activations at once; with them
+    a detection and one batch do, and two batches only once no detection runs.
+    """
+
+    def __init__(self, session: backends.Session, slots: threading.Semaphore) -> None:
+        self.session = session
+        self._slots = slots
+
+    def get_inputs(self) -> Sequence[backends.ModelInput]:
+        return self.session.get_inputs()
+
+    def get_providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._slots:
+            return self.session.run(output_names, feeds)
+
+
+def thread_plan(config: EngineConfig, on_gpu: bool, cores: int | None = None) -> dict[str, int]:
+    """How the engine splits the cores: `workers` recognition calls at once of `threads` intra-op threads
+    each, `detect_workers` detections at once of `det_threads` each (the benchmark records it)."""
+    cores = cores or os.cpu_count() or 1
+    workers = config.workers or (1 if on_gpu else cores)
+    threads = config.threads or max(1, cores // workers)
+    detect_workers = min(config.detect_workers or workers, workers)
+    det_threads = max(1, threads * workers // detect_workers)
+    return {
+        "workers": workers,
+        "threads": threads,
+        "detect_workers": detect_workers,
+        "det_threads": det_threads,
+    }
+
+
 class OCREngine:
     """Loads the three PP-OCR models once and reads batches of images.
 
@@ -131,9 +170,8 @@ class OCREngine:
     ) -> None:
         self.config = config or EngineConfig()
         on_gpu = backends.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
-        cores = os.cpu_count() or 1
-        self.workers = self.config.workers or (1 if on_gpu else cores)
-        threads = self.config.threads or max(1, cores // self.workers)
+        plan = thread_plan(self.config, on_gpu)
+        self.workers, threads = plan["workers"], plan["threads"]
         self.backend = backends.resolve_backend(self.config.backend, on_gpu)
         self._options = replace(
             session_options or backends.SessionOptions(),
@@ -143,14 +181,13 @@ class OCREngine:
             backend=self.backend,
             streams=self.workers,
         )
-        self.detect_workers = min(self.config.detect_workers or self.workers, self.workers)
+        self.detect_workers = plan["detect_workers"]
         self._det_options = self._options
         if self.detect_workers < self.workers:  # fewer detections at once, each on more cores
             if self.backend == "openvino":  # one pool of all cores already: fewer streams over it
                 self._det_options = replace(self._options, streams=self.detect_workers)
             else:
-                det_threads = max(1, threads * self.workers // self.detect_workers)
-                self._det_options = replace(self._options, intra_op_threads=det_threads)
+                self._det_options = replace(self._options, intra_op_threads=plan["det_threads"])
         # A model folder is checked now even when lazy: a broken one fails before any image is read.
         self.model_folder = models.load_model_folder(self.config.model_dir) if self.config.model_dir else None
         folder = self.model_folder
@@ -169,6 +206,7 @@ class OCREngine:
             else backends.available_providers(self.config.device)[0]
         )
         self._load_lock = threading.Lock()
+        self._slots = threading.Semaphore(self.workers)
         self._det_model: Path | None = None
         self._detector: TextDetector | None = None
         self._recognizer: TextRecognizer | None = None
@@ -217,7 +255,7 @@ class OCREngine:
             with self._load_lock:
                 if self._detector is None:
                     session = backends.create_session(self._detector_model(), self._det_options)
-                    self._detector = TextDetector(session, self.config.detector)
+                    self._detector = TextDetector(_Slotted(session, self._slots), self.config.detector)
         return self._detector
 
     @property
@@ -225,10 +263,11 @@ class OCREngine:
         if self._recognizer is None:
             with self._load_lock:
                 if self._recognizer is None:
-                    rec_model = models.with_device_argmax(self._rec_path)
+                    rec_model, charset = models.recognizer_model(self._rec_path)
                     session = backends.create_session(rec_model, self._options)
-                    charset = models.recognizer_charset(rec_model)
-                    self._recognizer = TextRecognizer(session, charset, self.config.recognizer)
+                    self._recognizer = TextRecognizer(
+                        _Slotted(session, self._slots), charset, self.config.recognizer
+                    )
         return self._recognizer
 
     @property

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from wildocr.engine.detection import DetectorConfig, preprocess, resize_for_detection
-from wildocr.engine.models import ModelFileError, file_sha256
+from wildocr.engine.models import ModelFileError, cache_dir, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,6 @@ class QuantSettings:
 
 
 QUANT_SETTINGS = QuantSettings()
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("WILDOCR_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wildocr"
-    )
-    return Path(root)
 
 
 def calibration_files() -> list[Path]:

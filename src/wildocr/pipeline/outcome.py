@@ -20,6 +20,7 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -220,17 +221,23 @@ def assemble(
         outcome.words = engine.assemble(size, outcome.detections, readings)
 
 
-def read_chunk(
+@dataclass(slots=True)
+class DetectedChunk:
+    """A chunk after detection and cropping: its outcomes, the ones with pixels, and their crops."""
+
+    outcomes: list[ImageOutcome]
+    todo: list[ImageOutcome]
+    crops: list[list[np.ndarray]]
+
+
+def detect_chunk(
     engine: Engine,
     items: Sequence[Loaded],
     *,
     seen: Mapping[str, str] | None = None,
     max_seconds: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
-) -> list[ImageOutcome]:
-    """Every step for a chunk of loaded objects: detect and crop each, recognise all their crops at once.
-
-    The pixels are let go as soon as an image is cropped.
-    """
+) -> DetectedChunk:
+    """Detect and crop each loaded object of a chunk; the pixels are let go as soon as an image is cropped."""
     outcomes = [start(item, seen) for item in items]
     todo = [(o, item) for o, item in zip(outcomes, items, strict=True) if item.image is not None]
 
@@ -249,14 +256,30 @@ def read_chunk(
         return crops
 
     crops = engine.map_images(detect_one, todo)
+    return DetectedChunk(outcomes, [o for o, _ in todo], crops)
+
+
+def recognize_chunk(engine: Engine, chunk: DetectedChunk) -> list[ImageOutcome]:
+    """Recognise all the crops of a detected chunk at once and assemble each image's words."""
     begin = time.perf_counter()
-    readings = recognize(engine, crops)
+    readings = recognize(engine, chunk.crops)
     seconds = time.perf_counter() - begin
-    total = max(sum(map(len, crops)), 1)
-    for (outcome, _), image_crops, image_readings in zip(todo, crops, readings, strict=True):
+    total = max(sum(map(len, chunk.crops)), 1)
+    for outcome, image_crops, image_readings in zip(chunk.todo, chunk.crops, readings, strict=True):
         # Recognition ran for all images at once: charge each image its share of the crops.
         assemble(engine, outcome, image_readings, seconds * len(image_crops) / total)
-    return outcomes
+    return chunk.outcomes
+
+
+def read_chunk(
+    engine: Engine,
+    items: Sequence[Loaded],
+    *,
+    seen: Mapping[str, str] | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS_PER_IMAGE,
+) -> list[ImageOutcome]:
+    """Every step for a chunk of loaded objects: detect and crop each, recognise all their crops at once."""
+    return recognize_chunk(engine, detect_chunk(engine, items, seen=seen, max_seconds=max_seconds))
 
 
 def read_objects(
@@ -274,7 +297,12 @@ def read_objects(
 ) -> Iterator[tuple[ImageOutcome, np.ndarray | None]]:
     """Load and read objects in order: (outcome, pixels when `keep_pixels` else None) for each page.
 
-    Memory: at most `prefetch + chunk_size` decoded pages at a time (plus the crops of one chunk).
+    Chunk k+1 is detected (on this thread) while chunk k is recognised (on one other thread): the
+    detector's network and the recogniser's batches then share the cores, instead of one core idling
+    through each stage's single-threaded parts. One detection at a time still, so one detector's
+    activations; the crops of two chunks at most.
+
+    Memory: at most `prefetch + 2 * chunk_size` decoded pages at a time (plus the crops of two chunks).
     """
     loaded = iter_loaded(
         objects,
@@ -284,9 +312,16 @@ def read_objects(
         skip_sha256=seen or None,
         max_pages=max_pages,
     )
-    for chunk in chunked(loaded, chunk_size):
-        pixels = [item.image if keep_pixels else None for item in chunk]
-        yield from zip(read_chunk(engine, chunk, seen=seen, max_seconds=max_seconds), pixels, strict=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wildocr-recognize") as pool:
+        pending: tuple[Future[list[ImageOutcome]], list[np.ndarray | None]] | None = None
+        for chunk in chunked(loaded, chunk_size):
+            pixels = [item.image if keep_pixels else None for item in chunk]
+            detected = detect_chunk(engine, chunk, seen=seen, max_seconds=max_seconds)
+            if pending is not None:
+                yield from zip(pending[0].result(), pending[1], strict=True)
+            pending = (pool.submit(recognize_chunk, engine, detected), pixels)
+        if pending is not None:
+            yield from zip(pending[0].result(), pending[1], strict=True)
 
 
 # Rows --------------------------------------------------------------------------------------------------
