@@ -205,13 +205,13 @@ def train(
             base_file = base / entry["file"]
     sets = [load_dataset(p) for p in data]
     val_sets = [load_dataset(p) for p in val]
+    crop_sets = [d.path for d in sets + val_sets if d.kind == "crops"]
+    if role == "det" and crop_sets:
+        raise TrainDataError(f"{crop_sets[0]}: word crops train the recognizer only (wildocr train rec)")
     module, proto = load(str(base_file), log_output=role == "rec")
     module.to(device)
     started = time.monotonic()
     if role == "det":
-        crop_sets = [d.path for d in sets + val_sets if d.kind == "crops"]
-        if crop_sets:
-            raise TrainDataError(f"{crop_sets[0]}: word crops train the recognizer only (wildocr train rec)")
         photos = [p for d in sets for p in d.photos]
         if val_sets:
             train_items, val_items = photos, [p for d in val_sets for p in d.photos]
