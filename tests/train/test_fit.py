@@ -106,3 +106,27 @@ def test_word_crops_cannot_train_the_detector(tmp_path: Path) -> None:
     with pytest.raises(TrainDataError, match="word crops train the recognizer only"):
         train("det", [crops], tmp_path / "out", TrainSettings(device="cpu"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_engine_reads_with_the_fine_tuned_detector(
+    det_folder: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exported file is one the engine runs as it runs the stock one (here through WILDOCR_MODELS_DIR,
+    a copy of the stock folder with the tuned file in its place)."""
+    from wildocr.engine import EngineConfig, OCREngine
+    from wildocr.engine.models import models_dir
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in models_dir().iterdir():
+        if f.is_file():
+            (models / f.name).symlink_to(f)
+    (models / DET_MODEL).unlink()
+    (models / DET_MODEL).symlink_to(det_folder[0] / "det.onnx")
+    monkeypatch.setenv("WILDOCR_MODELS_DIR", str(models))
+    engine = OCREngine(EngineConfig().with_options(det_precision="fp32"))
+    photo = render_sample(1, 0)
+    result = engine.read([photo.rgb[:, :, ::-1].copy()])[0]
+    expected = {w["text"] for w in photo.words}
+    assert {w.text for w in result.words} & expected  # a few steps on two photos: it still reads
