@@ -89,14 +89,17 @@ def read_crops(shared: Path) -> dict[str, list[tuple[Path, str]]]:
     return sets
 
 
-def evaluate(name: str, images: list[Path], groups: dict, gt_dir: Path, work: Path, crops: dict) -> dict:
+def evaluate(
+    name: str, images: list[Path], groups: dict, gt_dir: Path, work: Path, crops: dict, rec_only: bool
+) -> dict:
     engine = build_engine({})
     run = run_setting(engine, name, {}, images, work / f"{name}.jsonl", chunk=8)
     scorer = eval_script(shared_dir())
     result: dict = {"seconds": round(run.seconds, 1), "images_per_s": round(run.images_per_s, 3)}
     if scorer:
         result["scores"] = score_groups(scorer, work / f"{name}.jsonl", gt_dir, groups)
-    result["rec_only"] = {g: recognition_only(engine, v, gt_dir)["accuracy"] for g, v in groups.items()}
+    if rec_only:
+        result["rec_only"] = {g: recognition_only(engine, v, gt_dir)["accuracy"] for g, v in groups.items()}
     result["crops"] = {k: round(crop_accuracy(engine, v), 4) for k, v in crops.items()}
     return result
 
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "--crops", action="store_true", help="train rec on ../shared/word-crops too, and score them"
     )
     ap.add_argument("--model-dir", type=Path, help="score this model folder instead of training one")
+    ap.add_argument("--no-rec-only", action="store_true", help="skip reading the GT boxes (det-only folders)")
     ap.add_argument("--limit", type=int, default=0, help="score the first N check-half photos only")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, help="write every number here")
@@ -157,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     crops = read_crops(shared) if args.crops and shared else {}
     saved = os.environ.get("WILDOCR_MODELS_DIR")
     try:
-        payload["stock"] = evaluate("stock", images, groups, data / "gts", work, crops)
+        payload["stock"] = evaluate("stock", images, groups, data / "gts", work, crops, not args.no_rec_only)
         os.environ["WILDOCR_MODELS_DIR"] = str(models_with(folder, work))
-        payload["tuned"] = evaluate("tuned", images, groups, data / "gts", work, crops)
+        payload["tuned"] = evaluate("tuned", images, groups, data / "gts", work, crops, not args.no_rec_only)
     finally:
         if saved is None:
             os.environ.pop("WILDOCR_MODELS_DIR", None)
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             for k in ("det", "e2e")
         ]
         crops_text = ", ".join(f"{k} {v:.3f}" for k, v in r["crops"].items()) or "-"
-        print(f"| {name} | {prf[0]} | {prf[1]} | {r['rec_only']['check']:.3f} | {crops_text} |")
+        rec_text = f"{r['rec_only']['check']:.3f}" if "rec_only" in r else "-"
+        print(f"| {name} | {prf[0]} | {prf[1]} | {rec_text} | {crops_text} |")
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
