@@ -157,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(f"[train {role}] {json.dumps(payload[f'train_{role}'], default=str)}", file=sys.stderr)
     groups = split_images(list_images(data / "images"), "check", args.limit)
+    if "check" not in groups:
+        print(
+            f"no check-half photos (img_501-img_1000) under {data / 'images'}: nothing to score",
+            file=sys.stderr,
+        )
+        return 1
     images = groups["check"]
     crops = read_crops(shared) if args.crops and shared else {}
     saved = os.environ.get("WILDOCR_MODELS_DIR")
