@@ -35,6 +35,7 @@ def test_module_matches_onnx_runtime(name: str, shape: tuple[int, ...]) -> None:
     assert np.abs(ours - theirs).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "shape"), [(DET_MODEL, (1, 3, 64, 96)), (REC_MODEL, (1, 3, 48, 96))])
 def test_export_writes_trained_weights_into_the_stock_graph(name: str, shape: tuple[int, ...]) -> None:
     """After optimizer steps, ORT on the exported file gives the module's outputs; nodes, inputs, outputs
