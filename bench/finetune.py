@@ -8,25 +8,23 @@ Training sees img_1-img_500 only (its validation split is carved out of them); t
 (img_501-img_1000) is scored once, at the end, with bench/accuracy.py's own engine run and ic15_eval.py.
 `--crops` adds ../shared/word-crops to the recognizer's training data and scores the crops (case-insensitive,
 letters and digits, as the field scores them) with both models: the guard against forgetting.
-`--model-dir` skips training and scores an existing model folder. The fine-tuned files are evaluated by
-pointing WILDOCR_MODELS_DIR at a folder of the stock files with the tuned ones in their place, so the
-engine (and its int8 detector, rebuilt from the new fp32 file) runs them exactly as it runs the stock ones.
+`--model-dir` skips training and scores an existing model folder. The folder is read by the engine itself
+(`EngineConfig.model_dir`, as `wildocr ocr --model-dir` reads it; the int8 detector is rebuilt from the
+new fp32 file), with the default settings otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import HALVES, build_engine, recognition_only, run_setting, score_groups, split_images
+from accuracy import HALVES, recognition_only, run_setting, score_groups, split_images
 from common import decode_file, eval_script, image_number, list_images, shared_dir
 
 ROLE_STOCK = {"det": "PP-OCRv6_det_small.onnx", "rec": "PP-OCRv6_rec_small.onnx"}
@@ -47,24 +45,6 @@ def tune_half(data: Path, work: Path) -> Path:
                 if not target.exists():
                     target.symlink_to(src.resolve())
     return root
-
-
-def models_with(folder: Path, work: Path) -> Path:
-    """A models folder the engine reads (WILDOCR_MODELS_DIR): the stock files, the folder's in their place."""
-    from wildocr.engine.models import models_dir
-
-    stock = models_dir()
-    out = work / "engine-models"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    for f in stock.iterdir():
-        if f.is_file():
-            (out / f.name).symlink_to(f.resolve())
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for role, entry in manifest["models"].items():
-        (out / ROLE_STOCK[role]).unlink()
-        (out / ROLE_STOCK[role]).symlink_to((folder / entry["file"]).resolve())
-    return out
 
 
 def crop_accuracy(engine, crops: list[tuple[Path, str]]) -> float:
@@ -90,9 +70,20 @@ def read_crops(shared: Path) -> dict[str, list[tuple[Path, str]]]:
 
 
 def evaluate(
-    name: str, images: list[Path], groups: dict, gt_dir: Path, work: Path, crops: dict, rec_only: bool
+    name: str,
+    images: list[Path],
+    groups: dict,
+    gt_dir: Path,
+    work: Path,
+    crops: dict,
+    rec_only: bool,
+    model_dir: Path | None = None,
 ) -> dict:
-    engine = build_engine({})
+    from dataclasses import replace
+
+    from wildocr.engine import EngineConfig, OCREngine
+
+    engine = OCREngine(replace(EngineConfig(), model_dir=str(model_dir) if model_dir else None))
     run = run_setting(engine, name, {}, images, work / f"{name}.jsonl", chunk=8)
     scorer = eval_script(shared_dir())
     result: dict = {"seconds": round(run.seconds, 1), "images_per_s": round(run.images_per_s, 3)}
@@ -165,16 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     images = groups["check"]
     crops = read_crops(shared) if args.crops and shared else {}
-    saved = os.environ.get("WILDOCR_MODELS_DIR")
-    try:
-        payload["stock"] = evaluate("stock", images, groups, data / "gts", work, crops, not args.no_rec_only)
-        os.environ["WILDOCR_MODELS_DIR"] = str(models_with(folder, work))
-        payload["tuned"] = evaluate("tuned", images, groups, data / "gts", work, crops, not args.no_rec_only)
-    finally:
-        if saved is None:
-            os.environ.pop("WILDOCR_MODELS_DIR", None)
-        else:
-            os.environ["WILDOCR_MODELS_DIR"] = saved
+    rec_only = not args.no_rec_only
+    payload["stock"] = evaluate("stock", images, groups, data / "gts", work, crops, rec_only)
+    payload["tuned"] = evaluate("tuned", images, groups, data / "gts", work, crops, rec_only, folder)
     print(f"check half: {len(images)} photos; model folder {folder}")
     print("| weights | det P/R/hmean | e2e P/R/hmean | rec-only on GT boxes | crops |")
     print("|---|---|---|---|---|")

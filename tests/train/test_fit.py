@@ -14,7 +14,13 @@ torch = pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not 
 import onnxruntime as ort  # noqa: E402
 
 from wildocr.engine.crop import crop_quad  # noqa: E402
-from wildocr.engine.models import DET_MODEL, REC_MODEL, model_path, recognizer_charset  # noqa: E402
+from wildocr.engine.models import (  # noqa: E402
+    DET_MODEL,
+    REC_MODEL,
+    load_model_folder,
+    model_path,
+    recognizer_charset,
+)
 from wildocr.samples import generate, render_sample  # noqa: E402
 from wildocr.train.data import TrainDataError  # noqa: E402
 from wildocr.train.fit import TrainSettings, train  # noqa: E402
@@ -26,8 +32,11 @@ def _sha(path: Path) -> str:
 
 
 def _check_folder(folder: Path) -> dict:
-    """The agreed manifest: format, each role's file present with its SHA-256, base named and hashed."""
+    """The agreed manifest: the engine's own check passes (format, files, SHA-256, graphs, charset), and
+    each role names its base with the base file's hash."""
+    checked = load_model_folder(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert checked.manifest == manifest
     assert manifest["format"] == FORMAT
     for role, entry in manifest["models"].items():
         assert _sha(folder / entry["file"]) == entry["sha256"]
@@ -109,23 +118,14 @@ def test_word_crops_cannot_train_the_detector(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_engine_reads_with_the_fine_tuned_detector(
-    det_folder: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The exported file is one the engine runs as it runs the stock one (here through WILDOCR_MODELS_DIR,
-    a copy of the stock folder with the tuned file in its place)."""
-    from wildocr.engine import EngineConfig, OCREngine
-    from wildocr.engine.models import models_dir
+def test_engine_reads_with_the_fine_tuned_detector(det_folder: tuple[Path, dict]) -> None:
+    """The folder is one the engine loads (`model_dir`, as `--model-dir` gives it) and reads with."""
+    from dataclasses import replace
 
-    models = tmp_path / "models"
-    models.mkdir()
-    for f in models_dir().iterdir():
-        if f.is_file():
-            (models / f.name).symlink_to(f)
-    (models / DET_MODEL).unlink()
-    (models / DET_MODEL).symlink_to(det_folder[0] / "det.onnx")
-    monkeypatch.setenv("WILDOCR_MODELS_DIR", str(models))
-    engine = OCREngine(EngineConfig().with_options(det_precision="fp32"))
+    from wildocr.engine import EngineConfig, OCREngine
+
+    config = replace(EngineConfig().with_options(det_precision="fp32"), model_dir=str(det_folder[0]))
+    engine = OCREngine(config)
     photo = render_sample(1, 0)
     result = engine.read([photo.rgb[:, :, ::-1].copy()])[0]
     expected = {w["text"] for w in photo.words}
