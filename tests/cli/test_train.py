@@ -24,6 +24,19 @@ def test_bad_training_data_is_a_usage_error(tmp_path: Path, capsys: pytest.Captu
     assert not (tmp_path / "out").exists()
 
 
+def test_broken_base_folder_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
+    (tmp_path / "words").mkdir()
+    (tmp_path / "words" / "labels.tsv").write_text("a.png\tA\n")
+    (tmp_path / "base").mkdir()
+    args = ["train", "rec", "--data", str(tmp_path / "words"), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--base", str(tmp_path / "base")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--base: model folder" in err and "no manifest.json" in err
+
+
 def test_missing_train_extra_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-FORMAT = "wildocr-model-folder/1"
-MANIFEST = "manifest.json"
+from wildocr.engine.models import MANIFEST_NAME, MODEL_FOLDER_FORMAT, ModelFileError, load_model_folder
+
+FORMAT = MODEL_FOLDER_FORMAT
+MANIFEST = MANIFEST_NAME
 ROLE_FILES = {"det": "det.onnx", "rec": "rec.onnx"}
 
 
 def sha256(path: Path) -> str:
+    """Hash of the file as it is now (not `engine.models.file_sha256`, cached per path: a folder rewritten
+    in place with `--base DIR --out DIR` must get its new hash)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -30,15 +34,11 @@ def sha256(path: Path) -> str:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a base folder (the engine checks folders it loads; training only needs to know
-    which file each role has)."""
+    """A base folder's manifest, checked by the engine's own loader (files, hashes, graphs, charset)."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"--base {folder}: cannot read {MANIFEST}: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"--base {folder}: {MANIFEST} is not a {FORMAT} manifest")
-    return manifest
+        return load_model_folder(folder).manifest
+    except ModelFileError as exc:
+        raise ValueError(f"--base: {exc}") from None
 
 
 def write_model_folder(
