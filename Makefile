@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= cpu,openvino,airflow,dev
 PORT   ?= 8080
 
-.PHONY: setup demo ui ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu clean
+.PHONY: setup demo ui ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu finetune clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ lint: setup
 
 bench-accuracy: setup
 	$(BIN)/python bench/accuracy.py
+
+finetune: setup  ## fine-tune det on the IC15 tune half (extra `train`), score the check half beside the stock weights
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),train]"
+	$(BIN)/python bench/finetune.py --roles det --max-minutes 30
 
 bench-throughput: setup
 	$(BIN)/python bench/throughput.py

@@ -12,11 +12,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "wildocr"
 
 # What each package may import from wildocr, and the third-party packages it must never import.
 ALLOWED = {
-    "engine": ({"engine"}, {"airflow", "fsspec", "pyarrow", "duckdb"}),
-    "storage": ({"engine", "storage"}, {"airflow"}),
-    "pipeline": ({"engine", "storage", "pipeline", "render"}, {"airflow"}),
-    "cli": ({"engine", "storage", "pipeline", "cli", "render"}, {"airflow"}),
-    "airflow": ({"engine", "storage", "pipeline", "airflow"}, set()),
+    "engine": ({"engine"}, {"airflow", "fsspec", "pyarrow", "duckdb", "torch"}),
+    "storage": ({"engine", "storage"}, {"airflow", "torch"}),
+    "pipeline": ({"engine", "storage", "pipeline", "render"}, {"airflow", "torch"}),
+    # Training (the `train` extra: PyTorch) sits beside the pipeline; only the CLI reaches it.
+    "train": ({"engine", "train"}, {"airflow", "fsspec", "pyarrow", "duckdb"}),
+    "cli": ({"engine", "storage", "pipeline", "cli", "render", "train"}, {"airflow", "torch"}),
+    "airflow": ({"engine", "storage", "pipeline", "airflow"}, {"torch"}),
 }
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 
 import accuracy  # noqa: E402
 import common  # noqa: E402
+import finetune  # noqa: E402
 import fit_verifier  # noqa: E402
 import gpu  # noqa: E402
 import throughput  # noqa: E402
@@ -97,6 +98,23 @@ def test_every_named_setting_is_a_valid_engine_config() -> None:
 def test_accuracy_skips_without_data(no_shared: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert accuracy.main([]) == 0
     assert "SKIP accuracy" in capsys.readouterr().err
+
+
+def test_finetune_skips_without_data(no_shared: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert finetune.main([]) == 0
+    assert "SKIP finetune" in capsys.readouterr().err
+
+
+def test_finetune_trains_on_the_tune_half_only(tmp_path: Path) -> None:
+    data = tmp_path / "ic15"
+    for sub in ("images", "gts"):
+        (data / sub).mkdir(parents=True)
+    for n in (1, 500, 501, 1000):
+        (data / "images" / f"img_{n}.jpg").write_bytes(b"jpeg")
+        (data / "gts" / f"gt_img_{n}.txt").write_text("1,1,9,1,9,9,1,9,A\n")
+    tune = finetune.tune_half(data, tmp_path / "work")
+    assert sorted(p.name for p in (tune / "images").iterdir()) == ["img_1.jpg", "img_500.jpg"]
+    assert sorted(p.name for p in (tune / "gts").iterdir()) == ["gt_img_1.txt", "gt_img_500.txt"]
 
 
 def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, tmp_path: Path) -> None:

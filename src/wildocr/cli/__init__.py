@@ -1,4 +1,5 @@
-"""The `wildocr` command: `ocr` reads images into JSON lines; `run` and `shard ...` write the tables.
+"""The `wildocr` command: `ocr` reads images into JSON lines; `run` and `shard ...` write the tables;
+`train det|rec` fine-tunes the models into a model folder (extra `train`).
 
 Every command that reads images takes the same engine flags (`--device`, `--backend`, `--option`) and
 every command the same `--storage-options` (JSON or @file), parsed by `wildocr.pipeline.options`.
@@ -10,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from wildocr.cli import ocr, tables
+from wildocr.cli import ocr, tables, train
 from wildocr.cli.args import UsageError
 
 
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     ocr.register(sub)
     tables.register(sub)
+    train.register(sub)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""`wildocr train det|rec`: fine-tune the detector or the recognizer into a model folder.
+
+Needs the `train` extra (PyTorch): `pip install -c constraints.txt -e '.[train]'`. The work is
+`wildocr.train`'s; this module parses the arguments and prints the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from wildocr.cli.args import UsageError, positive
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune the detector or recognizer into a model folder (extra `train`)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("role", choices=("det", "rec"), help="det: the text detector; rec: the recognizer")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR_OR_JSONL",
+        help="ICDAR folder (images/ + gts/), JSON lines, or word crops (labels.tsv, rec only); repeatable",
+    )
+    p.add_argument(
+        "--val",
+        action="append",
+        default=[],
+        metavar="DIR_OR_JSONL",
+        help="validation data (default: a held-out share of --data, --val-fraction)",
+    )
+    p.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR", help="the model folder to write")
+    p.add_argument(
+        "--base",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="start from this model folder's weights (and keep its other role) instead of the stock ones",
+    )
+    p.add_argument("--name", help="the folder's name in its manifest (default: the folder's own name)")
+    p.add_argument("--epochs", type=positive, default=10)
+    p.add_argument(
+        "--steps-per-epoch", type=positive, help="batches per epoch at most (default: the whole pass)"
+    )
+    p.add_argument("--batch-size", type=positive, help="photos (det, default 4) or crops (rec, default 64)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4 det, 5e-5 rec)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--patience", type=positive, default=2, help="epochs without validation gain before stopping"
+    )
+    p.add_argument("--max-minutes", type=_minutes, help="stop training after this many minutes (then export)")
+    p.add_argument("--crop", type=positive, default=640, help="det: training window side in pixels")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError(
+            "training needs PyTorch: install the 'train' extra (pip install -c constraints.txt -e '.[train]')"
+        )
+    from wildocr.train.data import TrainDataError
+    from wildocr.train.fit import TrainSettings, train
+
+    if not 0 < args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size or 0,
+        lr=args.lr or 0.0,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        max_minutes=args.max_minutes or 0.0,
+        max_steps=args.steps_per_epoch or 0,
+        crop=args.crop,
+        device=args.device,
+        seed=args.seed,
+    )
+    try:
+        result: dict[str, Any] = train(
+            args.role, args.data, args.out, settings, val=args.val, base=args.base, name=args.name
+        )
+    except (TrainDataError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    summary = {k: result[k] for k in ("out", "file", "improved", "best_epoch", "steps", "stopped", "seconds")}
+    summary["validation_base"] = result["base"]
+    summary["validation_best"] = (
+        result["history"][result["best_epoch"] - 1] if result["improved"] else result["base"]
+    )
+    json.dump(summary, sys.stdout, default=str)
+    sys.stdout.write("\n")
+    if not result["improved"]:
+        print(
+            "no epoch beat the base weights on validation: the folder holds them unchanged", file=sys.stderr
+        )
+    return 0

@@ -1,0 +1,274 @@
+"""The training loop both roles share, and `train`: data in, a model folder out.
+
+Fine-tuning, not training from scratch: a low learning rate, a validation split scored before the first
+step (the base weights' own score) and after every epoch, the best state kept, early stopping after
+`patience` epochs without gain, and a wall-clock cap (`max_minutes`). When no epoch beats the base
+weights on validation, the folder carries the base weights unchanged and the manifest says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wildocr.engine.models import DET_MODEL, REC_MODEL, model_path, recognizer_charset
+from wildocr.train import det, rec
+from wildocr.train.data import TrainDataError, load_dataset, split
+from wildocr.train.folder import ROLE_FILES, read_manifest, write_model_folder
+from wildocr.train.graph import OnnxModule, export, load
+
+log = logging.getLogger(__name__)
+STOCK = {"det": DET_MODEL, "rec": REC_MODEL}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What `wildocr train` takes besides the data (recorded in the manifest)."""
+
+    epochs: int = 10
+    batch_size: int = 0  # 0 = 4 photos (det), 64 crops (rec)
+    lr: float = 0.0  # 0 = 1e-4 (det), 5e-5 (rec): low, the weights are already good
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    patience: int = 2
+    max_minutes: float = 0.0  # 0 = no cap
+    max_steps: int = 0  # per epoch, 0 = the whole pass (tests use a few)
+    crop: int = 640  # det: training window side
+    device: str = "auto"  # cpu | cuda | auto
+    seed: int = 0
+
+    def resolved(self, role: str) -> TrainSettings:
+        return TrainSettings(
+            **{
+                **asdict(self),
+                "batch_size": self.batch_size or (4 if role == "det" else 64),
+                "lr": self.lr or (1e-4 if role == "det" else 5e-5),
+            }
+        )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device (a CPU build of torch, or no GPU)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+Batch = tuple[Any, ...]
+
+
+def fit(
+    module: OnnxModule,
+    train_batches: Callable[[int], Iterable[Batch]],
+    validate: Callable[[], dict[str, float]],
+    step_loss: Callable[[Batch], torch.Tensor],
+    settings: TrainSettings,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Train `module` in place; returns the history (validation before and after each epoch) and leaves
+    the module holding the best validated state (the base state when nothing beat it)."""
+    started = time.monotonic()
+    deadline = started + settings.max_minutes * 60 if settings.max_minutes > 0 else float("inf")
+    optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    base = validate()
+    log.info("validation before training: %s", base)
+    best, best_state, best_epoch = base["loss"], copy.deepcopy(module.state_dict()), 0
+    history: list[dict[str, Any]] = []
+    stale, steps, stopped = 0, 0, "epochs"
+    for epoch in range(1, settings.epochs + 1):
+        module.train()
+        losses: list[float] = []
+        for i, batch in enumerate(train_batches(epoch)):
+            if settings.max_steps and i >= settings.max_steps:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            value = step_loss(batch)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+            optimizer.step()
+            losses.append(float(value.detach()))
+            steps += 1
+            if time.monotonic() > deadline:
+                stopped = "max-minutes"
+                break
+        scores = validate()
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, **scores})
+        log.info("epoch %d: train loss %s, validation %s", epoch, history[-1]["train_loss"], scores)
+        if scores["loss"] < best:
+            best, best_state, best_epoch, stale = scores["loss"], copy.deepcopy(module.state_dict()), epoch, 0
+        else:
+            stale += 1
+        if stopped == "max-minutes":
+            break
+        if stale >= settings.patience:
+            stopped = "early-stopping"
+            break
+    module.load_state_dict(best_state)
+    module.eval()
+    return {
+        "base": base,
+        "history": history,
+        "best_epoch": best_epoch,
+        "improved": best_epoch > 0,
+        "steps": steps,
+        "stopped": stopped,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _det_parts(
+    module: OnnxModule, train: Sequence[Any], val: Sequence[Any], s: TrainSettings, device: torch.device
+) -> tuple[Callable[[int], Iterable[Batch]], Callable[[], dict[str, float]], Callable[[Batch], torch.Tensor]]:
+    def batches(epoch: int) -> Iterable[Batch]:
+        return det.batches(train, s.batch_size, np.random.default_rng([s.seed, epoch]), s.crop)
+
+    def step_loss(batch: Batch) -> torch.Tensor:
+        x, gt, mask = (t.to(device) for t in batch)
+        return det.loss(module(x), gt, mask)
+
+    def validate() -> dict[str, float]:
+        module.eval()
+        total, n = 0.0, 0
+        with torch.no_grad():  # the same windows every time: one seed for validation
+            for batch in det.batches(val, s.batch_size, np.random.default_rng([s.seed, 0]), s.crop):
+                total += float(step_loss(batch)) * len(batch[0])
+                n += len(batch[0])
+        return {"loss": total / max(n, 1)}
+
+    return batches, validate, step_loss
+
+
+def _rec_parts(
+    module: OnnxModule,
+    train: Sequence[rec.Example],
+    val: Sequence[rec.Example],
+    charset: rec.Charset,
+    s: TrainSettings,
+    device: torch.device,
+) -> tuple[Callable[[int], Iterable[Batch]], Callable[[], dict[str, float]], Callable[[Batch], torch.Tensor]]:
+    def batches(epoch: int) -> Iterable[Batch]:
+        return rec.batches(train, s.batch_size, np.random.default_rng([s.seed, epoch]))
+
+    def step_loss(batch: Batch) -> torch.Tensor:
+        x, targets, lengths, _ = batch
+        return rec.loss(module(x.to(device)).cpu(), targets, lengths)
+
+    def validate() -> dict[str, float]:
+        module.eval()
+        total, right, n = 0.0, 0, 0
+        with torch.no_grad():
+            for x, targets, lengths, chosen in rec.batches(val, s.batch_size, None):
+                out = module(x.to(device)).cpu()
+                total += float(rec.loss(out, targets, lengths)) * len(chosen)
+                right += rec.correct(out, chosen, charset)
+                n += len(chosen)
+        return {"loss": total / max(n, 1), "word_accuracy": right / max(n, 1)}
+
+    return batches, validate, step_loss
+
+
+def train(
+    role: str,
+    data: Sequence[str | Path],
+    out: Path,
+    settings: TrainSettings,
+    *,
+    val: Sequence[str | Path] = (),
+    base: Path | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tune `role` (det | rec) on `data` (validated on `val`, or on a held-out share of `data`) and
+    write the model folder `out`; returns its manifest's training result (`fit`'s history)."""
+    if role not in STOCK:
+        raise ValueError(f"role must be det or rec, got {role!r}")
+    s = settings.resolved(role)
+    device = pick_device(s.device)
+    random.seed(s.seed)
+    np.random.seed(s.seed)
+    torch.manual_seed(s.seed)
+    base_file = model_path(STOCK[role])
+    if base is not None:
+        entry = (read_manifest(base).get("models") or {}).get(role)
+        if entry:
+            base_file = base / entry["file"]
+    sets = [load_dataset(p) for p in data]
+    val_sets = [load_dataset(p) for p in val]
+    crop_sets = [d.path for d in sets + val_sets if d.kind == "crops"]
+    if role == "det" and crop_sets:
+        raise TrainDataError(f"{crop_sets[0]}: word crops train the recognizer only (wildocr train rec)")
+    module, proto = load(str(base_file), log_output=role == "rec")
+    module.to(device)
+    started = time.monotonic()
+    if role == "det":
+        photos = [p for d in sets for p in d.photos]
+        if val_sets:
+            train_items, val_items = photos, [p for d in val_sets for p in d.photos]
+        else:
+            train_items, val_items = split(photos, s.val_fraction, s.seed)
+        if not val_items:
+            raise TrainDataError("no validation photos: give --val, or two or more training photos")
+        parts = _det_parts(module, train_items, val_items, s, device)
+        counts = {"train_items": len(train_items), "val_items": len(val_items)}
+    else:
+        charset = rec.Charset(recognizer_charset(base_file))
+        examples, skipped = rec.examples(
+            [p for d in sets for p in d.photos], [c for d in sets for c in d.crops], charset
+        )
+        if val_sets:
+            val_examples, val_skipped = rec.examples(
+                [p for d in val_sets for p in d.photos], [c for d in val_sets for c in d.crops], charset
+            )
+            skipped += val_skipped
+            train_words, val_words = examples, val_examples
+        else:
+            train_words, val_words = split(examples, s.val_fraction, s.seed)
+        if not train_words or not val_words:
+            raise TrainDataError(
+                f"too few usable words ({len(examples)}; {skipped} labels outside the charset or too long)"
+            )
+        parts = _rec_parts(module, train_words, val_words, charset, s, device)
+        counts = {"train_items": len(train_words), "val_items": len(val_words), "labels_skipped": skipped}
+    result = fit(module, *parts, s, device)
+    model = export(module, proto).SerializeToString()
+    seconds = time.monotonic() - started
+    training = {
+        "data": [{**d.describe(), "role": role} for d in sets]
+        + [{**d.describe(), "role": role, "use": "validation"} for d in val_sets],
+        "settings": {**asdict(s), **counts},
+        "seconds": seconds,
+        "device": device.type,
+    }
+    metrics = {
+        f"{role}_validation": {
+            "base": result["base"],
+            "best": (result["history"][result["best_epoch"] - 1] if result["improved"] else result["base"]),
+            "best_epoch": result["best_epoch"],
+            "improved": result["improved"],
+            "steps": result["steps"],
+            "stopped": result["stopped"],
+            "history": result["history"],
+        }
+    }
+    write_model_folder(
+        out,
+        role,
+        model,
+        base_file,
+        name=name or out.name,
+        training=training,
+        metrics=metrics,
+        base_folder=base,
+    )
+    return {**result, **counts, "out": str(out), "file": str(out / ROLE_FILES[role])}

@@ -1,0 +1,132 @@
+"""wildocr.train.fit: a few steps on generated photos; the loss falls and a checked model folder comes out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
+import onnxruntime as ort  # noqa: E402
+
+from wildocr.engine.crop import crop_quad  # noqa: E402
+from wildocr.engine.models import (  # noqa: E402
+    DET_MODEL,
+    REC_MODEL,
+    load_model_folder,
+    model_path,
+    recognizer_charset,
+)
+from wildocr.samples import generate, render_sample  # noqa: E402
+from wildocr.train.data import TrainDataError  # noqa: E402
+from wildocr.train.fit import TrainSettings, train  # noqa: E402
+from wildocr.train.folder import FORMAT  # noqa: E402
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_folder(folder: Path) -> dict:
+    """The agreed manifest: the engine's own check passes (format, files, SHA-256, graphs, charset), and
+    each role names its base with the base file's hash."""
+    checked = load_model_folder(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert checked.manifest == manifest
+    assert manifest["format"] == FORMAT
+    for role, entry in manifest["models"].items():
+        assert _sha(folder / entry["file"]) == entry["sha256"]
+        stock = model_path(DET_MODEL if role == "det" else REC_MODEL)
+        assert entry["base"] == {"file": stock.name, "sha256": _sha(stock)}
+    assert manifest["training"]["seconds"] > 0 and manifest["training"]["device"] == "cpu"
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    generate(str(root), count=2, seed=5)
+    return root / "ground_truth.jsonl"
+
+
+@pytest.fixture(scope="module")
+def det_folder(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("models") / "det-tuned"
+    settings = TrainSettings(epochs=1, max_steps=4, batch_size=2, crop=128, lr=1e-4, device="cpu")
+    return out, train("det", [photos], out, settings, val=[photos])
+
+
+@pytest.mark.slow
+def test_detector_folder_validates(det_folder: tuple[Path, dict]) -> None:
+    """(That the loss falls is tests/train/test_det.py's, on fixed windows; here the windows differ.)"""
+    out, result = det_folder
+    assert result["steps"] == 1 and len(result["history"]) == 1  # 2 photos, batch 2: one step an epoch
+    manifest = _check_folder(out)
+    assert set(manifest["models"]) == {"det"}
+    validation = manifest["metrics"]["det_validation"]
+    assert validation["base"] == result["base"] and validation["improved"] == result["improved"]
+    assert manifest["training"]["data"][0]["kind"] == "jsonl"
+    # Same graph as the stock file: ONNX Runtime runs it with the stock input/output names.
+    session = ort.InferenceSession(str(out / "det.onnx"), providers=["CPUExecutionProvider"])
+    stock = ort.InferenceSession(str(model_path(DET_MODEL)), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [i.name for i in stock.get_inputs()]
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    assert session.run(None, {"x": x})[0].shape == stock.run(None, {"x": x})[0].shape
+
+
+def _word_crops(root: Path) -> Path:
+    """Crops of generated words, labelled in LOWER case (the model reads the upper-case ink), so the base
+    weights have something to learn; one label outside the charset, to be skipped."""
+    (root / "crops").mkdir(parents=True)
+    sample = render_sample(7, 0)
+    lines = []
+    for i, word in enumerate(sample.words[:8]):
+        crop = crop_quad(sample.rgb[:, :, ::-1], np.asarray(word["poly"], np.float32))
+        cv2.imwrite(str(root / "crops" / f"{i}.png"), crop)
+        lines.append(f"{i}.png\t{word['text'].lower()}")
+    lines.append("0.png\t\u05d0")  # Hebrew alef: not in the recognizer's charset
+    (root / "labels.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.slow
+def test_recognizer_loss_falls_and_base_folder_keeps_its_detector(
+    tmp_path: Path, det_folder: tuple[Path, dict]
+) -> None:
+    crops = _word_crops(tmp_path / "words")
+    out = tmp_path / "both"
+    settings = TrainSettings(epochs=1, max_steps=3, batch_size=8, lr=1e-4, device="cpu")
+    result = train("rec", [crops], out, settings, val=[crops], base=det_folder[0])
+    assert result["labels_skipped"] == 2  # once as training data, once as validation data
+    assert result["history"][0]["loss"] < result["base"]["loss"]
+    manifest = _check_folder(out)
+    assert set(manifest["models"]) == {"det", "rec"}
+    assert manifest["models"]["det"]["sha256"] == _sha(det_folder[0] / "det.onnx")
+    assert set(manifest["training"]["settings"]) == {"det", "rec"}
+    assert recognizer_charset(out / "rec.onnx") == recognizer_charset(model_path(REC_MODEL))
+
+
+def test_word_crops_cannot_train_the_detector(tmp_path: Path) -> None:
+    crops = _word_crops(tmp_path / "words")
+    with pytest.raises(TrainDataError, match="word crops train the recognizer only"):
+        train("det", [crops], tmp_path / "out", TrainSettings(device="cpu"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_engine_reads_with_the_fine_tuned_detector(det_folder: tuple[Path, dict]) -> None:
+    """The folder is one the engine loads (`model_dir`, as `--model-dir` gives it) and reads with."""
+    from dataclasses import replace
+
+    from wildocr.engine import EngineConfig, OCREngine
+
+    config = replace(EngineConfig().with_options(det_precision="fp32"), model_dir=str(det_folder[0]))
+    engine = OCREngine(config)
+    photo = render_sample(1, 0)
+    result = engine.read([photo.rgb[:, :, ::-1].copy()])[0]
+    expected = {w["text"] for w in photo.words}
+    assert {w.text for w in result.words} & expected  # a few steps on two photos: it still reads
