@@ -81,6 +81,20 @@ def test_ocr_and_run_take_the_same_engine_and_storage_options(tmp_path, photo):
     assert words == (len(floor_only),)
 
 
+def _refused_with_nothing_written(tmp_path, photo, command: str, argv: list[str]) -> None:
+    """`wildocr ocr` / `run` with `argv` exits 2 and leaves neither its JSON lines nor its tables."""
+    root = tmp_path / "tables"
+    target = (
+        ["--out", str(tmp_path / "x.jsonl")]
+        if command == "ocr"
+        else ["--output", str(root), "--dt", "2026-03-01"]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(photo), *target, *argv])
+    assert exit_info.value.code == 2
+    assert not root.exists() and not (tmp_path / "x.jsonl").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -94,17 +108,8 @@ def test_ocr_and_run_take_the_same_engine_and_storage_options(tmp_path, photo):
 def test_a_bad_option_stops_before_anything_is_read_or_written(
     tmp_path, photo, command, argv, message, capsys
 ):
-    root = tmp_path / "tables"
-    target = (
-        ["--out", str(tmp_path / "x.jsonl")]
-        if command == "ocr"
-        else ["--output", str(root), "--dt", "2026-03-01"]
-    )
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, str(photo), *target, *argv])
-    assert exit_info.value.code == 2
+    _refused_with_nothing_written(tmp_path, photo, command, argv)
     assert message in capsys.readouterr().err
-    assert not root.exists() and not (tmp_path / "x.jsonl").exists()
 
 
 @pytest.mark.parametrize("broken", ["no manifest", "sha256 mismatch"])
@@ -120,18 +125,9 @@ def test_a_broken_model_folder_stops_before_anything_is_read_or_written(
     else:
         with open(folder / "det.onnx", "ab") as fh:
             fh.write(b"\0")
-    root = tmp_path / "tables"
-    target = (
-        ["--out", str(tmp_path / "x.jsonl")]
-        if command == "ocr"
-        else ["--output", str(root), "--dt", "2026-03-01"]
-    )
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, str(photo), *target, "--model-dir", str(folder)])
-    assert exit_info.value.code == 2
+    _refused_with_nothing_written(tmp_path, photo, command, ["--model-dir", str(folder)])
     message = "no manifest.json in it" if broken == "no manifest" else "det.onnx has SHA-256"
     assert f"wildocr {command}: model folder {folder}: {message}" in capsys.readouterr().err
-    assert not root.exists() and not (tmp_path / "x.jsonl").exists()
 
 
 def test_model_dir_is_not_an_option_key(tmp_path, photo, capsys):
