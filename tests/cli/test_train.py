@@ -62,7 +62,9 @@ def test_bad_settings_are_refused(tmp_path: Path, flag: str, value: str) -> None
 
 
 @pytest.mark.slow
-def test_train_rec_writes_a_model_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_rec_writes_a_model_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
     import cv2
 
@@ -83,6 +85,7 @@ def test_train_rec_writes_a_model_folder(tmp_path: Path, capsys: pytest.CaptureF
     assert main([*args, "--steps-per-epoch", "1", "--device", "cpu", "--name", "tiny"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["out"] == str(out) and summary["steps"] == 1
+    assert "epoch 1: train loss" in caplog.text  # progress shows without --verbose
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["name"] == "tiny" and set(manifest["models"]) == {"rec"}
     assert manifest["training"]["settings"]["rec"]["max_steps"] == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
+    # A fine-tune runs for minutes to hours: its per-epoch validation is shown without --verbose.
+    logging.getLogger("wildocr.train").setLevel(logging.INFO)
     try:
         result: dict[str, Any] = train(
             args.role, args.data, args.out, settings, val=args.val, base=args.base, name=args.name
