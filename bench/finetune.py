@@ -1,16 +1,22 @@
 """Fine-tune the detector (and the recognizer) on the TUNE half of ICDAR 2015 train, score the CHECK half
-beside the stock weights, in one invocation.
+beside today's default weights and the stock pipeline, in one invocation.
 
     python bench/finetune.py [--roles det,rec] [--max-minutes 30] [--epochs 10] [--steps-per-epoch N]
-                             [--crops] [--model-dir DIR] [--limit N] [--work DIR] [--json OUT]
+                             [--train-crops] [--model-dir DIR] [--option k=v] [--limit N] [--no-peer]
+                             [--generated N] [--work DIR] [--json OUT]
 
 Training sees img_1-img_500 only (its validation split is carved out of them); the check half
-(img_501-img_1000) is scored once, at the end, with bench/accuracy.py's own engine run and ic15_eval.py.
-`--crops` adds ../shared/word-crops to the recognizer's training data and scores the crops (case-insensitive,
-letters and digits, as the field scores them) with both models: the guard against forgetting.
+(img_501-img_1000) is scored once, at the end, with bench/accuracy.py's own engine run and ic15_eval.py,
+beside the peer (RapidOCR's own pipeline, `peer_rapidocr.py --words`).
+The guards against forgetting are scored for both weights every time:
+- ../shared/word-crops (IIIT5K train, SVT train): word accuracy, case-insensitive, letters and digits,
+  as the field scores them; `--train-crops` also trains the recognizer on them (then they no longer guard);
+- `--generated N` photos from `wildocr.samples` (hard mode, their own seed): detection and end-to-end;
+- ../shared/samples (no ground truth): words read, and how many of them are dictionary words.
 `--model-dir` skips training and scores an existing model folder. The folder is read by the engine itself
 (`EngineConfig.model_dir`, as `wildocr ocr --model-dir` reads it; the int8 detector is rebuilt from the
-new fp32 file), with the default settings otherwise.
+new fp32 file); `--option k=v` sets engine options for the tuned run only (e.g. post-processing chosen on
+the tune half for the new weights).
 """
 
 from __future__ import annotations
@@ -24,8 +30,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import HALVES, recognition_only, run_setting, score_groups, split_images
-from common import decode_file, eval_script, image_number, list_images, shared_dir
+from accuracy import HALVES, link_images, recognition_only, run_setting, score_groups, split_images
+from common import (
+    decode_file,
+    eval_script,
+    image_number,
+    in_dictionary,
+    list_images,
+    peer_script,
+    run_eval,
+    run_peer,
+    shared_dir,
+)
 
 ROLE_STOCK = {"det": "PP-OCRv6_det_small.onnx", "rec": "PP-OCRv6_rec_small.onnx"}
 
@@ -69,29 +85,68 @@ def read_crops(shared: Path) -> dict[str, list[tuple[Path, str]]]:
     return sets
 
 
+def generated_set(work: Path, count: int) -> Path:
+    """`count` hard generated photos (`wildocr.samples`, seed 2024: not the seeds tests and the demo use)
+    as an ICDAR folder, so the same scorer reads them."""
+    from wildocr.samples import generate
+
+    root = work / "generated"
+    if (root / "gts").is_dir() and len(list((root / "gts").iterdir())) == count:
+        return root
+    lines = generate(str(root / "images"), count=count, seed=2024, hard=True)
+    (root / "gts").mkdir(parents=True, exist_ok=True)
+    for line in lines:
+        rows = [
+            ",".join(str(round(v)) for point in w["poly"] for v in point) + "," + w["text"]
+            for w in line["words"]
+        ]
+        stem = Path(line["image"]).stem
+        (root / "gts" / f"gt_{stem}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def samples_reading(engine, images: list[Path]) -> dict:
+    """What the engine reads on photos without ground truth: words, and words in the dictionary."""
+    words = [w.text for p in images for w in engine.read([decode_file(p)])[0].words]
+    return {"words": len(words), "dictionary_words": sum(in_dictionary(w) for w in words), "texts": words}
+
+
 def evaluate(
     name: str,
     images: list[Path],
     groups: dict,
     gt_dir: Path,
     work: Path,
-    crops: dict,
+    guards: dict,
     rec_only: bool,
     model_dir: Path | None = None,
+    options: dict | None = None,
 ) -> dict:
-    from dataclasses import replace
-
     from wildocr.engine import EngineConfig, OCREngine
 
-    engine = OCREngine(replace(EngineConfig(), model_dir=str(model_dir) if model_dir else None))
-    run = run_setting(engine, name, {}, images, work / f"{name}.jsonl", chunk=8)
+    settings = {"model_dir": str(model_dir) if model_dir else None, **(options or {})}
+    engine = OCREngine(EngineConfig().with_options(**settings))
+    run = run_setting(engine, name, settings, images, work / f"{name}.jsonl", chunk=8)
     scorer = eval_script(shared_dir())
-    result: dict = {"seconds": round(run.seconds, 1), "images_per_s": round(run.images_per_s, 3)}
+    result: dict = {
+        "options": options or {},
+        "seconds": round(run.seconds, 1),
+        "images_per_s": round(run.images_per_s, 3),
+    }
     if scorer:
         result["scores"] = score_groups(scorer, work / f"{name}.jsonl", gt_dir, groups)
     if rec_only:
         result["rec_only"] = {g: recognition_only(engine, v, gt_dir)["accuracy"] for g, v in groups.items()}
-    result["crops"] = {k: round(crop_accuracy(engine, v), 4) for k, v in crops.items()}
+    result["crops"] = {k: round(crop_accuracy(engine, v), 4) for k, v in guards["crops"].items()}
+    generated = guards.get("generated")
+    if generated is not None:
+        gen_images = list_images(generated / "images")
+        pred = work / f"{name}.generated.jsonl"
+        run_setting(engine, f"{name}-generated", settings, gen_images, pred, chunk=8)
+        result["generated"] = run_eval(scorer, pred, generated / "gts", only_predicted=True) if scorer else {}
+        result["generated"]["rec_only"] = recognition_only(engine, gen_images, generated / "gts")["accuracy"]
+    if guards.get("samples"):
+        result["samples"] = samples_reading(engine, guards["samples"])
     return result
 
 
@@ -103,9 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--steps-per-epoch", type=int, default=50, help="validation every N batches")
     ap.add_argument(
-        "--crops", action="store_true", help="train rec on ../shared/word-crops too, and score them"
+        "--train-crops",
+        action="store_true",
+        help="train rec on ../shared/word-crops too (they are scored either way, then no longer a guard)",
     )
     ap.add_argument("--model-dir", type=Path, help="score this model folder instead of training one")
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine option for the tuned weights only (repeatable), e.g. det_thresh=0.25",
+    )
+    ap.add_argument("--generated", type=int, default=40, help="generated photos to score (0: none)")
+    ap.add_argument("--no-peer", action="store_true", help="leave out the stock pipeline's row")
     ap.add_argument("--no-rec-only", action="store_true", help="skip reading the GT boxes (det-only folders)")
     ap.add_argument("--limit", type=int, default=0, help="score the first N check-half photos only")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
@@ -131,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         tune = tune_half(data, work)
         crop_dirs = (
             [p.parent for p in sorted((shared / "word-crops").glob("*/labels.tsv"))]
-            if args.crops and shared
+            if args.train_crops and shared
             else []
         )
         base = None
@@ -155,26 +221,73 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     images = groups["check"]
-    crops = read_crops(shared) if args.crops and shared else {}
+    guards: dict = {"crops": read_crops(shared) if shared else {}}
+    if args.generated > 0:
+        guards["generated"] = generated_set(work, args.generated)
+    if shared and (shared / "samples" / "images").is_dir():
+        guards["samples"] = list_images(shared / "samples" / "images")
+    options = dict(parse_option(o) for o in args.option)
     rec_only = not args.no_rec_only
-    payload["stock"] = evaluate("stock", images, groups, data / "gts", work, crops, rec_only)
-    payload["tuned"] = evaluate("tuned", images, groups, data / "gts", work, crops, rec_only, folder)
-    print(f"check half: {len(images)} photos; model folder {folder}")
-    print("| weights | det P/R/hmean | e2e P/R/hmean | rec-only on GT boxes | crops |")
-    print("|---|---|---|---|---|")
-    for name in ("stock", "tuned"):
-        r = payload[name]
-        sc = r.get("scores", {}).get("check", {})
-        prf = [
-            "/".join(f"{sc.get(k, {}).get(m, float('nan')):.3f}" for m in ("precision", "recall", "hmean"))
-            for k in ("det", "e2e")
-        ]
-        crops_text = ", ".join(f"{k} {v:.3f}" for k, v in r["crops"].items()) or "-"
-        rec_text = f"{r['rec_only']['check']:.3f}" if "rec_only" in r else "-"
-        print(f"| {name} | {prf[0]} | {prf[1]} | {rec_text} | {crops_text} |")
+    payload["default"] = evaluate("default", images, groups, data / "gts", work, guards, rec_only)
+    payload["tuned"] = evaluate(
+        "tuned", images, groups, data / "gts", work, guards, rec_only, folder, options
+    )
+    peer_tool = peer_script(shared)
+    if not args.no_peer and peer_tool is not None:
+        pred = work / "peer.jsonl"
+        payload["peer"] = run_peer(peer_tool, link_images(images, work / "peer-images"), pred)
+        scorer = eval_script(shared)
+        if scorer:
+            payload["peer"]["scores"] = score_groups(scorer, pred, data / "gts", groups)
+    print(f"check half: {len(images)} photos; model folder {folder}; tuned options {options or '-'}")
+    print(results_table(payload))
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
+
+
+def parse_option(spec: str) -> tuple[str, object]:
+    import ast
+
+    key, sep, raw = spec.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--option wants KEY=VALUE, got {spec!r}")
+    try:
+        return key.strip(), ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        return key.strip(), raw.strip()
+
+
+def results_table(payload: dict) -> str:
+    """One row per weights (and the peer): check half, rec-only, crops, generated photos, samples."""
+
+    def prf(scores: dict | None, key: str) -> str:
+        part = (scores or {}).get(key, {})
+        return "/".join(f"{part.get(m, float('nan')):.3f}" for m in ("precision", "recall", "hmean"))
+
+    def hmean(scores: dict, key: str) -> float:
+        return scores.get(key, {}).get("hmean", float("nan"))
+
+    lines = [
+        "| weights | check det P/R/hmean | check e2e P/R/hmean | rec-only on GT boxes | crops | "
+        "generated det / e2e hmean | samples: words (dictionary) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("default", "tuned", "peer"):
+        r = payload.get(name)
+        if r is None:
+            continue
+        sc = r.get("scores", {}).get("check")
+        crops_text = ", ".join(f"{k} {v:.3f}" for k, v in r.get("crops", {}).items()) or "-"
+        rec_text = f"{r['rec_only']['check']:.3f}" if "rec_only" in r else "-"
+        gen = r.get("generated")
+        gen_text = f"{hmean(gen, 'det'):.3f} / {hmean(gen, 'e2e'):.3f}" if gen else "-"
+        smp = r.get("samples")
+        smp_text = f"{smp['words']} ({smp['dictionary_words']})" if smp else "-"
+        label = "peer (rapidocr)" if name == "peer" else name
+        cells = [label, prf(sc, "det"), prf(sc, "e2e"), rec_text, crops_text, gen_text, smp_text]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

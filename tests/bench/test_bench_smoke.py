@@ -117,6 +117,33 @@ def test_finetune_trains_on_the_tune_half_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tune / "gts").iterdir()) == ["gt_img_1.txt", "gt_img_500.txt"]
 
 
+def test_finetune_scores_a_model_folder_beside_the_default_with_its_guards(
+    no_shared: None, tmp_path: Path
+) -> None:
+    """`--model-dir` scores the check half, the generated photos and the GT boxes for both weights in one
+    invocation; `--option` reaches the tuned run only. (No ../shared: no scorer, peer or crops.)"""
+    from tests.helpers import model_folder
+
+    data = tmp_path / "ic15"
+    common.write_synthetic_set(data, 1)
+    (data / "images" / "img_1.jpg").rename(data / "images" / "img_501.jpg")  # a check-half photo
+    (data / "gts" / "gt_img_1.txt").rename(data / "gts" / "gt_img_501.txt")
+    folder = model_folder(tmp_path / "folder", det=False, rec=True)
+    report = tmp_path / "finetune.json"
+    rc = finetune.main(
+        ["--data", str(data), "--model-dir", str(folder), "--option", "det_thresh=0.35", "--generated", "2",
+         "--work", str(tmp_path / "work"), "--json", str(report)]
+    )  # fmt: skip
+    assert rc == 0
+    payload = json.loads(report.read_text())
+    default, tuned = payload["default"], payload["tuned"]
+    assert default["options"] == {} and tuned["options"] == {"det_thresh": 0.35}
+    assert "peer" not in payload and default["crops"] == {}
+    assert default["rec_only"] == tuned["rec_only"] == {"check": 1.0}  # byte copy of the stock recognizer
+    assert len(list((tmp_path / "work" / "generated" / "gts").iterdir())) == 2
+    assert 0.0 < default["generated"]["rec_only"] == tuned["generated"]["rec_only"]
+
+
 def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, tmp_path: Path) -> None:
     out, dump, report = tmp_path / "out", tmp_path / "dump", tmp_path / "acc.json"
     rc = accuracy.main(
