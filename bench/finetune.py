@@ -32,16 +32,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import HALVES, link_images, recognition_only, run_setting, score_groups, split_images
 from common import (
+    REPO,
     decode_file,
     eval_script,
+    header_lines,
     image_number,
     in_dictionary,
     list_images,
     peer_script,
+    replace_generated_section,
     run_eval,
     run_peer,
     shared_dir,
 )
+
+DOC = REPO / "docs" / "accuracy.md"
 
 ROLE_STOCK = {"det": "PP-OCRv6_det_small.onnx", "rec": "PP-OCRv6_rec_small.onnx"}
 
@@ -176,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="score the first N check-half photos only")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, help="write every number here")
+    ap.add_argument(
+        "--write-docs", action="store_true", help="rewrite the generated block in docs/accuracy.md"
+    )
     args = ap.parse_args(argv)
 
     shared = shared_dir()
@@ -240,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         if scorer:
             payload["peer"]["scores"] = score_groups(scorer, pred, data / "gts", groups)
     print(f"check half: {len(images)} photos; model folder {folder}; tuned options {options or '-'}")
-    print(results_table(payload))
+    table = results_table(payload)
+    print(table)
+    if args.write_docs:
+        argv_used = ["bench/finetune.py", *(argv if argv is not None else sys.argv[1:])]
+        body = "\n".join([*header_lines(argv_used), "", training_lines(folder), "", table, "", LEGEND])
+        replace_generated_section(DOC, "finetune", "bench/finetune.py", body, "Accuracy")
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
@@ -256,6 +269,46 @@ def parse_option(spec: str) -> tuple[str, object]:
         return key.strip(), ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
         return key.strip(), raw.strip()
+
+
+LEGEND = (
+    "Check half: img_501-img_1000 of ICDAR 2015 train, never seen in training (ic15_eval.py: det IoU > 0.5; "
+    "e2e also the same text, case-insensitive). default: today's shipped weights and settings; tuned: the "
+    "model folder; peer: the stock RapidOCR pipeline (`peer_rapidocr.py --words`). rec-only: the engine's "
+    "crop + recognizer on the ground-truth boxes. crops: ../shared/word-crops, word accuracy (letters and "
+    "digits, case-insensitive). generated: hard photos from `wildocr.samples` (seed 2024). samples: "
+    "../shared/samples (no ground truth): words read (of them dictionary words)."
+)
+
+
+def training_lines(folder: Path) -> str:
+    """What the folder's manifest says of its training: per role, data, settings, time, validation."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"Model folder: {folder} (no readable manifest)"
+    training, metrics = manifest.get("training") or {}, manifest.get("metrics") or {}
+    lines = [f"Model folder `{manifest.get('name', folder.name)}` ({', '.join(manifest.get('models', {}))}):"]
+    for role, settings in (training.get("settings") or {}).items():
+        val = metrics.get(f"{role}_validation") or {}
+        keys = ("lr", "batch_size", "max_steps", "patience", "max_minutes", "train_items", "val_items")
+        shown = ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
+        base, best = val.get("base") or {}, val.get("best") or {}
+        scores = ", ".join(
+            f"{k.replace('_', ' ')} {base[k]:.3f} -> {best.get(k, float('nan')):.3f}"
+            for k in ("loss", "word_accuracy")
+            if k in base
+        )
+        lines.append(
+            f"- {role}: {shown}; {val.get('steps')} steps, best epoch {val.get('best_epoch')}, "
+            f"stopped by {val.get('stopped')}; validation {scores}"
+        )
+    if "seconds" in training:
+        minutes = training["seconds"] / 60
+        lines.append(
+            f"- training time in all (with the base folders'): {minutes:.1f} min on {training.get('device')}"
+        )
+    return "\n".join(lines)
 
 
 def results_table(payload: dict) -> str:

@@ -118,7 +118,7 @@ def test_finetune_trains_on_the_tune_half_only(tmp_path: Path) -> None:
 
 
 def test_finetune_scores_a_model_folder_beside_the_default_with_its_guards(
-    no_shared: None, tmp_path: Path
+    no_shared: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--model-dir` scores the check half, the generated photos and the GT boxes for both weights in one
     invocation; `--option` reaches the tuned run only. (No ../shared: no scorer, peer or crops.)"""
@@ -129,10 +129,11 @@ def test_finetune_scores_a_model_folder_beside_the_default_with_its_guards(
     (data / "images" / "img_1.jpg").rename(data / "images" / "img_501.jpg")  # a check-half photo
     (data / "gts" / "gt_img_1.txt").rename(data / "gts" / "gt_img_501.txt")
     folder = model_folder(tmp_path / "folder", det=False, rec=True)
-    report = tmp_path / "finetune.json"
+    report, doc = tmp_path / "finetune.json", tmp_path / "accuracy.md"
+    monkeypatch.setattr(finetune, "DOC", doc)
     rc = finetune.main(
         ["--data", str(data), "--model-dir", str(folder), "--option", "det_thresh=0.35", "--generated", "2",
-         "--work", str(tmp_path / "work"), "--json", str(report)]
+         "--work", str(tmp_path / "work"), "--json", str(report), "--write-docs"]
     )  # fmt: skip
     assert rc == 0
     payload = json.loads(report.read_text())
@@ -142,6 +143,9 @@ def test_finetune_scores_a_model_folder_beside_the_default_with_its_guards(
     assert default["rec_only"] == tuned["rec_only"] == {"check": 1.0}  # byte copy of the stock recognizer
     assert len(list((tmp_path / "work" / "generated" / "gts").iterdir())) == 2
     assert 0.0 < default["generated"]["rec_only"] == tuned["generated"]["rec_only"]
+    block = doc.read_text()
+    assert "<!-- bench:begin finetune" in block and "Command: `python bench/finetune.py --data" in block
+    assert "Model folder `" in block and "| tuned |" in block
 
 
 def test_accuracy_runs_reads_gt_boxes_and_dumps(no_shared: None, dataset: Path, tmp_path: Path) -> None:
