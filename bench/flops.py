@@ -1,13 +1,16 @@
 """Multiply-accumulates per photo, counted from the ONNX graphs, against the cores' peak.
 
     python bench/flops.py [--width 1280 --height 720] [--crops 5.5] [--crop-width 320] [--json OUT]
-                          [--write-docs]
+                          [--profile RUNS] [--write-docs]
 
 Counts the MACs of every Conv, ConvTranspose, MatMul and Gemm of the three PP-OCR networks at the input
 sizes the engine uses (the detector at `resize_for_detection` of the photo, the recogniser and the 0/180°
 classifier per crop at one width bucket), from the shapes ONNX shape inference gives. Element-wise ops,
 pooling and resizes are left out (memory-bound, a few % of the arithmetic). The peak is an assumption
 written beside the result: cores × FMA lanes × 2 FLOP × the clock /proc/cpuinfo reports.
+`--profile RUNS` also runs the detector the engine runs on CPU (the cached int8 file) RUNS times on one
+input of that size with ONNX Runtime's profiler, at the engine's detection threads, and gives each op
+type's share of the kernel time: where the time goes that the MAC count does not see.
 """
 
 from __future__ import annotations
@@ -64,6 +67,37 @@ def count_macs(model_path: Path, input_shape: tuple[int, ...]) -> dict[str, int]
     return macs
 
 
+def profile_ops(model_path: Path, input_shape: tuple[int, ...], runs: int, threads: int) -> dict[str, float]:
+    """Kernel milliseconds per run by op type (ONNX Runtime's profiler; one warm-up run not counted)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as the engine runs it
+    so.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).random(input_shape, np.float32)}
+    session.run(None, feed)
+    so_profile = ort.SessionOptions()
+    so_profile.graph_optimization_level = so.graph_optimization_level
+    so_profile.intra_op_num_threads = threads
+    so_profile.enable_profiling = True
+    so_profile.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "wildocr-flops-profile")
+    session = ort.InferenceSession(str(model_path), so_profile, providers=["CPUExecutionProvider"])
+    session.run(None, feed)  # warm-up (its events are dropped below: only the last `runs` are kept)
+    for _ in range(runs):
+        session.run(None, feed)
+    trace = Path(session.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    per_run = len(kernels) // (runs + 1)
+    ms: dict[str, float] = {}
+    for event in kernels[per_run:]:
+        op = event["args"]["op_name"]
+        ms[op] = ms.get(op, 0.0) + event["dur"] / 1000.0 / runs
+    return dict(sorted(((k, round(v, 2)) for k, v in ms.items()), key=lambda kv: -kv[1]))
+
+
 def peak_gflops(cores: int, mhz: float, flags: list[str]) -> dict[str, float]:
     """Assumed fp32 peak: 2 FMA pipes of 256 bits per core (16 lanes; Zen 3 and Zen 4 alike, Zen 4 runs
     AVX-512 as two 256-bit halves), 2 FLOP per FMA. int8 with VNNI: 4x the fp32 lanes (vpdpbusd)."""
@@ -82,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=float, default=5.5, help="crops per photo (bench/throughput.py --stages)")
     ap.add_argument("--crop-width", type=int, default=320, help="recogniser bucket width of a crop")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="RUNS", help="profile the int8 detector RUNS times"
+    )
     ap.add_argument("--write-docs", action="store_true", help="rewrite the flops block of docs/benchmarks.md")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -112,6 +149,20 @@ def main(argv: list[str] | None = None) -> int:
         if peak["fp32"]
         else None,
     }
+    if args.profile > 0:
+        from wildocr.engine import EngineConfig
+        from wildocr.engine.predictor import thread_plan
+        from wildocr.engine.quantize import int8_detector
+
+        threads = thread_plan(EngineConfig(device="cpu"), on_gpu=False)["det_threads"]
+        result["detector_profile"] = {
+            "model": "int8",
+            "threads": threads,
+            "runs": args.profile,
+            "ms_by_op": profile_ops(
+                int8_detector(models.model_path(models.DET_MODEL)), (1, 3, h, w), args.profile, threads
+            ),
+        }
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
@@ -153,8 +204,28 @@ def docs_body(argv: list[str], result: dict) -> str:
             f"per core per cycle x 2 FLOP x {result['cpu']['mhz']} MHz), {peak['int8']:.0f} GOP/s int8 "
             "(VNNI: 4x the fp32 lanes; 2x without VNNI). Only Conv, ConvTranspose, MatMul and Gemm are "
             "counted.",
+            *profile_lines(result.get("detector_profile")),
         ]
     )
+
+
+def profile_lines(profile: dict | None) -> list[str]:
+    """The detector's kernel time by op type (`--profile`), the ops above 1% of it."""
+    if not profile:
+        return []
+    total = sum(profile["ms_by_op"].values())
+    rows = [
+        [op, f"{ms:.1f}", f"{100 * ms / total:.1f}%"]
+        for op, ms in profile["ms_by_op"].items()
+        if ms >= 0.01 * total
+    ]
+    return [
+        "",
+        f"The int8 detector at {profile['threads']} thread(s), ONNX Runtime's profiler, mean of "
+        f"{profile['runs']} runs: {total:.0f} ms of kernel time per photo.",
+        "",
+        markdown_table(["op type", "ms per photo", "share"], rows),
+    ]
 
 
 if __name__ == "__main__":

@@ -292,9 +292,14 @@ def test_flops_counts_the_networks_macs(tmp_path: Path) -> None:
     assert rec["Conv"] > 0 and rec.get("MatMul", 0) > 0
     assert flops.peak_gflops(2, 2500.0, ["avx512_vnni"]) == {"fp32": 160.0, "int8": 640.0}
     report = tmp_path / "flops.json"
-    assert flops.main(["--width", "320", "--height", "180", "--crops", "1", "--json", str(report)]) == 0
+    assert flops.main(
+        ["--width", "320", "--height", "180", "--crops", "1", "--profile", "1", "--json", str(report)]
+    ) == 0  # fmt: skip
     result = json.loads(report.read_text())
     assert result["detector_input"] == [736, 1312] and result["gmacs_per_photo"]["detector"] > 1
+    profile = result["detector_profile"]  # the int8 file the engine runs: its convolutions are int8 kernels
+    assert profile["ms_by_op"]["QLinearConv"] > 0 and "Conv" not in profile["ms_by_op"]
+    assert "| QLinearConv |" in flops.docs_body(["bench/flops.py"], result)
 
 
 def _model(name: str) -> Path:
