@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--steps-per-epoch", type=positive, help="batches per epoch at most (default: the whole pass)"
     )
     p.add_argument("--batch-size", type=positive, help="photos (det, default 4) or crops (rec, default 64)")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4 det, 5e-5 rec)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-4 det, 1e-5 rec)")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument(
         "--patience", type=positive, default=2, help="epochs without validation gain before stopping"

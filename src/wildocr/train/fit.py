@@ -36,7 +36,7 @@ class TrainSettings:
 
     epochs: int = 10
     batch_size: int = 0  # 0 = 4 photos (det), 64 crops (rec)
-    lr: float = 0.0  # 0 = 1e-4 (det), 5e-5 (rec): low, the weights are already good
+    lr: float = 0.0  # 0 = 1e-4 (det), 1e-5 (rec): low, the weights are already good (rec forgot at 5e-5)
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     patience: int = 2
@@ -51,7 +51,7 @@ class TrainSettings:
             **{
                 **asdict(self),
                 "batch_size": self.batch_size or (4 if role == "det" else 64),
-                "lr": self.lr or (1e-4 if role == "det" else 5e-5),
+                "lr": self.lr or (1e-4 if role == "det" else 1e-5),
             }
         )
 
