@@ -30,7 +30,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import HALVES, link_images, recognition_only, run_setting, score_groups, split_images
+from accuracy import (
+    HALVES,
+    link_images,
+    parse_option,
+    recognition_only,
+    run_setting,
+    score_groups,
+    split_images,
+)
 from common import (
     REPO,
     decode_file,
@@ -234,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         guards["generated"] = generated_set(work, args.generated)
     if shared and (shared / "samples" / "images").is_dir():
         guards["samples"] = list_images(shared / "samples" / "images")
-    options = dict(parse_option(o) for o in args.option)
+    options = {k: v for spec in args.option for k, v in parse_option(f"tuned:{spec}")[1].items()}
     rec_only = not args.no_rec_only
     payload["default"] = evaluate("default", images, groups, data / "gts", work, guards, rec_only)
     payload["tuned"] = evaluate(
@@ -257,18 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0
-
-
-def parse_option(spec: str) -> tuple[str, object]:
-    import ast
-
-    key, sep, raw = spec.partition("=")
-    if not sep or not key.strip():
-        raise SystemExit(f"--option wants KEY=VALUE, got {spec!r}")
-    try:
-        return key.strip(), ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        return key.strip(), raw.strip()
 
 
 LEGEND = (
