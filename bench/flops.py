@@ -74,15 +74,10 @@ def profile_ops(model_path: Path, input_shape: tuple[int, ...], runs: int, threa
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as the engine runs it
     so.intra_op_num_threads = threads
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "wildocr-flops-profile")
     session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).random(input_shape, np.float32)}
-    session.run(None, feed)
-    so_profile = ort.SessionOptions()
-    so_profile.graph_optimization_level = so.graph_optimization_level
-    so_profile.intra_op_num_threads = threads
-    so_profile.enable_profiling = True
-    so_profile.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "wildocr-flops-profile")
-    session = ort.InferenceSession(str(model_path), so_profile, providers=["CPUExecutionProvider"])
     session.run(None, feed)  # warm-up (its events are dropped below: only the last `runs` are kept)
     for _ in range(runs):
         session.run(None, feed)
