@@ -51,6 +51,43 @@ def test_int8_cache_key_covers_the_calibration_photos(tmp_path: Path, monkeypatc
     assert out.strip() == "False"
 
 
+def test_int8_detector_quantises_each_convolution_with_its_bias_and_keeps_gelu_one_op(tmp_path: Path) -> None:
+    """The shipped detector adds each convolution's bias in a separate Add and spells Gelu out in five
+    ops; quantised as it is, every convolution leaves int8 for that Add. The pre-optimisation must hand the
+    quantiser convolutions with their bias and one Gelu op, and change no fp32 output beyond rounding."""
+    from collections import Counter
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    from wildocr.engine import models, quantize
+
+    fp32 = models.model_path(models.DET_MODEL)
+    int8 = onnx.load(str(quantize.int8_detector(fp32)))
+    ops = Counter(node.op_type for node in int8.graph.node)
+    convs = [node for node in int8.graph.node if node.op_type == "Conv"]
+    # 75 of the 83 convolutions have a bias (the other 8 feed a squeeze-excite block without one)
+    assert len(convs) == 83 and sum(len(node.input) == 3 for node in convs) == 75
+    assert ops["Erf"] == 0 and ops["Gelu"] == 13
+
+    upgraded = tmp_path / "fp32.onnx"
+    onnx.save(
+        version_converter.convert_version(onnx.load(str(fp32)), quantize.QUANT_SETTINGS.opset), str(upgraded)
+    )
+    optimized = quantize._pre_optimize(upgraded, tmp_path / "optimized.onnx", quantize.QUANT_SETTINGS)
+    x = np.random.default_rng(0).random((1, 3, 224, 320), dtype=np.float32)
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    before, after = (
+        ort.InferenceSession(str(path), plain, providers=["CPUExecutionProvider"])
+        for path in (upgraded, optimized)
+    )
+    name = before.get_inputs()[0].name
+    np.testing.assert_allclose(after.run(None, {name: x})[0], before.run(None, {name: x})[0], atol=1e-5)
+
+
 # Model folders: a broken one is refused at start-up, naming the problem ---------------------------------
 
 
