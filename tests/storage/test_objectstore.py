@@ -202,3 +202,21 @@ def test_a_plain_path_is_never_percent_decoded(tmp_path):
     assert objectstore.read_bytes(str(tmp_path / "a%41.jpg")) == b"literal"
     assert objectstore.read_bytes(f"file://{tmp_path}/a%41.jpg") == b"decoded"  # RFC 8089: %41 is A
     assert objectstore.canonical(str(tmp_path / "a%41.jpg")) == f"file://{tmp_path}/a%2541.jpg"
+
+
+def test_reading_a_small_local_object_under_a_large_limit_allocates_its_size_only(tmp_path) -> None:
+    """The loader reads every object with `end` at its 256 MB limit; on a local file that must not make
+    Python allocate the limit for each photo."""
+    import tracemalloc
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(os.urandom(50_000))
+    tracemalloc.start()
+    try:
+        data = objectstore.read_bytes(str(photo), end=256 * 2**20 + 1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert data == photo.read_bytes()
+    assert peak < 2**20
+    assert objectstore.read_bytes(str(photo), start=10, end=20) == photo.read_bytes()[10:20]

@@ -49,7 +49,7 @@ class QuantSettings:
     # Convolutions carry the cost; element-wise ops and the up-sampling head stay float, which keeps the
     # probability map's low tail (and so DB's precision) close to the fp32 model's.
     op_types_to_quantize: tuple[str, ...] = ("Conv",)
-    # The fp32 graph goes through ONNX Runtime's optimiser at this level before quantisation (`_pre_optimize`),
+    # The fp32 graph goes through ONNX Runtime's optimiser at this level before quantising (`_pre_optimize`),
     # without the fusions named here, which would hide convolutions from the quantiser ("" = not at all).
     pre_optimize: str = "ORT_ENABLE_EXTENDED"
     pre_optimize_disabled: tuple[str, ...] = ("ConvActivationFusion", "ConvAddActivationFusion")

@@ -301,6 +301,10 @@ def read_bytes(
                 return b""
             raise
     fs, path = url_to_fs(uri, storage_options)
+    if end is not None and isinstance(fs, LocalFileSystem):
+        # fsspec reads `end - start` bytes in one call, for which Python allocates that many up front:
+        # 256 MB for the loader's size limit, mapped and unmapped for every photo.
+        end = min(end, fs.size(path))
     return fs.cat_file(path, start=start, end=end)
 
 
