@@ -293,6 +293,39 @@ def test_a_model_folder_detector_is_the_one_that_runs(photos, tmp_path: Path) ->
     assert quantize.int8_path(lowered / "det.onnx") != quantize.int8_path(stock._det_path)
 
 
+class _Counting:
+    """A real session that counts its calls (which of the detector's two sessions ran)."""
+
+    def __init__(self, session) -> None:
+        self.session, self.calls = session, 0
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def run(self, output_names, feeds):
+        self.calls += 1
+        return self.session.run(output_names, feeds)
+
+
+def test_detection_runs_on_both_threads_alone_and_on_one_beside_recognition(tmp_path: Path) -> None:
+    """On CPU the detector has a one-thread session for when recognition holds the other slot, and a
+    session on all the engine's threads for when it runs alone; both find the same boxes."""
+    engine = OCREngine(EngineConfig(device="cpu", workers=2, threads=1))
+    slotted = engine.detector.session
+    narrow, wide = _Counting(slotted.session), _Counting(slotted._alone)
+    assert narrow.session.get_session_options().intra_op_num_threads == 1
+    assert wide.session.get_session_options().intra_op_num_threads == 2
+    slotted.session, slotted._alone = narrow, wide
+    truth = generate(str(tmp_path), count=1, seed=9)
+    image = decode_image((tmp_path / truth[0]["image"]).read_bytes())
+    alone = engine.detect(image)
+    assert (wide.calls, narrow.calls) == (1, 0)
+    with slotted._slots:  # a recognition batch holds the other slot
+        beside = engine.detect(image)
+    assert (wide.calls, narrow.calls) == (1, 1)
+    assert [d.quad for d in beside] == [d.quad for d in alone] and len(alone) > 0
+
+
 def test_network_calls_share_the_engines_worker_slots(tmp_path: Path) -> None:
     """Detection and recognition batches take one of `workers` slots while their network runs, so a
     detection beside a recognition chunk (pipeline/outcome.py) adds one batch's activations, not `workers`

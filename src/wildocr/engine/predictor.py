@@ -102,17 +102,51 @@ class EngineConfig:
         )
 
 
+class _Slots:
+    """The engine's `workers` slots, and how many calls hold one right now."""
+
+    def __init__(self, workers: int) -> None:
+        self._free = threading.Semaphore(workers)
+        self._lock = threading.Lock()
+        self.busy = 0
+
+    def acquire(self) -> int:
+        """Take a slot (waiting for one); returns how many calls hold one, this one included."""
+        self._free.acquire()
+        with self._lock:
+            self.busy += 1
+            return self.busy
+
+    def release(self) -> None:
+        with self._lock:
+            self.busy -= 1
+        self._free.release()
+
+    def __enter__(self) -> int:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class _Slotted:
     """A session whose calls take one of the engine's `workers` slots while they run.
 
     Detection of one chunk runs beside recognition of the previous one (pipeline/outcome.py): without
     slots the detector plus `workers` recognition batches would hold their activations at once; with them
     a detection and one batch do, and two batches only once no detection runs.
+
+    `alone`, when given, is the same model on more threads, run when no other call holds a slot: on two
+    cores a detection on both threads costs about a quarter more CPU time than on one (threads wait for
+    each other within each op), which is worth paying only while the other core has nothing else to do.
     """
 
-    def __init__(self, session: backends.Session, slots: threading.Semaphore) -> None:
+    def __init__(
+        self, session: backends.Session, slots: _Slots, alone: backends.Session | None = None
+    ) -> None:
         self.session = session
         self._slots = slots
+        self._alone = alone
 
     def get_inputs(self) -> Sequence[backends.ModelInput]:
         return self.session.get_inputs()
@@ -121,8 +155,9 @@ class _Slotted:
         return self.session.get_providers()
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self._slots:
-            return self.session.run(output_names, feeds)
+        with self._slots as busy:
+            session = self._alone if self._alone is not None and busy == 1 else self.session
+            return session.run(output_names, feeds)
 
 
 def thread_plan(config: EngineConfig, on_gpu: bool, cores: int | None = None) -> dict[str, int]:
@@ -206,7 +241,7 @@ class OCREngine:
             else backends.available_providers(self.config.device)[0]
         )
         self._load_lock = threading.Lock()
-        self._slots = threading.Semaphore(self.workers)
+        self._slots = _Slots(self.workers)
         self._det_model: Path | None = None
         self._detector: TextDetector | None = None
         self._recognizer: TextRecognizer | None = None
@@ -254,8 +289,16 @@ class OCREngine:
         if self._detector is None:
             with self._load_lock:
                 if self._detector is None:
-                    session = backends.create_session(self._detector_model(), self._det_options)
-                    self._detector = TextDetector(_Slotted(session, self._slots), self.config.detector)
+                    model = self._detector_model()
+                    wide = backends.create_session(model, self._det_options)
+                    if self._det_options.intra_op_threads > self._options.intra_op_threads and (
+                        self.backend == "onnxruntime" and self.provider == "CPUExecutionProvider"
+                    ):  # one thread while recognition runs beside it, all of them when it runs alone
+                        narrow = backends.create_session(model, self._options)
+                        slotted = _Slotted(narrow, self._slots, alone=wide)
+                    else:
+                        slotted = _Slotted(wide, self._slots)
+                    self._detector = TextDetector(slotted, self.config.detector)
         return self._detector
 
     @property
