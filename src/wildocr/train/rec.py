@@ -19,7 +19,8 @@ from wildocr.engine.predictor import EngineConfig
 from wildocr.engine.recognition import REC_HEIGHT, bucket_width, normalise_crop
 from wildocr.train.data import Crop, Photo, read_pixels
 
-BUCKETS = (160, 320, 480, 640)  # the engine's first width buckets; wider words are squeezed into 640
+# Training's width buckets (the engine's coarser ones before 2026-12-06); wider words are squeezed into 640.
+BUCKETS = (160, 320, 480, 640)
 STEP_WIDTH = 8  # input pixels per CTC time step (48x320 gives 40 steps)
 
 
