@@ -130,9 +130,9 @@ def test_cli_reads_every_page_of_a_pdf_and_a_tiff_with_an_overlay_per_page(tmp_p
 
 
 # What `wildocr ocr` on local files never needs: the S3 side, Airflow, the graph editor, the plotting and
-# query libraries (each is imported by the code that uses it). pyarrow is imported (~0.1 s): the table
-# schemas it builds are the one home of the row layout that `wildocr ocr` shares with the tables.
-HEAVY_MODULES = ("s3fs", "airflow", "duckdb", "onnx", "matplotlib", "tqdm", "openvino")
+# query libraries (each is imported by the code that uses it), and pyarrow (~33 MB, ~0.1 s): the row
+# layout it shares with the tables is plain Python in storage/tables.py, whose schemas are built on first use.
+HEAVY_MODULES = ("s3fs", "airflow", "duckdb", "onnx", "matplotlib", "tqdm", "openvino", "pyarrow")
 
 
 def _heavy_modules_after(code: str) -> list[str]:

@@ -19,10 +19,8 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from wildocr.engine.exif import PhotoMetadata
 from wildocr.engine.scripts import script_of
@@ -42,148 +40,198 @@ STATUS_SKIPPED = "skipped"  # same bytes already read on an earlier date (conten
 MODEL_KEYS = ("det_model", "det_sha256", "rec_model", "rec_sha256", "cls_model", "cls_sha256")
 ERROR_MAX_CHARS = 2000  # a traceback-sized message is not useful in a table cell
 
-_UTC_US = pa.timestamp("us", tz="UTC")
 _POINT_COLUMNS = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")  # tl, tr, br, bl (clockwise)
 _BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
-
-
-def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema(fields, metadata={"wildocr.table": name, "wildocr.schema_version": SCHEMA_VERSION})
-
-
 # What the photo says about itself (wildocr.engine.exif), in `images` and in the staged detections.
-PHOTO_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("taken_at", _UTC_US),  # UTC when the offset is known, else local wall clock (flagged)
-    pa.field("taken_at_is_local", pa.bool_()),
-    pa.field("taken_at_offset_minutes", pa.int32()),
-    pa.field("gps_latitude", pa.float64()),  # signed decimal degrees (WGS 84)
-    pa.field("gps_longitude", pa.float64()),
-    pa.field("gps_altitude", pa.float64()),  # metres, negative below sea level
-    pa.field("camera_make", pa.string()),
-    pa.field("camera_model", pa.string()),
-    pa.field("orientation", pa.int32()),  # EXIF Orientation applied when decoding (1..8)
-    pa.field("metadata_warnings", pa.string()),  # why a metadata field is null despite a tag
-)
-PHOTO_COLUMNS: tuple[str, ...] = tuple(f.name for f in PHOTO_FIELDS)
-
-
-IMAGES = _schema(
-    "images",
-    [
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("etag", pa.string(), nullable=False),
-        pa.field("size", pa.int64(), nullable=False),
-        pa.field("width", pa.int32()),  # null when the image could not be decoded
-        pa.field("height", pa.int32()),
-        pa.field("status", pa.string(), nullable=False),  # "ok" | "error"
-        pa.field("error", pa.string()),  # null when ok
-        pa.field("n_words", pa.int32(), nullable=False),
-        pa.field("det_seconds", pa.float64(), nullable=False),
-        pa.field("rec_seconds", pa.float64(), nullable=False),
-        pa.field("det_model", pa.string()),
-        pa.field("det_sha256", pa.string()),
-        pa.field("rec_model", pa.string()),
-        pa.field("rec_sha256", pa.string()),
-        pa.field("cls_model", pa.string()),  # the 0/180° classifier; null when the engine runs without it
-        pa.field("cls_sha256", pa.string()),
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("processed_at", _UTC_US, nullable=False),
-        pa.field("shard", pa.int32(), nullable=False),
-        # schema version 2: nullable, appended
-        pa.field("sha256", pa.string()),  # of the object's bytes; null when they could not be read
-        pa.field("duplicate_of", pa.string()),  # the first copy of these bytes (see docs/tables.md)
-        *PHOTO_FIELDS,
-        pa.field("page", pa.int32()),  # schema version 3: 1-based page of the object (1 for a photo)
-    ],
+PHOTO_COLUMNS: tuple[str, ...] = (
+    "taken_at",
+    "taken_at_is_local",
+    "taken_at_offset_minutes",
+    "gps_latitude",
+    "gps_longitude",
+    "gps_altitude",
+    "camera_make",
+    "camera_model",
+    "orientation",
+    "metadata_warnings",
 )
 
-WORDS = _schema(
-    "words",
-    [
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("word_index", pa.int32(), nullable=False),  # reading order within the image, from 0
-        pa.field("line_id", pa.int32(), nullable=False),  # words of one detected line share it
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("confidence", pa.float32(), nullable=False),
-        pa.field("det_score", pa.float32(), nullable=False),
-        *[pa.field(c, pa.float32(), nullable=False) for c in _POINT_COLUMNS],
-        *[pa.field(c, pa.float32(), nullable=False) for c in _BOX_COLUMNS],
-        pa.field("shard", pa.int32(), nullable=False),
-        pa.field("script", pa.string()),  # schema version 2: wildocr.engine.scripts.script_of(text)
-        pa.field("page", pa.int32()),  # schema version 3: the page of `image_uri` the word is on
-    ],
+# The schemas are built on first use (module __getattr__ below): the row builders, names and paths of this
+# module need no pyarrow, and `wildocr ocr` writing JSON lines then starts without it (~33 MB, ~0.1 s).
+_SCHEMA_NAMES = (
+    "PHOTO_FIELDS",
+    "IMAGES",
+    "WORDS",
+    "OUTPUT_SCHEMAS",
+    "MANIFEST",
+    "SEEN",
+    "DETECTIONS",
+    "CROPS",
+    "READINGS",
 )
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-OUTPUT_SCHEMAS: dict[str, pa.Schema] = {"images": IMAGES, "words": WORDS}
+    PHOTO_FIELDS: tuple[pa.Field, ...]
+    IMAGES: pa.Schema
+    WORDS: pa.Schema
+    OUTPUT_SCHEMAS: dict[str, pa.Schema]
+    MANIFEST: pa.Schema
+    SEEN: pa.Schema
+    DETECTIONS: pa.Schema
+    CROPS: pa.Schema
+    READINGS: pa.Schema
 
-# Staging (internal to one run) ------------------------------------------------------------------------
 
-MANIFEST = _schema(
-    "manifest",
-    [
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("etag", pa.string(), nullable=False),
-        pa.field("size", pa.int64(), nullable=False),
-        pa.field("position", pa.int64(), nullable=False),  # index in the URI-sorted listing
-        pa.field("shard", pa.int32(), nullable=False),
-        pa.field("error", pa.string()),  # known at listing (broken link, name not UTF-8): its error row
-    ],
-)
+@cache
+def _schemas() -> dict[str, Any]:
+    import pyarrow as pa
 
-# The first copy of each content read on earlier dates (content-incremental runs, beside the manifest).
-SEEN = _schema(
-    "seen",
-    [
-        pa.field("sha256", pa.string(), nullable=False),
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("dt", pa.string(), nullable=False),
-    ],
-)
+    _UTC_US = pa.timestamp("us", tz="UTC")
 
-DETECTIONS = _schema(
-    "detections",
-    [
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("page", pa.int32(), nullable=False),
-        pa.field("etag", pa.string(), nullable=False),
-        pa.field("size", pa.int64(), nullable=False),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("error", pa.string()),
-        pa.field("det_seconds", pa.float64(), nullable=False),
-        pa.field("sha256", pa.string()),
-        pa.field("duplicate_of", pa.string()),  # set when skipped: bytes read on an earlier date
-        *PHOTO_FIELDS,
-        # float64 so that a staged crop sees exactly the quad the fused path saw
-        pa.field("quads", pa.list_(pa.list_(pa.float64(), 8)), nullable=False),
-        pa.field("scores", pa.list_(pa.float64()), nullable=False),
-    ],
-)
+    def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+        return pa.schema(fields, metadata={"wildocr.table": name, "wildocr.schema_version": SCHEMA_VERSION})
 
-CROPS = _schema(
-    "crops",
-    [
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("page", pa.int32(), nullable=False),
-        pa.field("det_index", pa.int32(), nullable=False),
-        pa.field("png", pa.binary(), nullable=False),  # lossless, so recognition sees the exact pixels
-    ],
-)
+    # What the photo says about itself (wildocr.engine.exif), in `images` and in the staged detections.
+    PHOTO_FIELDS = (
+        pa.field("taken_at", _UTC_US),  # UTC when the offset is known, else local wall clock (flagged)
+        pa.field("taken_at_is_local", pa.bool_()),
+        pa.field("taken_at_offset_minutes", pa.int32()),
+        pa.field("gps_latitude", pa.float64()),  # signed decimal degrees (WGS 84)
+        pa.field("gps_longitude", pa.float64()),
+        pa.field("gps_altitude", pa.float64()),  # metres, negative below sea level
+        pa.field("camera_make", pa.string()),
+        pa.field("camera_model", pa.string()),
+        pa.field("orientation", pa.int32()),  # EXIF Orientation applied when decoding (1..8)
+        pa.field("metadata_warnings", pa.string()),  # why a metadata field is null despite a tag
+    )
+    assert tuple(f.name for f in PHOTO_FIELDS) == PHOTO_COLUMNS
 
-READINGS = _schema(
-    "readings",
-    [
-        pa.field("image_uri", pa.string(), nullable=False),
-        pa.field("page", pa.int32(), nullable=False),
-        pa.field("det_index", pa.int32(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("confidence", pa.float64(), nullable=False),
-        pa.field("char_positions", pa.list_(pa.float64()), nullable=False),
-        pa.field("char_confidences", pa.list_(pa.float64()), nullable=False),
-        pa.field("flipped", pa.bool_(), nullable=False),
-        pa.field("rec_seconds", pa.float64(), nullable=False),  # this crop's share of its batch
-    ],
-)
+    IMAGES = _schema(
+        "images",
+        [
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("etag", pa.string(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("width", pa.int32()),  # null when the image could not be decoded
+            pa.field("height", pa.int32()),
+            pa.field("status", pa.string(), nullable=False),  # "ok" | "error"
+            pa.field("error", pa.string()),  # null when ok
+            pa.field("n_words", pa.int32(), nullable=False),
+            pa.field("det_seconds", pa.float64(), nullable=False),
+            pa.field("rec_seconds", pa.float64(), nullable=False),
+            pa.field("det_model", pa.string()),
+            pa.field("det_sha256", pa.string()),
+            pa.field("rec_model", pa.string()),
+            pa.field("rec_sha256", pa.string()),
+            pa.field("cls_model", pa.string()),  # the 0/180° classifier; null when the engine runs without it
+            pa.field("cls_sha256", pa.string()),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("processed_at", _UTC_US, nullable=False),
+            pa.field("shard", pa.int32(), nullable=False),
+            # schema version 2: nullable, appended
+            pa.field("sha256", pa.string()),  # of the object's bytes; null when they could not be read
+            pa.field("duplicate_of", pa.string()),  # the first copy of these bytes (see docs/tables.md)
+            *PHOTO_FIELDS,
+            pa.field("page", pa.int32()),  # schema version 3: 1-based page of the object (1 for a photo)
+        ],
+    )
+
+    WORDS = _schema(
+        "words",
+        [
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("word_index", pa.int32(), nullable=False),  # reading order within the image, from 0
+            pa.field("line_id", pa.int32(), nullable=False),  # words of one detected line share it
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("confidence", pa.float32(), nullable=False),
+            pa.field("det_score", pa.float32(), nullable=False),
+            *[pa.field(c, pa.float32(), nullable=False) for c in _POINT_COLUMNS],
+            *[pa.field(c, pa.float32(), nullable=False) for c in _BOX_COLUMNS],
+            pa.field("shard", pa.int32(), nullable=False),
+            pa.field("script", pa.string()),  # schema version 2: wildocr.engine.scripts.script_of(text)
+            pa.field("page", pa.int32()),  # schema version 3: the page of `image_uri` the word is on
+        ],
+    )
+
+    OUTPUT_SCHEMAS = {"images": IMAGES, "words": WORDS}
+
+    # Staging (internal to one run) ------------------------------------------------------------------------
+
+    MANIFEST = _schema(
+        "manifest",
+        [
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("etag", pa.string(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("position", pa.int64(), nullable=False),  # index in the URI-sorted listing
+            pa.field("shard", pa.int32(), nullable=False),
+            pa.field("error", pa.string()),  # known at listing (broken link, name not UTF-8): its error row
+        ],
+    )
+
+    # The first copy of each content read on earlier dates (content-incremental runs, beside the manifest).
+    SEEN = _schema(
+        "seen",
+        [
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("dt", pa.string(), nullable=False),
+        ],
+    )
+
+    DETECTIONS = _schema(
+        "detections",
+        [
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("page", pa.int32(), nullable=False),
+            pa.field("etag", pa.string(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            pa.field("error", pa.string()),
+            pa.field("det_seconds", pa.float64(), nullable=False),
+            pa.field("sha256", pa.string()),
+            pa.field("duplicate_of", pa.string()),  # set when skipped: bytes read on an earlier date
+            *PHOTO_FIELDS,
+            # float64 so that a staged crop sees exactly the quad the fused path saw
+            pa.field("quads", pa.list_(pa.list_(pa.float64(), 8)), nullable=False),
+            pa.field("scores", pa.list_(pa.float64()), nullable=False),
+        ],
+    )
+
+    CROPS = _schema(
+        "crops",
+        [
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("page", pa.int32(), nullable=False),
+            pa.field("det_index", pa.int32(), nullable=False),
+            pa.field("png", pa.binary(), nullable=False),  # lossless, so recognition sees the exact pixels
+        ],
+    )
+
+    READINGS = _schema(
+        "readings",
+        [
+            pa.field("image_uri", pa.string(), nullable=False),
+            pa.field("page", pa.int32(), nullable=False),
+            pa.field("det_index", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("confidence", pa.float64(), nullable=False),
+            pa.field("char_positions", pa.list_(pa.float64()), nullable=False),
+            pa.field("char_confidences", pa.list_(pa.float64()), nullable=False),
+            pa.field("flipped", pa.bool_(), nullable=False),
+            pa.field("rec_seconds", pa.float64(), nullable=False),  # this crop's share of its batch
+        ],
+    )
+    return {name: value for name, value in locals().items() if name in _SCHEMA_NAMES}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCHEMA_NAMES:
+        return _schemas()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Parquet settings per table: dictionary-encode only the columns that repeat.
 _DICTIONARY_COLUMNS: dict[str, list[str]] = {
@@ -390,6 +438,8 @@ def to_table(schema: pa.Schema, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     for row in rows[:1]:
         if set(row) != names:
             raise ValueError(f"row keys {sorted(set(row) ^ names)} do not match schema {schema.metadata}")
+    import pyarrow as pa
+
     return pa.Table.from_pylist(rows, schema=schema)
 
 
@@ -417,6 +467,8 @@ class TableBuilder:
             self._rows = []
 
     def table(self) -> pa.Table:
+        import pyarrow as pa
+
         self._flush()
         return pa.Table.from_batches(self._batches, schema=self.schema)
 
@@ -435,6 +487,8 @@ def parquet_bytes(table: pa.Table, *, extra_metadata: Mapping[str, str] | None =
         metadata = dict(table.schema.metadata or {})
         metadata.update({k.encode(): v.encode() for k, v in extra_metadata.items()})
         table = table.replace_schema_metadata(metadata)
+    import pyarrow.parquet as pq
+
     sink = io.BytesIO()
     pq.write_table(
         table,
@@ -450,6 +504,8 @@ def parquet_bytes(table: pa.Table, *, extra_metadata: Mapping[str, str] | None =
 
 def read_parquet_bytes(data: bytes, schema: pa.Schema | None = None) -> pa.Table:
     """Read a file written by `parquet_bytes`, checking it against the expected schema when given."""
+    import pyarrow.parquet as pq
+
     table = pq.read_table(io.BytesIO(data))
     if schema is not None and not table.schema.equals(schema, check_metadata=False):
         raise ValueError(f"unexpected schema for {table_name(schema)}:\n{table.schema}\nexpected:\n{schema}")
@@ -458,6 +514,8 @@ def read_parquet_bytes(data: bytes, schema: pa.Schema | None = None) -> pa.Table
 
 def read_columns(data: bytes, columns: Sequence[str]) -> pa.Table | None:
     """Some columns of a Parquet file, or None when the file lacks one (written by an older version)."""
+    import pyarrow.parquet as pq
+
     names = set(pq.read_schema(io.BytesIO(data)).names)
     if not set(columns) <= names:
         return None
@@ -466,5 +524,7 @@ def read_columns(data: bytes, columns: Sequence[str]) -> pa.Table | None:
 
 def file_metadata(data: bytes) -> dict[str, str]:
     """The key/value metadata of a Parquet file's schema, decoded."""
+    import pyarrow.parquet as pq
+
     meta = pq.read_schema(io.BytesIO(data)).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW:")}
