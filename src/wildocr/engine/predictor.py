@@ -65,7 +65,8 @@ class EngineConfig:
         detect_workers: images whose detector network runs at once on CPU, each on
             cores // detect_workers threads; 0 = workers. One at a time keeps one image's activations
             alive instead of `workers` of them (docs/benchmarks.md), at some
-            wall time; recognition batches still run on `workers` threads.
+            wall time; recognition batches still run on `workers` threads. With ONNX Runtime on CPU a
+            detection that starts while a recognition batch runs uses `threads` instead (`_Slotted`).
         model_dir: a model folder (`models.load_model_folder`, docs/models.md) whose fine-tuned detector
             and/or recognizer replace the stock weights; None = the stock weights of the rapidocr wheel.
             Not a flat option: `--model-dir` and the DAGs' `model_dir` Param give it.
