@@ -44,16 +44,16 @@ _POINT_COLUMNS = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")  # tl, tr, br,
 _BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 # What the photo says about itself (wildocr.engine.exif), in `images` and in the staged detections.
 PHOTO_COLUMNS: tuple[str, ...] = (
-    "taken_at",
+    "taken_at",  # UTC when the offset is known, else local wall clock (flagged)
     "taken_at_is_local",
     "taken_at_offset_minutes",
-    "gps_latitude",
+    "gps_latitude",  # signed decimal degrees (WGS 84)
     "gps_longitude",
-    "gps_altitude",
+    "gps_altitude",  # metres, negative below sea level
     "camera_make",
     "camera_model",
-    "orientation",
-    "metadata_warnings",
+    "orientation",  # EXIF Orientation applied when decoding (1..8)
+    "metadata_warnings",  # why a metadata field is null despite a tag
 )
 
 # The schemas are built on first use (module __getattr__ below): the row builders, names and paths of this
@@ -92,20 +92,10 @@ def _schemas() -> dict[str, Any]:
     def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
         return pa.schema(fields, metadata={"wildocr.table": name, "wildocr.schema_version": SCHEMA_VERSION})
 
-    # What the photo says about itself (wildocr.engine.exif), in `images` and in the staged detections.
-    PHOTO_FIELDS = (
-        pa.field("taken_at", _UTC_US),  # UTC when the offset is known, else local wall clock (flagged)
-        pa.field("taken_at_is_local", pa.bool_()),
-        pa.field("taken_at_offset_minutes", pa.int32()),
-        pa.field("gps_latitude", pa.float64()),  # signed decimal degrees (WGS 84)
-        pa.field("gps_longitude", pa.float64()),
-        pa.field("gps_altitude", pa.float64()),  # metres, negative below sea level
-        pa.field("camera_make", pa.string()),
-        pa.field("camera_model", pa.string()),
-        pa.field("orientation", pa.int32()),  # EXIF Orientation applied when decoding (1..8)
-        pa.field("metadata_warnings", pa.string()),  # why a metadata field is null despite a tag
-    )
-    assert tuple(f.name for f in PHOTO_FIELDS) == PHOTO_COLUMNS
+    # PHOTO_COLUMNS, in order, with their types.
+    photo_types = [_UTC_US, pa.bool_(), pa.int32(), pa.float64(), pa.float64(), pa.float64()]
+    photo_types += [pa.string(), pa.string(), pa.int32(), pa.string()]
+    PHOTO_FIELDS = tuple(pa.field(n, t) for n, t in zip(PHOTO_COLUMNS, photo_types, strict=True))
 
     IMAGES = _schema(
         "images",
