@@ -16,12 +16,17 @@ from torch import Tensor
 
 from wildocr.engine.crop import crop_quad, pad_quad
 from wildocr.engine.predictor import EngineConfig
-from wildocr.engine.recognition import REC_HEIGHT, bucket_width, normalise_crop
-from wildocr.train.data import Crop, Photo, read_pixels
+from wildocr.engine.recognition import REC_HEIGHT, RecognizerConfig, bucket_width, normalise_crop
+from wildocr.train.data import Crop, Photo, WordBox, read_pixels
 
-# Training's width buckets (the engine's coarser ones before 2026-12-06); wider words are squeezed into 640.
-BUCKETS = (160, 320, 480, 640)
+# The engine's own width buckets: a crop is padded in training as it is when read.
+BUCKETS = RecognizerConfig().width_buckets
 STEP_WIDTH = 8  # input pixels per CTC time step (48x320 gives 40 steps)
+# Words chain into a line when they overlap this much vertically (share of the smaller height), their
+# heights differ less than this ratio, and the gap between them is under this many heights.
+_LINE_OVERLAP, _LINE_HEIGHT_RATIO, _LINE_GAP = 0.6, 1.5, 1.2
+LINE_REPEATS = 2  # lines are about one example in thirteen; training shows each twice per epoch
+_LINE_MAX_TILT = 0.12  # rise over run of a word's top edge; tilted words stay words only
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class Example:
     pixels: np.ndarray  # BGR crop, any size
     label: tuple[int, ...]  # charset indices (blank = 0 never appears)
     text: str
+    repeats: int = 1  # times a training epoch shows it (validation: once)
 
 
 class Charset:
@@ -54,14 +60,63 @@ class Charset:
         return "".join(out)
 
 
+def text_lines(words: Sequence[WordBox]) -> list[tuple[np.ndarray, str]]:
+    """Runs of two or more annotated words side by side on one level line: (quad, texts joined by a space).
+
+    The detector finds lines as often as words, and the engine reads a line as one crop and splits it at
+    the spaces it reads (engine/words.py). A recognizer taught on word crops alone forgets those spaces
+    and reads long crops worse (docs/accuracy.md), so training shows it lines too. A run that passes
+    over an unreadable (`###`) box is left out: part of its crop would have no label.
+    """
+    boxes = []
+    for word in words:
+        q = np.asarray(word.quad, dtype=np.float32)
+        x0, y0 = q.min(0)
+        x1, y1 = q.max(0)
+        (tx, ty), (rx, ry) = q[0], q[1]
+        tilted = abs(ry - ty) > _LINE_MAX_TILT * max(abs(rx - tx), 1.0)
+        boxes.append((x0, y0, x1, y1, word, tilted))
+    readable = sorted((b for b in boxes if not b[4].ignore and not b[5]), key=lambda b: b[0])
+    unreadable = [b for b in boxes if b[4].ignore]
+    lines: list[list[tuple]] = []
+    for box in readable:
+        for line in lines:
+            last = line[-1]
+            height = min(last[3] - last[1], box[3] - box[1])
+            overlap = min(last[3], box[3]) - max(last[1], box[1])
+            ratio = max(last[3] - last[1], box[3] - box[1]) / max(height, 1.0)
+            gap = box[0] - last[2]
+            if (
+                overlap > _LINE_OVERLAP * height
+                and ratio < _LINE_HEIGHT_RATIO
+                and (-0.2 * height < gap < _LINE_GAP * height)
+            ):
+                line.append(box)
+                break
+        else:
+            lines.append([box])
+    out = []
+    for line in lines:
+        if len(line) < 2:
+            continue
+        x0, y0 = min(b[0] for b in line), min(b[1] for b in line)
+        x1, y1 = max(b[2] for b in line), max(b[3] for b in line)
+        if any(u[0] < x1 and u[2] > x0 and u[1] < y1 and u[3] > y0 for u in unreadable):
+            continue
+        quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+        out.append((quad, " ".join(b[4].text for b in line)))
+    return out
+
+
 def examples(photos: Sequence[Photo], crops: Sequence[Crop], charset: Charset) -> tuple[list[Example], int]:
-    """Word crops from photos (padded as the engine pads, `EngineConfig.pad_ratio`) and crop folders;
-    also returns how many labels were skipped (characters outside the charset, or too long for CTC)."""
+    """Word and line crops from photos (padded as the engine pads, `EngineConfig.pad_ratio`; lines:
+    `text_lines`) and crops from crop folders; also returns how many labels were skipped (characters
+    outside the charset, or too long for CTC)."""
     pad = EngineConfig().pad_ratio
     out: list[Example] = []
     skipped = 0
 
-    def add(pixels: np.ndarray, text: str) -> None:
+    def add(pixels: np.ndarray, text: str, repeats: int = 1) -> None:
         nonlocal skipped
         label = charset.encode(text)
         h, w = pixels.shape[:2]
@@ -70,7 +125,7 @@ def examples(photos: Sequence[Photo], crops: Sequence[Crop], charset: Charset) -
         if not label or len(label) + repeats > bucket // STEP_WIDTH:
             skipped += 1
             return
-        out.append(Example(pixels, label, text))
+        out.append(Example(pixels, label, text, repeats))
 
     for photo in photos:
         image = read_pixels(photo.path)
@@ -81,6 +136,8 @@ def examples(photos: Sequence[Photo], crops: Sequence[Crop], charset: Charset) -
                 continue
             quad = pad_quad(word.quad, pad, image.shape[:2])
             add(crop_quad(image, quad), word.text)
+        for line_quad, text in text_lines(photo.words):
+            add(crop_quad(image, pad_quad(line_quad, pad, image.shape[:2])), text, LINE_REPEATS)
     for crop in crops:
         pixels = read_pixels(crop.path)
         if pixels is not None:
@@ -92,16 +149,18 @@ def batches(
     items: Sequence[Example], batch_size: int, rng: np.random.Generator | None
 ) -> Iterator[tuple[Tensor, Tensor, Tensor, list[Example]]]:
     """Batches of one width bucket (as the engine batches): (inputs, targets, target lengths, examples).
-    `rng` None keeps a fixed order (validation)."""
+    `rng` None keeps a fixed order and shows each example once (validation)."""
     by_bucket: dict[int, list[int]] = {}
     for i, item in enumerate(items):
         h, w = item.pixels.shape[:2]
-        by_bucket.setdefault(bucket_width(w, h, BUCKETS)[1], []).append(i)
+        by_bucket.setdefault(bucket_width(w, h, BUCKETS)[1], []).extend(
+            [i] * (item.repeats if rng is not None else 1)
+        )
     chunks: list[tuple[int, list[int]]] = []
     for bucket, members in sorted(by_bucket.items()):
         if rng is not None:
             members = [members[j] for j in rng.permutation(len(members))]
-        rows = max(1, batch_size * BUCKETS[1] // bucket)  # as many pixels per batch as batch_size × 320
+        rows = max(1, batch_size * 320 // bucket)  # as many pixels per batch as batch_size × 320
         chunks += [(bucket, members[s : s + rows]) for s in range(0, len(members), rows)]
     if rng is not None:
         chunks = [chunks[j] for j in rng.permutation(len(chunks))]

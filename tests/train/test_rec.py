@@ -1,0 +1,53 @@
+"""Recognizer training examples: lines built from annotated words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
+from wildocr.train.data import WordBox
+from wildocr.train.rec import Example, batches, text_lines
+
+
+def word(x: float, y: float, w: float, h: float, text: str, rise: float = 0.0) -> WordBox:
+    quad = np.array([[x, y], [x + w, y + rise], [x + w, y + h + rise], [x, y + h]], dtype=np.float32)
+    return WordBox(quad, text)
+
+
+def test_words_side_by_side_make_one_line_spanning_them() -> None:
+    lines = text_lines([word(130, 52, 60, 30, "YOU"), word(50, 50, 70, 30, "THANK")])
+    assert [text for _, text in lines] == ["THANK YOU"]
+    quad = lines[0][0]
+    assert quad.min(0).tolist() == [50, 50] and quad.max(0).tolist() == [190, 82]
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [word(50, 50, 70, 30, "ONE")],  # a single word is a word example already
+        [word(50, 50, 70, 30, "TOP"), word(50, 90, 70, 30, "BOTTOM")],  # two rows
+        [word(50, 50, 70, 30, "FAR"), word(200, 50, 70, 30, "APART")],  # gap over 1.2 heights
+        [word(50, 50, 70, 30, "BIG"), word(125, 40, 70, 60, "SMALL")],  # heights 2:1
+        [word(50, 50, 70, 30, "UP", rise=-20), word(125, 30, 70, 30, "HILL", rise=-20)],  # tilted
+    ],
+)
+def test_no_line_where_the_words_do_not_sit_on_one(words: list[WordBox]) -> None:
+    assert text_lines(words) == []
+
+
+def test_a_run_over_an_unreadable_box_is_left_out() -> None:
+    words = [word(50, 50, 70, 30, "A"), word(125, 50, 20, 30, "###"), word(130, 50, 60, 30, "B")]
+    assert text_lines(words) == []
+    assert [t for _, t in text_lines([*words[:1], words[2], word(50, 200, 70, 30, "###")])] == ["A B"]
+
+
+def test_training_shows_a_repeated_example_that_often_and_validation_once() -> None:
+    pixels = np.full((30, 90, 3), 128, np.uint8)
+    items = [Example(pixels, (1, 2), "ab"), Example(pixels, (3, 4, 5), "a b", repeats=2)]
+
+    def shown(rng: np.random.Generator | None) -> list[str]:
+        return sorted(e.text for *_, chosen in batches(items, 8, rng) for e in chosen)
+
+    assert shown(np.random.default_rng(0)) == ["a b", "a b", "ab"]
+    assert shown(None) == ["a b", "ab"]
