@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
-from wildocr.train.data import WordBox
-from wildocr.train.rec import Example, batches, text_lines
+from wildocr.train.data import Photo, WordBox
+from wildocr.train.rec import LINE_REPEATS, Charset, Example, batches, examples, text_lines
 
 
 def word(x: float, y: float, w: float, h: float, text: str, rise: float = 0.0) -> WordBox:
@@ -51,3 +54,15 @@ def test_training_shows_a_repeated_example_that_often_and_validation_once() -> N
 
     assert shown(np.random.default_rng(0)) == ["a b", "a b", "ab"]
     assert shown(None) == ["a b", "ab"]
+
+
+def test_a_photo_gives_its_words_once_and_their_line_repeated(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), np.full((120, 260, 3), 200, np.uint8))
+    photo = Photo(
+        path, (word(50, 50, 70, 30, "BOOK"), word(130, 52, 60, 30, "SHOP"), word(50, 5, 40, 20, "###"))
+    )
+    charset = Charset(["", *"BHKOPS "])
+    got, skipped = examples([photo], [], charset)
+    assert skipped == 0
+    assert sorted((e.text, e.repeats) for e in got) == [("BOOK", 1), ("BOOK SHOP", LINE_REPEATS), ("SHOP", 1)]

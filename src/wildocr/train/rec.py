@@ -121,8 +121,8 @@ def examples(photos: Sequence[Photo], crops: Sequence[Crop], charset: Charset) -
         label = charset.encode(text)
         h, w = pixels.shape[:2]
         _, bucket = bucket_width(w, h, BUCKETS)
-        repeats = sum(1 for a, b in itertools.pairwise(text) if a == b)
-        if not label or len(label) + repeats > bucket // STEP_WIDTH:
+        doubled = sum(1 for a, b in itertools.pairwise(text) if a == b)  # CTC needs a blank between
+        if not label or len(label) + doubled > bucket // STEP_WIDTH:
             skipped += 1
             return
         out.append(Example(pixels, label, text, repeats))
