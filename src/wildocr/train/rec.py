@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ STEP_WIDTH = 8  # input pixels per CTC time step (48x320 gives 40 steps)
 # Words chain into a line when they overlap this much vertically (share of the smaller height), their
 # heights differ less than this ratio, and the gap between them is under this many heights.
 _LINE_OVERLAP, _LINE_HEIGHT_RATIO, _LINE_GAP = 0.6, 1.5, 1.2
+_LINE_MAX_SHARED = 0.2  # ... and they overlap horizontally by less than this many heights
 LINE_REPEATS = 2  # lines are about one example in thirteen; training shows each twice per epoch
 _LINE_MAX_TILT = 0.12  # rise over run of a word's top edge; tilted words stay words only
 
@@ -60,6 +62,38 @@ class Charset:
         return "".join(out)
 
 
+class _Span(NamedTuple):
+    """An annotated word's axis-aligned extent."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    word: WordBox
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+def _tilted(word: WordBox) -> bool:
+    (tx, ty), (rx, ry) = word.quad[0], word.quad[1]
+    return bool(abs(ry - ty) > _LINE_MAX_TILT * max(abs(rx - tx), 1.0))
+
+
+def _continues(last: _Span, span: _Span) -> bool:
+    """Whether `span` is the next word of the line that ends with `last`."""
+    height = min(last.height, span.height)
+    overlap = min(last.y1, span.y1) - max(last.y0, span.y0)
+    ratio = max(last.height, span.height) / max(height, 1.0)
+    gap = span.x0 - last.x1
+    return (
+        overlap > _LINE_OVERLAP * height
+        and ratio < _LINE_HEIGHT_RATIO
+        and -_LINE_MAX_SHARED * height < gap < _LINE_GAP * height
+    )
+
+
 def text_lines(words: Sequence[WordBox]) -> list[tuple[np.ndarray, str]]:
     """Runs of two or more annotated words side by side on one level line: (quad, texts joined by a space).
 
@@ -68,43 +102,30 @@ def text_lines(words: Sequence[WordBox]) -> list[tuple[np.ndarray, str]]:
     and reads long crops worse (docs/accuracy.md), so training shows it lines too. A run that passes
     over an unreadable (`###`) box is left out: part of its crop would have no label.
     """
-    boxes = []
+    spans = []
     for word in words:
         q = np.asarray(word.quad, dtype=np.float32)
-        x0, y0 = q.min(0)
-        x1, y1 = q.max(0)
-        (tx, ty), (rx, ry) = q[0], q[1]
-        tilted = abs(ry - ty) > _LINE_MAX_TILT * max(abs(rx - tx), 1.0)
-        boxes.append((x0, y0, x1, y1, word, tilted))
-    readable = sorted((b for b in boxes if not b[4].ignore and not b[5]), key=lambda b: b[0])
-    unreadable = [b for b in boxes if b[4].ignore]
-    lines: list[list[tuple]] = []
-    for box in readable:
-        for line in lines:
-            last = line[-1]
-            height = min(last[3] - last[1], box[3] - box[1])
-            overlap = min(last[3], box[3]) - max(last[1], box[1])
-            ratio = max(last[3] - last[1], box[3] - box[1]) / max(height, 1.0)
-            gap = box[0] - last[2]
-            if (
-                overlap > _LINE_OVERLAP * height
-                and ratio < _LINE_HEIGHT_RATIO
-                and (-0.2 * height < gap < _LINE_GAP * height)
-            ):
-                line.append(box)
-                break
+        (x0, y0), (x1, y1) = q.min(0), q.max(0)
+        spans.append(_Span(float(x0), float(y0), float(x1), float(y1), word))
+    readable = sorted((s for s in spans if not s.word.ignore and not _tilted(s.word)), key=lambda s: s.x0)
+    unreadable = [s for s in spans if s.word.ignore]
+    lines: list[list[_Span]] = []
+    for span in readable:
+        line = next((line for line in lines if _continues(line[-1], span)), None)
+        if line is None:
+            lines.append([span])
         else:
-            lines.append([box])
+            line.append(span)
     out = []
     for line in lines:
         if len(line) < 2:
             continue
-        x0, y0 = min(b[0] for b in line), min(b[1] for b in line)
-        x1, y1 = max(b[2] for b in line), max(b[3] for b in line)
-        if any(u[0] < x1 and u[2] > x0 and u[1] < y1 and u[3] > y0 for u in unreadable):
+        x0, y0 = min(s.x0 for s in line), min(s.y0 for s in line)
+        x1, y1 = max(s.x1 for s in line), max(s.y1 for s in line)
+        if any(u.x0 < x1 and u.x1 > x0 and u.y0 < y1 and u.y1 > y0 for u in unreadable):
             continue
         quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
-        out.append((quad, " ".join(b[4].text for b in line)))
+        out.append((quad, " ".join(s.word.text for s in line)))
     return out
 
 
