@@ -27,7 +27,7 @@ STEP_WIDTH = 8  # input pixels per CTC time step (48x320 gives 40 steps)
 # heights differ less than this ratio, and the gap between them is under this many heights.
 _LINE_OVERLAP, _LINE_HEIGHT_RATIO, _LINE_GAP = 0.6, 1.5, 1.2
 _LINE_MAX_SHARED = 0.2  # ... and they overlap horizontally by less than this many heights
-LINE_REPEATS = 2  # lines are about one example in thirteen; training shows each twice per epoch
+LINE_REPEATS = 2  # lines are about one example in fifteen; training shows each twice per epoch
 _LINE_MAX_TILT = 0.12  # rise over run of a word's top edge; tilted words stay words only
 
 
