@@ -24,12 +24,16 @@ import numpy as np
 
 from wildocr.pipeline.loader import chunked as chunked  # one chunking rule, the pipeline's
 
+# ic15_eval.py's rule for comparing transcriptions and its polygons, as the verifier's fit labels words
+# (kept identical: the recognition-only score must mean the same thing as the end-to-end one).
+from wildocr.train.verifier import OUTER_PUNCTUATION as SPECIAL
+from wildocr.train.verifier import comparable_text as clean_text  # noqa: F401 (re-export)
+from wildocr.train.verifier import polygon as polygon
+from wildocr.train.verifier import polygon_iou as polygon_iou
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-# ic15_eval.py's rule for comparing transcriptions (kept identical: the recognition-only score must mean
-# the same thing as the end-to-end one).
-SPECIAL = "'!?.:,*\"()·[]/"
 DONT_CARE = "###"
 
 
@@ -93,25 +97,6 @@ def load_icdar_gt(path: Path) -> list[GtWord]:
             pts = np.array([float(v) for v in parts[:8]], dtype=np.float32).reshape(4, 2)
             words.append(GtWord(pts, ",".join(parts[8:])))
     return words
-
-
-def clean_text(text: str) -> str:
-    """ic15_eval.py's comparison form: outer punctuation stripped, upper case."""
-    return text.strip(SPECIAL).upper()
-
-
-def polygon(points):
-    """A shapely polygon as ic15_eval.py builds it (self-intersecting quads repaired with buffer(0))."""
-    from shapely.geometry import Polygon
-
-    poly = Polygon(points)
-    return poly if poly.is_valid else poly.buffer(0)
-
-
-def polygon_iou(a, b) -> float:
-    inter = a.intersection(b).area
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
 
 
 def in_dictionary(text: str) -> bool:

@@ -13,7 +13,8 @@ photos). The check half (img_501-img_1000) is not used for fitting: it is what
 detection / end-to-end scores with the refitted models at the engine's default thresholds; `--check`
 reads the check half too and prints its scores with the shipped models and with the refitted ones, side
 by side. `--model-dir` reads with a fine-tuned model folder (does a verifier refitted to its readings
-gain?).
+gain?). The fitting is `wildocr.train.verifier`'s, the same as `wildocr train verifier` writes into a
+model folder.
 """
 
 from __future__ import annotations
@@ -24,62 +25,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
-    clean_text,
-    decode_file,
-    eval_script,
-    gt_path,
-    image_number,
-    list_images,
-    load_icdar_gt,
-    polygon,
-    polygon_iou,
-    run_eval,
-    shared_dir,
-)
+from common import eval_script, image_number, run_eval, shared_dir
 
 from wildocr.engine import EngineConfig, OCREngine
-from wildocr.engine.types import Word
-from wildocr.engine.verify import FEATURES, READING_MODEL, TEXT_MODEL, LogisticModel
+from wildocr.engine.verify import FEATURES, STOCK_VERIFIER, Verifier
+from wildocr.train.data import Photo, load_dataset
+from wildocr.train.verifier import Candidates, fit, labelled_rows, read_photos
 
 TUNE = range(1, 501)
-L2 = 1.0  # ridge on standardised features: the two models have 9 weights for ~2,500 labelled words
-
-
-def label(words, gt_file: Path) -> list[tuple[int, int] | None]:
-    """(is text, read right) per word; None for a word over a don't-care region (not scored)."""
-    gts = load_icdar_gt(gt_file)
-    care = [(polygon(g.quad.tolist()), g.text) for g in gts if not g.dont_care]
-    dont_care = [polygon(g.quad.tolist()) for g in gts if g.dont_care]
-    labels: list[tuple[int, int] | None] = []
-    for word in words:
-        poly = polygon(word.poly)
-        if poly.area <= 0 or any(poly.intersection(g).area / poly.area > 0.5 for g in dont_care):
-            labels.append(None)
-            continue
-        matched = [text for g, text in care if polygon_iou(poly, g) > 0.5]
-        labels.append((int(bool(matched)), int(any(clean_text(t) == clean_text(word.text) for t in matched))))
-    return labels
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2) -> LogisticModel:
-    """L2-regularised logistic regression (Newton steps) on standardised features, folded back to raw ones."""
-    center, scale = x.mean(0), x.std(0) + 1e-9
-    z = np.hstack([np.ones((len(x), 1)), (x - center) / scale])
-    beta = np.zeros(z.shape[1])
-    # (a whisker on the bias too, so that a set with one class only still gives finite numbers)
-    ridge = np.diag(np.r_[1e-6, np.full(len(beta) - 1, l2)])
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-z @ beta))
-        gradient = z.T @ (p - y) + ridge @ beta
-        hessian = z.T @ (z * (p * (1 - p))[:, None]) + ridge
-        beta -= np.linalg.solve(hessian, gradient)
-    weights = beta[1:] / scale
-    bias = beta[0] - float((beta[1:] * center / scale).sum())
-    return LogisticModel(weights=tuple(round(float(w), 4) for w in weights), bias=round(float(bias), 4))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,69 +48,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None or not (args.data / "images").is_dir():
         ap.error("no ICDAR 2015 photos: pass --data DIR (with images/ and gts/)")
     engine = OCREngine(EngineConfig(verify_words=False, model_dir=args.model_dir))
-    photos = list_images(args.data / "images")
-    numbered = any(image_number(p) is not None for p in photos)
+    photos = sorted(load_dataset(args.data).photos, key=lambda p: (image_number(p.path) or 0, p.path.name))
+    numbered = any(image_number(p.path) is not None for p in photos)
     if args.check and not numbered:
         ap.error("--check needs ICDAR 2015 train (photos named img_N)")
-    check = [p for p in photos if image_number(p) not in TUNE] if args.check else []
+    check = [p for p in photos if image_number(p.path) not in TUNE] if args.check else []
     if numbered:  # ICDAR 2015 train: the tune half only
-        photos = [p for p in photos if image_number(p) in TUNE]
+        photos = [p for p in photos if image_number(p.path) in TUNE]
     photos = photos[: args.limit] if args.limit else photos
-    all_words = [(path, read_candidates(engine, path)) for path in photos]
-    rows = []
-    for path, candidates in all_words:
-        labels = label([w for w, _ in candidates], gt_path(args.data / "gts", path))
-        rows += [
-            (features, *lab) for (_, features), lab in zip(candidates, labels, strict=True) if lab is not None
-        ]
-    x = np.array([r[0] for r in rows])
-    models = {
-        "TEXT_MODEL": fit_logistic(x, np.array([r[1] for r in rows], dtype=float)),
-        "READING_MODEL": fit_logistic(x, np.array([r[2] for r in rows], dtype=float)),
-    }
-    words = sum(len(c) for _, c in all_words)
-    print(f"# {len(photos)} tune photos, {words} words (mean confidence >= {engine.config.min_confidence}), ")
+    tune = read_photos(engine, photos)
+    rows = labelled_rows(tune)
+    verifier = fit(rows)
+    words = sum(len(c) for _, c in tune)
+    print(f"# {len(tune)} tune photos, {words} words (mean confidence >= {engine.config.min_confidence}), ")
     print(f"# {len(rows)} labelled; features: {', '.join(FEATURES)}")
-    for name, model in models.items():
+    for name, model in (("TEXT_MODEL", verifier.text), ("READING_MODEL", verifier.reading)):
         print(f"{name} = LogisticModel(\n    weights={model.weights},\n    bias={model.bias},\n)")
     script = eval_script(shared)
-    if args.score and script:
-        print("# tune half with these models:", score(script, args.data, all_words, models))
-    if args.check and script:
-        checked = [(path, read_candidates(engine, path)) for path in check]
-        shipped = {"TEXT_MODEL": TEXT_MODEL, "READING_MODEL": READING_MODEL}
-        print("# check half, shipped models:", score(script, args.data, checked, shipped))
-        print("# check half, refitted models:", score(script, args.data, checked, models))
+    if (args.score or args.check) and script:
+        if args.score:
+            print("# tune half with these models:", score(script, args.data, tune, verifier))
+        if args.check:
+            checked = read_photos(engine, check)
+            print("# check half, shipped models:", score(script, args.data, checked, STOCK_VERIFIER))
+            print("# check half, refitted models:", score(script, args.data, checked, verifier))
     return 0
 
 
-def read_candidates(engine: OCREngine, path: Path) -> list[tuple[Word, np.ndarray]]:
-    """A photo's candidate words above the confidence floor, with their verifier features."""
-    image = decode_file(path)
-    detections = engine.detect(image)
-    readings = engine.recognize(engine.crop(image, detections))
-    return [
-        (word, features)
-        for line in engine.candidate_words(image.shape[:2], detections, readings)
-        for word, features in line
-        if word.confidence >= engine.config.min_confidence
-    ]
-
-
-def score(script: Path, data: Path, all_words, models: dict[str, LogisticModel]) -> dict:
-    """ic15_eval.py's scores of the words the two models keep at the engine's default thresholds."""
+def score(script: Path, data: Path, read: list[tuple[Photo, Candidates]], verifier: Verifier) -> dict:
+    """ic15_eval.py's scores of the words `verifier` keeps at the engine's default thresholds."""
     cfg = EngineConfig()
     with tempfile.TemporaryDirectory() as tmp:
         pred = Path(tmp) / "pred.jsonl"
         with open(pred, "w") as f:
-            for path, candidates in all_words:
-                kept = [
-                    w.to_json()
-                    for w, features in candidates
-                    if models["TEXT_MODEL"].probability(features) >= cfg.min_text_probability
-                    and models["READING_MODEL"].probability(features) >= cfg.min_reading_probability
-                ]
-                f.write(json.dumps({"image": path.name, "words": kept}) + "\n")
+            for photo, candidates in read:
+                kept = []
+                for w, features in candidates:
+                    is_text, read_right = verifier.probabilities(features)
+                    if is_text >= cfg.min_text_probability and read_right >= cfg.min_reading_probability:
+                        kept.append(w.to_json())
+                f.write(json.dumps({"image": photo.path.name, "words": kept}) + "\n")
         return run_eval(script, pred, data / "gts", only_predicted=True)
 
 

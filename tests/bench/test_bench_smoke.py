@@ -266,14 +266,8 @@ def test_gpu_bench_without_a_gpu_says_so_and_exits_0(no_shared: None, tmp_path: 
     assert len(common.list_images(tmp_path / "photos")) == 2  # generated: no ../shared here
 
 
-def test_fit_verifier_recovers_a_known_model_and_runs_on_a_set(dataset: Path, capsys) -> None:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4000, 2))
-    y = (rng.random(4000) < 1 / (1 + np.exp(-(2.0 * x[:, 0] - 1.0)))).astype(float)
-    model = fit_verifier.fit_logistic(x, y)
-    assert abs(model.weights[0] - 2.0) < 0.25 and abs(model.weights[1]) < 0.15 and abs(model.bias + 1.0) < 0.2
+def test_fit_verifier_runs_on_a_set(dataset: Path, capsys) -> None:
+    """(The fit itself is tests/train/test_verifier.py's.)"""
     assert fit_verifier.main(["--data", str(dataset)]) == 0
     out = capsys.readouterr().out
     assert "TEXT_MODEL = LogisticModel(" in out and "READING_MODEL = LogisticModel(" in out

@@ -89,3 +89,34 @@ def test_train_rec_writes_a_model_folder(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["name"] == "tiny" and set(manifest["models"]) == {"rec"}
     assert manifest["training"]["settings"]["rec"]["max_steps"] == 1
+
+
+def test_verifier_needs_enough_labelled_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wildocr train verifier` reads with the folder --out; two photos are too few to fit it on."""
+    pytest.importorskip("shapely", reason="the 'train' extra (shapely) is not installed")
+    from wildocr.samples import generate
+    from wildocr.train.folder import FORMAT
+
+    generate(str(tmp_path / "photos"), count=2, seed=1)
+    folder = tmp_path / "stock"
+    folder.mkdir()
+    manifest = json.dumps({"format": FORMAT, "name": "stock", "models": {}})
+    (folder / "manifest.json").write_text(manifest)
+    args = [
+        "train",
+        "verifier",
+        "--data",
+        str(tmp_path / "photos" / "ground_truth.jsonl"),
+        "--out",
+        str(folder),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--base", str(folder)])
+    assert exit_info.value.code == 2 and "--base and --val do not apply" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert (
+        "labelled words were read from the photos; the verifier needs 100 or more" in capsys.readouterr().err
+    )
+    assert (folder / "manifest.json").read_text() == manifest and not (folder / "verifier.json").exists()

@@ -17,7 +17,7 @@ from shapely.geometry import Polygon
 from include.sample_data import generate
 from wildocr.engine import EngineConfig, OCREngine, decode_image
 from wildocr.engine.types import Detection, Reading
-from wildocr.engine.verify import FEATURES, word_features, word_probabilities
+from wildocr.engine.verify import FEATURES, STOCK_VERIFIER, word_features
 from wildocr.engine.words import line_words
 
 
@@ -111,7 +111,7 @@ def test_features_follow_the_word() -> None:
 
 def test_surer_readings_score_higher() -> None:
     def probabilities(confidence: float, det_score: float = 0.8) -> tuple[float, float]:
-        return word_probabilities(word_features("Station", [confidence] * 7, det_score, confidence))
+        return STOCK_VERIFIER.probabilities(word_features("Station", [confidence] * 7, det_score, confidence))
 
     low, high = probabilities(0.75), probabilities(0.99)
     assert high[0] > low[0] and high[1] > low[1]

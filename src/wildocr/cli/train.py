@@ -1,6 +1,7 @@
-"""`wildocr train det|rec`: fine-tune the detector or the recognizer into a model folder.
+"""`wildocr train det|rec|verifier`: fine-tune the detector or the recognizer into a model folder, or fit
+the word verifier to a folder's readings.
 
-Needs the `train` extra (PyTorch): `pip install -c constraints.txt -e '.[train]'`. The work is
+Needs the `train` extra (PyTorch, shapely): `pip install -c constraints.txt -e '.[train]'`. The work is
 `wildocr.train`'s; this module parses the arguments and prints the result.
 """
 
@@ -30,10 +31,15 @@ def _minutes(text: str) -> float:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="fine-tune the detector or recognizer into a model folder (extra `train`)",
+        help="fine-tune the detector or recognizer into a model folder, or fit its verifier (extra `train`)",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("role", choices=("det", "rec"), help="det: the text detector; rec: the recognizer")
+    p.add_argument(
+        "role",
+        choices=("det", "rec", "verifier"),
+        help="det: the text detector; rec: the recognizer; verifier: refit the word verifier to the "
+        "readings of the model folder --out (after training its recognizer)",
+    )
     p.add_argument(
         "--data",
         action="append",
@@ -48,7 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR_OR_JSONL",
         help="validation data (default: a held-out share of --data, --val-fraction)",
     )
-    p.add_argument("--out", required=True, type=Path, metavar="MODEL_DIR", help="the model folder to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="MODEL_DIR",
+        help="the model folder to write (verifier: the existing folder to read with and add it to)",
+    )
     p.add_argument(
         "--base",
         type=Path,
@@ -74,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.role == "verifier":
+        return _fit_verifier(args)
     if importlib.util.find_spec("torch") is None:
         raise UsageError(
             "training needs PyTorch: install the 'train' extra (pip install -c constraints.txt -e '.[train]')"
@@ -114,4 +128,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             "no epoch beat the base weights on validation: the folder holds them unchanged", file=sys.stderr
         )
+    return 0
+
+
+def _fit_verifier(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("shapely") is None:
+        raise UsageError(
+            "fitting the verifier needs shapely: install the 'train' extra "
+            "(pip install -c constraints.txt -e '.[train]')"
+        )
+    if args.base or args.val:
+        raise UsageError("verifier: --base and --val do not apply (it reads with the folder --out itself)")
+    from wildocr.engine import ModelFileError
+    from wildocr.train.data import TrainDataError
+    from wildocr.train.verifier import train_verifier
+
+    logging.getLogger("wildocr.train").setLevel(logging.INFO)
+    try:
+        result = train_verifier(args.data, args.out)
+    except (TrainDataError, ModelFileError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    json.dump(result, sys.stdout, default=str)
+    sys.stdout.write("\n")
     return 0

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from wildocr.engine.verify import Verifier
+
 log = logging.getLogger(__name__)
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -138,6 +140,8 @@ MODEL_FOLDER_FORMAT = "wildocr-model-folder/1"
 MANIFEST_NAME = "manifest.json"
 # Roles a folder may replace, and the stock file each must match input for input, output for output.
 FOLDER_ROLES = {"det": DET_MODEL, "rec": REC_MODEL}
+# The manifest key of a folder's own word verifier (engine/verify.py), fitted to its readings.
+VERIFIER_KEY = "verifier"
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ class ModelFolder:
         name: the folder's own name (what the tables' det_model / rec_model start with).
         det: the fine-tuned detector (fp32), or None.
         rec: the fine-tuned recognizer, or None.
+        verifier: the word verifier fitted to this folder's readings, or None (the engine's stock one).
+        verifier_file: the file it was read from, or None.
         manifest: the parsed manifest.json (training data, settings, metrics: free-form).
     """
 
@@ -157,6 +163,8 @@ class ModelFolder:
     det: Path | None
     rec: Path | None
     manifest: dict[str, Any]
+    verifier: Verifier | None = None
+    verifier_file: Path | None = None
 
     def label(self, path: Path) -> str:
         """How the tables name a file of this folder: `<folder name>/<file>`."""
@@ -248,22 +256,7 @@ def load_model_folder(folder: str | Path) -> ModelFolder:
         raise _problem(text, f"unknown model role(s) {unknown} in {MANIFEST_NAME}; known: det, rec")
     files: dict[str, Path] = {}
     for role, entry in roles.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"]:
-            raise _problem(text, f"models.{role} needs a 'file' name")
-        if not isinstance(entry.get("sha256"), str):
-            raise _problem(text, f"models.{role} needs the file's 'sha256'")
-        file = (path / entry["file"]).resolve()
-        if not file.is_relative_to(path):
-            raise _problem(text, f"models.{role}.file {entry['file']!r} is outside the folder")
-        if not file.is_file():
-            raise _problem(text, f"models.{role}.file {entry['file']!r} is missing")
-        actual = file_sha256(file)
-        if actual != entry["sha256"].strip().lower():
-            raise _problem(
-                text,
-                f"{entry['file']} has SHA-256 {actual}, the manifest says {entry['sha256']} "
-                "(a changed or partly copied file)",
-            )
+        file = _checked_file(text, path, f"models.{role}", entry)
         stock = model_path(FOLDER_ROLES[role])
         try:
             same_graph = _io_signature(file) == _io_signature(stock)
@@ -279,7 +272,35 @@ def load_model_folder(folder: str | Path) -> ModelFolder:
         if not same_charset:
             raise _problem(text, f"{entry['file']} has another charset than the stock {stock.name}")
         files[role] = file
-    return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest)
+    verifier = verifier_file = None
+    if VERIFIER_KEY in manifest:
+        verifier_file = _checked_file(text, path, VERIFIER_KEY, manifest[VERIFIER_KEY])
+        try:
+            verifier = Verifier.from_json(json.loads(verifier_file.read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise _problem(text, f"{verifier_file.name}: {exc}") from None
+    return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest, verifier, verifier_file)
+
+
+def _checked_file(text: str, folder: Path, key: str, entry: object) -> Path:
+    """A file the manifest names under `key`: inside the folder, present, with the SHA-256 it states."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"]:
+        raise _problem(text, f"{key} needs a 'file' name")
+    if not isinstance(entry.get("sha256"), str):
+        raise _problem(text, f"{key} needs the file's 'sha256'")
+    file = (folder / entry["file"]).resolve()
+    if not file.is_relative_to(folder):
+        raise _problem(text, f"{key}.file {entry['file']!r} is outside the folder")
+    if not file.is_file():
+        raise _problem(text, f"{key}.file {entry['file']!r} is missing")
+    actual = file_sha256(file)
+    if actual != entry["sha256"].strip().lower():
+        raise _problem(
+            text,
+            f"{entry['file']} has SHA-256 {actual}, the manifest says {entry['sha256']} "
+            "(a changed or partly copied file)",
+        )
+    return file
 
 
 def _atomic_write(target: Path, data: bytes) -> None:

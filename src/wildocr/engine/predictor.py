@@ -21,7 +21,7 @@ from wildocr.engine.detection import DetectorConfig, TextDetector
 from wildocr.engine.orientation import OrientationClassifier
 from wildocr.engine.recognition import RecognizerConfig, TextRecognizer
 from wildocr.engine.types import Detection, ImageResult, Reading, Word
-from wildocr.engine.verify import word_features, word_probabilities
+from wildocr.engine.verify import STOCK_VERIFIER, Verifier, word_features
 from wildocr.engine.words import line_words
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,9 @@ class EngineConfig:
             wall time; recognition batches still run on `workers` threads. With ONNX Runtime on CPU a
             detection that starts while a recognition batch runs uses `threads` instead (`_Slotted`).
         model_dir: a model folder (`models.load_model_folder`, docs/models.md) whose fine-tuned detector
-            and/or recognizer replace the stock weights; None = the stock weights of the rapidocr wheel.
-            Not a flat option: `--model-dir` and the DAGs' `model_dir` Param give it.
+            and/or recognizer (and word verifier, when it carries one) replace the stock ones; None = the
+            stock weights of the rapidocr wheel. Not a flat option: `--model-dir` and the DAGs'
+            `model_dir` Param give it.
 
     ONNX Runtime's memory settings are not here: they are `backends.SessionOptions` (pass one to
     `OCREngine` to change them for a measurement).
@@ -230,6 +231,7 @@ class OCREngine:
         self._det_path = (folder and folder.det) or models.model_path(models.DET_MODEL)
         self._rec_path = (folder and folder.rec) or models.model_path(models.REC_MODEL)
         self._cls_path = models.model_path(models.CLS_MODEL)
+        self.verifier: Verifier = (folder and folder.verifier) or STOCK_VERIFIER
         precision = self.config.detector.precision
         if precision == "auto":
             precision = "fp32" if on_gpu else "int8"
@@ -434,7 +436,7 @@ class OCREngine:
             return False
         if not self.config.verify_words:
             return True
-        is_text, read_right = word_probabilities(features)
+        is_text, read_right = self.verifier.probabilities(features)
         cfg = self.config
         return is_text >= cfg.min_text_probability and read_right >= cfg.min_reading_probability
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,54 @@ class LogisticModel:
         z = self.bias + float(np.dot(features, self.weights))
         return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
 
+    def to_json(self) -> dict[str, Any]:
+        return {"weights": list(self.weights), "bias": self.bias}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str) -> LogisticModel:
+        """Read `{"weights": [9 numbers], "bias": number}`, or raise ValueError saying what is wrong."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where} must be an object with 'weights' and 'bias'")
+        weights, bias = obj.get("weights"), obj.get("bias")
+        if not isinstance(weights, list) or len(weights) != len(FEATURES):
+            raise ValueError(f"{where}.weights must be a list of {len(FEATURES)} numbers (one per feature)")
+        numbers = [v for v in (*weights, bias) if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) != len(FEATURES) + 1 or not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"{where}: weights and bias must be finite numbers")
+        return cls(weights=tuple(float(w) for w in numbers[:-1]), bias=float(numbers[-1]))
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """The two models, used together: a word is kept when it is likely text and likely read right.
+
+    They are fitted to one detector and recognizer's readings: a fine-tuned recognizer is surer or less
+    sure than the stock one at the same error rate, so a model folder may carry its own verifier
+    (`wildocr train verifier`, docs/models.md); the engine uses the stock pair otherwise.
+    """
+
+    text: LogisticModel
+    reading: LogisticModel
+
+    def probabilities(self, features: np.ndarray) -> tuple[float, float]:
+        """(P(the word is text), P(its reading is right))."""
+        return self.text.probability(features), self.reading.probability(features)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(FEATURES), "text": self.text.to_json(), "reading": self.reading.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Verifier:
+        """Read what `to_json` wrote, or raise ValueError: the features must be this engine's, in order."""
+        if not isinstance(obj, dict):
+            raise ValueError("the verifier must be a JSON object")
+        if obj.get("features") != list(FEATURES):
+            raise ValueError(f"the verifier's 'features' must be {list(FEATURES)} (another engine version?)")
+        return cls(
+            LogisticModel.from_json(obj.get("text"), "text"),
+            LogisticModel.from_json(obj.get("reading"), "reading"),
+        )
+
 
 # Fitted by `python bench/fit_verifier.py` on the 3,733 words (mean confidence >= 0.5) that the engine
 # reads in the tune half, img_1-img_500 (2,453 of them outside don't-care regions), labelled against the
@@ -98,6 +147,4 @@ READING_MODEL = LogisticModel(
 )
 
 
-def word_probabilities(features: np.ndarray) -> tuple[float, float]:
-    """(P(the word is text), P(its reading is right))."""
-    return TEXT_MODEL.probability(features), READING_MODEL.probability(features)
+STOCK_VERIFIER = Verifier(TEXT_MODEL, READING_MODEL)

@@ -16,11 +16,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wildocr.engine.models import MANIFEST_NAME, MODEL_FOLDER_FORMAT, ModelFileError, load_model_folder
+from wildocr.engine.models import (
+    MANIFEST_NAME,
+    MODEL_FOLDER_FORMAT,
+    VERIFIER_KEY,
+    ModelFileError,
+    load_model_folder,
+)
+from wildocr.engine.verify import Verifier
 
 FORMAT = MODEL_FOLDER_FORMAT
 MANIFEST = MANIFEST_NAME
 ROLE_FILES = {"det": "det.onnx", "rec": "rec.onnx"}
+VERIFIER_FILE = "verifier.json"
 
 
 def sha256(path: Path) -> str:
@@ -53,7 +61,10 @@ def write_model_folder(
     base_folder: Path | None = None,
 ) -> Path:
     """Write `model` as `role`'s file of the folder `out` (with the base folder's other roles), atomically
-    per file: the manifest is written last, so a folder is never announced with a half-written file."""
+    per file: the manifest is written last, so a folder is never announced with a half-written file.
+
+    A base folder's own verifier is not carried over: it was fitted to the readings of the weights this
+    training replaces (`wildocr train verifier` fits one to the new folder)."""
     out.mkdir(parents=True, exist_ok=True)
     previous = read_manifest(base_folder) if base_folder is not None else None
     models: dict[str, Any] = {}
@@ -97,8 +108,28 @@ def write_model_folder(
             "fine-tuned on the data listed under training.data, under that data's own terms"
         ),
     }
-    _write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+    _write_manifest(out, manifest)
+    stale = out / VERIFIER_FILE
+    if stale.is_file():
+        stale.unlink()
     return out
+
+
+def add_verifier(folder: Path, verifier: Verifier, fitted: dict[str, Any]) -> Path:
+    """Write `verifier` into the model folder as `verifier.json` and name it in the manifest (last)."""
+    try:
+        manifest = dict(load_model_folder(folder).manifest)
+    except ModelFileError as exc:
+        raise ValueError(str(exc)) from None
+    target = folder / VERIFIER_FILE
+    _write_atomic(target, (json.dumps(verifier.to_json(), indent=2) + "\n").encode())
+    manifest[VERIFIER_KEY] = {"file": target.name, "sha256": sha256(target), "fitted_on": fitted}
+    _write_manifest(folder, manifest)
+    return target
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    _write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
