@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
 from wildocr.train.data import Photo, WordBox
-from wildocr.train.rec import LINE_REPEATS, Charset, Example, batches, examples, text_lines
+from wildocr.train.rec import LINE_REPEATS, Charset, Example, augment, batches, examples, text_lines
 
 
 def word(x: float, y: float, w: float, h: float, text: str, rise: float = 0.0) -> WordBox:
@@ -66,3 +66,22 @@ def test_a_photo_gives_its_words_once_and_their_line_repeated(tmp_path: Path) ->
     got, skipped = examples([photo], [], charset)
     assert skipped == 0
     assert sorted((e.text, e.repeats) for e in got) == [("BOOK", 1), ("BOOK SHOP", LINE_REPEATS), ("SHOP", 1)]
+
+
+def test_augmented_crops_stay_readable_sized_and_change_from_epoch_to_epoch() -> None:
+    crop = np.full((40, 160, 3), 200, np.uint8)
+    cv2.putText(crop, "EXIT", (10, 32), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 20, 20), 2)
+    seen = set()
+    for seed in range(30):
+        out = augment(crop, np.random.default_rng(seed))
+        assert out.dtype == np.uint8 and out.shape[2] == 3
+        # each side moves by at most a quarter of the height outwards and less inwards
+        assert 40 - 2 * 3 <= out.shape[0] <= 40 + 2 * 5 and 160 - 2 * 4 <= out.shape[1] <= 160 + 2 * 10
+        seen.add(out.tobytes())
+    assert len(seen) == 30
+    charset = Charset(["<blank>", *"EXIT", " "])
+    items = [Example(crop, charset.encode("EXIT") or (), "EXIT")] * 4
+    plain = next(batches(items, 4, np.random.default_rng(0)))[0]
+    changed = next(batches(items, 4, np.random.default_rng(0), augmented=True))[0]
+    assert plain.shape == changed.shape and not np.array_equal(plain.numpy(), changed.numpy())
+    assert np.array_equal(next(batches(items, 4, None, augmented=True))[0].numpy(), plain.numpy())

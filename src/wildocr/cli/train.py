@@ -82,6 +82,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=positive, default=640, help="det: training window side in pixels")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="rec: show each training crop a little looser or tighter, blurred, recompressed or re-exposed",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -108,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop=args.crop,
         device=args.device,
         seed=args.seed,
+        augment=args.augment,
     )
     # A fine-tune runs for minutes to hours: its per-epoch validation is shown without --verbose.
     logging.getLogger("wildocr.train").setLevel(logging.INFO)

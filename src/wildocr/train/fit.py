@@ -45,6 +45,7 @@ class TrainSettings:
     crop: int = 640  # det: training window side
     device: str = "auto"  # cpu | cuda | auto
     seed: int = 0
+    augment: bool = False  # rec: loosen/tighten, blur, recompress and re-expose training crops
 
     def resolved(self, role: str) -> TrainSettings:
         return TrainSettings(
@@ -159,7 +160,7 @@ def _rec_parts(
     device: torch.device,
 ) -> tuple[Callable[[int], Iterable[Batch]], Callable[[], dict[str, float]], Callable[[Batch], torch.Tensor]]:
     def batches(epoch: int) -> Iterable[Batch]:
-        return rec.batches(train, s.batch_size, np.random.default_rng([s.seed, epoch]))
+        return rec.batches(train, s.batch_size, np.random.default_rng([s.seed, epoch]), augmented=s.augment)
 
     def step_loss(batch: Batch) -> torch.Tensor:
         x, targets, lengths, _ = batch

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -166,11 +167,36 @@ def examples(photos: Sequence[Photo], crops: Sequence[Crop], charset: Charset) -
     return out, skipped
 
 
+def augment(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A crop as a detector box and a camera might have given it: each side moved in or out by a few
+    per cent of the height (detected boxes are looser or tighter than annotated ones), then, each now and
+    then, blur, JPEG artefacts and another exposure (Google Glass photos are soft and grainy)."""
+    h, w = pixels.shape[:2]
+    top, bottom = (int(v) for v in np.rint(rng.uniform(-0.06, 0.12, 2) * h))
+    left, right = (int(v) for v in np.rint(rng.uniform(-0.08, 0.25, 2) * h))
+    out = pixels[max(0, -top) : h - max(0, -bottom), max(0, -left) : w - max(0, -right)]
+    if out.shape[0] < 4 or out.shape[1] < 4:
+        out = pixels
+    out = cv2.copyMakeBorder(
+        out, max(0, top), max(0, bottom), max(0, left), max(0, right), cv2.BORDER_REPLICATE
+    )
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.5, 1.3)))
+    if rng.random() < 0.3:
+        ok, data = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 70))])
+        decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+        out = out if decoded is None else np.asarray(decoded)
+    if rng.random() < 0.5:
+        out = cv2.convertScaleAbs(out, alpha=float(rng.uniform(0.7, 1.3)), beta=float(rng.uniform(-30, 30)))
+    return out
+
+
 def batches(
-    items: Sequence[Example], batch_size: int, rng: np.random.Generator | None
+    items: Sequence[Example], batch_size: int, rng: np.random.Generator | None, *, augmented: bool = False
 ) -> Iterator[tuple[Tensor, Tensor, Tensor, list[Example]]]:
     """Batches of one width bucket (as the engine batches): (inputs, targets, target lengths, examples).
-    `rng` None keeps a fixed order and shows each example once (validation)."""
+    `rng` None keeps a fixed order and shows each example once (validation); `augmented` (with an rng)
+    shows each crop changed by `augment`."""
     by_bucket: dict[int, list[int]] = {}
     for i, item in enumerate(items):
         h, w = item.pixels.shape[:2]
@@ -188,7 +214,8 @@ def batches(
     for bucket, members in chunks:
         x = np.zeros((len(members), 3, REC_HEIGHT, bucket), dtype=np.float32)
         for row, i in enumerate(members):
-            normalise_crop(items[i].pixels, bucket, x[row])
+            pixels = items[i].pixels
+            normalise_crop(augment(pixels, rng) if augmented and rng is not None else pixels, bucket, x[row])
         chosen = [items[i] for i in members]
         targets = torch.tensor([c for e in chosen for c in e.label], dtype=torch.long)
         lengths = torch.tensor([len(e.label) for e in chosen], dtype=torch.long)
