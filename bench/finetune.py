@@ -287,7 +287,16 @@ def training_lines(folder: Path) -> str:
     lines = [f"Model folder `{manifest.get('name', folder.name)}` ({', '.join(manifest.get('models', {}))}):"]
     for role, settings in (training.get("settings") or {}).items():
         val = metrics.get(f"{role}_validation") or {}
-        keys = ("lr", "batch_size", "max_steps", "patience", "max_minutes", "train_items", "val_items")
+        keys = (
+            "lr",
+            "batch_size",
+            "max_steps",
+            "patience",
+            "max_minutes",
+            "augment",
+            "train_items",
+            "val_items",
+        )
         shown = ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
         base, best = val.get("base") or {}, val.get("best") or {}
         scores = ", ".join(
@@ -303,6 +312,15 @@ def training_lines(folder: Path) -> str:
         minutes = training["seconds"] / 60
         lines.append(
             f"- training time in all (with the base folders'): {minutes:.1f} min on {training.get('device')}"
+        )
+    fitted = (manifest.get("verifier") or {}).get("fitted_on")
+    if fitted:
+        data = ", ".join(
+            f"{Path(d.get('path', '?')).name} ({d.get('items')})" for d in fitted.get("data", [])
+        )
+        lines.append(
+            f"- its own word verifier (`wildocr train verifier`): fitted on {data}, {fitted.get('labelled')} "
+            f"labelled words of {fitted.get('photos')} photos, {fitted.get('seconds', 0) / 60:.1f} min"
         )
     return "\n".join(lines)
 
