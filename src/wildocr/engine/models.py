@@ -154,7 +154,6 @@ class ModelFolder:
         det: the fine-tuned detector (fp32), or None.
         rec: the fine-tuned recognizer, or None.
         verifier: the word verifier fitted to this folder's readings, or None (the engine's stock one).
-        verifier_file: the file it was read from, or None.
         manifest: the parsed manifest.json (training data, settings, metrics: free-form).
     """
 
@@ -164,7 +163,6 @@ class ModelFolder:
     rec: Path | None
     manifest: dict[str, Any]
     verifier: Verifier | None = None
-    verifier_file: Path | None = None
 
     def label(self, path: Path) -> str:
         """How the tables name a file of this folder: `<folder name>/<file>`."""
@@ -272,14 +270,14 @@ def load_model_folder(folder: str | Path) -> ModelFolder:
         if not same_charset:
             raise _problem(text, f"{entry['file']} has another charset than the stock {stock.name}")
         files[role] = file
-    verifier = verifier_file = None
+    verifier = None
     if VERIFIER_KEY in manifest:
         verifier_file = _checked_file(text, path, VERIFIER_KEY, manifest[VERIFIER_KEY])
         try:
             verifier = Verifier.from_json(json.loads(verifier_file.read_text(encoding="utf-8")))
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise _problem(text, f"{verifier_file.name}: {exc}") from None
-    return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest, verifier, verifier_file)
+    return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest, verifier)
 
 
 def _checked_file(text: str, folder: Path, key: str, entry: object) -> Path:
