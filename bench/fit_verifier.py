@@ -65,13 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in (("TEXT_MODEL", verifier.text), ("READING_MODEL", verifier.reading)):
         print(f"{name} = LogisticModel(\n    weights={model.weights},\n    bias={model.bias},\n)")
     script = eval_script(shared)
-    if (args.score or args.check) and script:
-        if args.score:
-            print("# tune half with these models:", score(script, args.data, tune, verifier))
-        if args.check:
-            checked = read_photos(engine, check)
-            print("# check half, shipped models:", score(script, args.data, checked, STOCK_VERIFIER))
-            print("# check half, refitted models:", score(script, args.data, checked, verifier))
+    if args.score and script:
+        print("# tune half with these models:", score(script, args.data, tune, verifier))
+    if args.check and script:
+        checked = read_photos(engine, check)
+        print("# check half, shipped models:", score(script, args.data, checked, STOCK_VERIFIER))
+        print("# check half, refitted models:", score(script, args.data, checked, verifier))
     return 0
 
 

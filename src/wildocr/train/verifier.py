@@ -11,7 +11,6 @@ both models. Needs no PyTorch: NumPy, and shapely for the polygon overlaps (the 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +19,10 @@ from typing import Any
 import numpy as np
 
 from wildocr.engine import EngineConfig, OCREngine
-from wildocr.engine.imageio import ImageDecodeError, decode_image
 from wildocr.engine.types import Word
 from wildocr.engine.verify import FEATURES, LogisticModel, Verifier
-from wildocr.train.data import Photo, WordBox, load_dataset
-
-log = logging.getLogger(__name__)
+from wildocr.train.data import Photo, WordBox, load_dataset, read_pixels
+from wildocr.train.folder import add_verifier
 
 # ICDAR 2015's end-to-end rule: readings are compared in upper case with these stripped from both ends.
 OUTER_PUNCTUATION = "'!?.:,*\"()·[]/"
@@ -106,12 +103,9 @@ def read_photos(engine: OCREngine, photos: Sequence[Photo]) -> list[tuple[Photo,
     with a warning, as training skips it."""
     read = []
     for photo in photos:
-        try:
-            image = decode_image(photo.path.read_bytes())
-        except (OSError, ImageDecodeError) as exc:
-            log.warning("skipping %s: %s", photo.path, exc)
-            continue
-        read.append((photo, read_candidates(engine, image)))
+        image = read_pixels(photo.path)
+        if image is not None:
+            read.append((photo, read_candidates(engine, image)))
     return read
 
 
@@ -140,8 +134,6 @@ MIN_LABELLED = 100
 def train_verifier(data: Sequence[str | Path], folder: Path) -> dict[str, Any]:
     """Read `data` (photos with word polygons) with the model folder `folder`'s models, fit the verifier
     to those readings and write it into the folder (`verifier.json`, named in its manifest)."""
-    from wildocr.train.folder import add_verifier
-
     started = time.monotonic()
     sets = [load_dataset(p) for p in data]
     crops = [d.path for d in sets if d.kind == "crops"]
