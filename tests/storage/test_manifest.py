@@ -86,6 +86,21 @@ def test_incremental_manifest_skips_ok_rows_of_other_partitions(tmp_path):
             model_info=MODELS,
             error="truncated",
         ),
+        # a two-page document whose second page failed: not done, the rerun reads it again
+        *(
+            tables.image_row(
+                image_uri=listing[3].uri,
+                etag=listing[3].etag,
+                size=1,
+                run_id="r",
+                shard=0,
+                processed_at=now,
+                model_info=MODELS,
+                page=page,
+                error=error,
+            )
+            for page, error in ((1, None), (2, "page 2: cannot decode"))
+        ),
     ]
     words = tables.to_table(tables.WORDS, [])
     outputs.write_outputs(root, "2026-11-23", 0, tables.to_table(tables.IMAGES, rows), words, n_shards=1)
@@ -93,7 +108,7 @@ def test_incremental_manifest_skips_ok_rows_of_other_partitions(tmp_path):
 
     run.build_manifest(str(src), url, shard_size=10, skip_done_root=root, dt="2026-11-24")
     table, info = manifest.read_manifest(url)
-    assert info.skipped_done == 1  # only the ok row with the same ETag
+    assert info.skipped_done == 1  # only the object whose every row is ok, with the same ETag
     assert listing[0].uri not in table["image_uri"].to_pylist() and table.num_rows == 5
 
     # rewriting the partition that holds the ok row: its files get replaced, so nothing may be skipped

@@ -69,8 +69,9 @@ def assign_shards(objects: list[ObjectInfo], shard_size: int) -> pa.Table:
 def done_keys(
     output_root: str, *, exclude_dt: str, storage_options: StorageOptions = None
 ) -> set[tuple[str, str]]:
-    """(URI, ETag) pairs with an `ok` (or `skipped`: same bytes read earlier) row in `images`, outside
-    the partition `exclude_dt`.
+    """(URI, ETag) pairs whose rows in one `images` file are all `ok` (or `skipped`: same bytes read
+    earlier), outside the partition `exclude_dt`. A document with one page in error is not done: the
+    rerun reads it again, and its pages that were read are written again with it.
 
     The partition being (re)written is excluded on purpose: its files are replaced shard by shard, so an
     object skipped because of a row there would lose that row when its old shard file is replaced.
@@ -83,8 +84,14 @@ def done_keys(
         url = part.url
         data = objectstore.read_bytes(url, storage_options)
         table = tables.read_parquet_bytes(data).select(["image_uri", "etag", "status"])
-        ok = table.filter(pc.is_in(table["status"], pa.array([tables.STATUS_OK, tables.STATUS_SKIPPED])))
-        done.update(zip(ok["image_uri"].to_pylist(), ok["etag"].to_pylist(), strict=True))
+        read = pc.is_in(table["status"], pa.array([tables.STATUS_OK, tables.STATUS_SKIPPED]))
+        ok, failed = table.filter(read), table.filter(pc.invert(read))
+        failed_keys = set(zip(failed["image_uri"].to_pylist(), failed["etag"].to_pylist(), strict=True))
+        done.update(
+            key
+            for key in zip(ok["image_uri"].to_pylist(), ok["etag"].to_pylist(), strict=True)
+            if key not in failed_keys
+        )
     return done
 
 
