@@ -22,7 +22,8 @@ from wildocr.engine.models import (  # noqa: E402
     recognizer_charset,
 )
 from wildocr.samples import generate, render_sample  # noqa: E402
-from wildocr.train.data import TrainDataError  # noqa: E402
+from wildocr.train import rec  # noqa: E402
+from wildocr.train.data import TrainDataError, load_dataset  # noqa: E402
 from wildocr.train.fit import TrainSettings, train  # noqa: E402
 from wildocr.train.folder import FORMAT  # noqa: E402
 
@@ -130,3 +131,14 @@ def test_engine_reads_with_the_fine_tuned_detector(det_folder: tuple[Path, dict]
     result = engine.read([photo.rgb[:, :, ::-1].copy()])[0]
     expected = {w["text"] for w in photo.words}
     assert {w.text for w in result.words} & expected  # a few steps on two photos: it still reads
+
+
+@pytest.mark.slow
+def test_recognizer_validation_holds_out_whole_photos(tmp_path: Path, photos: Path) -> None:
+    charset = rec.Charset(recognizer_charset(model_path(REC_MODEL)))
+    per_photo = [len(rec.examples([p], [], charset)[0]) for p in load_dataset(photos).photos]
+    assert len(per_photo) == 2 and per_photo[0] != per_photo[1]  # else a word split could look the same
+    settings = TrainSettings(epochs=1, max_steps=1, batch_size=8, val_fraction=0.5, device="cpu")
+    result = train("rec", [photos], tmp_path / "rec", settings)
+    assert result["val_items"] in per_photo
+    assert result["train_items"] + result["val_items"] == sum(per_photo)

@@ -224,20 +224,24 @@ def train(
         counts = {"train_items": len(train_items), "val_items": len(val_items)}
     else:
         charset = rec.Charset(recognizer_charset(base_file))
-        examples, skipped = rec.examples(
-            [p for d in sets for p in d.photos], [c for d in sets for c in d.crops], charset
-        )
+        photos = [p for d in sets for p in d.photos]
+        crops = [c for d in sets for c in d.crops]
         if val_sets:
-            val_examples, val_skipped = rec.examples(
-                [p for d in val_sets for p in d.photos], [c for d in val_sets for c in d.crops], charset
-            )
-            skipped += val_skipped
-            train_words, val_words = examples, val_examples
+            train_photos, train_crops = photos, crops
+            val_photos = [p for d in val_sets for p in d.photos]
+            val_crops = [c for d in val_sets for c in d.crops]
         else:
-            train_words, val_words = split(examples, s.val_fraction, s.seed)
+            # Held out by photo, not by word: a photo's lines repeat its words, and a word seen in
+            # training would make validation (and so early stopping) look better than it is.
+            train_photos, val_photos = split(photos, s.val_fraction, s.seed)
+            train_crops, val_crops = split(crops, s.val_fraction, s.seed)
+        train_words, skipped = rec.examples(train_photos, train_crops, charset)
+        val_words, val_skipped = rec.examples(val_photos, val_crops, charset)
+        skipped += val_skipped
         if not train_words or not val_words:
             raise TrainDataError(
-                f"too few usable words ({len(examples)}; {skipped} labels outside the charset or too long)"
+                f"too few usable words ({len(train_words)} to train on, {len(val_words)} to validate; "
+                f"{skipped} labels outside the charset or too long): give --val, or more photos or crops"
             )
         parts = _rec_parts(module, train_words, val_words, charset, s, device)
         counts = {"train_items": len(train_words), "val_items": len(val_words), "labels_skipped": skipped}
