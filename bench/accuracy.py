@@ -39,11 +39,11 @@ from common import (
     image_number,
     in_dictionary,
     list_images,
-    load_icdar_gt,
     markdown_table,
     peer_script,
     polygon,
     polygon_iou,
+    read_icdar_gt,
     replace_generated_section,
     run_eval,
     run_peer,
@@ -163,7 +163,7 @@ def recognition_only(engine, images: list[Path], gt_dir: Path, max_errors: int =
     crops: list[np.ndarray] = []
     truth: list[tuple[str, str]] = []  # (image name, gt text)
     for path in images:
-        gt = [w for w in load_icdar_gt(gt_path(gt_dir, path)) if not w.dont_care]
+        gt = [w for w in read_icdar_gt(gt_path(gt_dir, path)) if not w.ignore]
         if not gt:
             continue
         image = decode_file(path)
@@ -213,7 +213,7 @@ def _match_gt(gt: list, preds: list[dict]) -> list[tuple[str, str | None]]:
     pred_polys = [(polygon(w["poly"]), w["text"]) for w in preds]
     out: list[tuple[str, str | None]] = []
     for g in gt:
-        if g.dont_care:
+        if g.ignore:
             out.append(("dontcare", None))
             continue
         gp, best, best_text = polygon(g.quad.tolist()), 0.0, None
@@ -238,7 +238,7 @@ def dump_overlays(
     out_dir.mkdir(parents=True, exist_ok=True)
     by_name = {p.name: p for p in images}
     matches = {
-        p.name: _match_gt(load_icdar_gt(gt_path(gt_dir, p)), run.predictions.get(p.name, [])) for p in images
+        p.name: _match_gt(read_icdar_gt(gt_path(gt_dir, p)), run.predictions.get(p.name, [])) for p in images
     }
     if names:
         chosen = [n for n in names if n in by_name]
@@ -247,7 +247,7 @@ def dump_overlays(
     written: list[Path] = []
     for name in chosen:
         image = decode_file(by_name[name])
-        gt = load_icdar_gt(gt_path(gt_dir, by_name[name]))
+        gt = read_icdar_gt(gt_path(gt_dir, by_name[name]))
         left = image.copy()
         colours = {"read": GREEN, "wrong": ORANGE, "missed": MAGENTA, "dontcare": GREY}
         for g, (status, _) in zip(gt, matches[name], strict=True):

@@ -24,8 +24,10 @@ import numpy as np
 
 from wildocr.pipeline.loader import chunked as chunked  # one chunking rule, the pipeline's
 
-# ic15_eval.py's rule for comparing transcriptions and its polygons, as the verifier's fit labels words
-# (kept identical: the recognition-only score must mean the same thing as the end-to-end one).
+# The ground-truth reader training uses; ic15_eval.py's rule for comparing transcriptions and its
+# polygons, as the verifier's fit labels words (kept identical: the recognition-only score must mean the
+# same thing as the end-to-end one).
+from wildocr.train.data import read_icdar_gt as read_icdar_gt
 from wildocr.train.verifier import OUTER_PUNCTUATION as SPECIAL
 from wildocr.train.verifier import comparable_text as clean_text  # noqa: F401 (re-export)
 from wildocr.train.verifier import polygon as polygon
@@ -33,8 +35,6 @@ from wildocr.train.verifier import polygon_iou as polygon_iou
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-DONT_CARE = "###"
 
 
 # -- where things are --------------------------------------------------------------------------------
@@ -76,29 +76,6 @@ def gt_path(gt_dir: Path, image: Path) -> Path:
 
 
 # -- ground truth and text rules ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class GtWord:
-    quad: np.ndarray  # (4, 2) float32 in the file's order (ICDAR: clockwise from the word's top-left)
-    text: str
-
-    @property
-    def dont_care(self) -> bool:
-        return self.text == DONT_CARE
-
-
-def load_icdar_gt(path: Path) -> list[GtWord]:
-    """`x1,y1,...,x4,y4,transcription` lines (the transcription may hold commas; BOM tolerated)."""
-    words: list[GtWord] = []
-    with open(path, encoding="utf-8-sig") as f:
-        for line in f:
-            parts = line.rstrip("\n\r").split(",")
-            if len(parts) < 9:
-                continue
-            pts = np.array([float(v) for v in parts[:8]], dtype=np.float32).reshape(4, 2)
-            words.append(GtWord(pts, ",".join(parts[8:])))
-    return words
-
-
 def in_dictionary(text: str) -> bool:
     """ic15_eval.py's end-to-end 'care' rule: >= 3 Latin letters, no inner punctuation."""
     t = text[:-2] if text[-2:] in ("'s", "'S") else text

@@ -22,6 +22,8 @@ import fit_verifier  # noqa: E402
 import gpu  # noqa: E402
 import throughput  # noqa: E402
 
+from wildocr.train.data import TrainDataError  # noqa: E402
+
 
 @pytest.fixture
 def no_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,13 +40,14 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_ground_truth_and_text_rules(tmp_path: Path) -> None:
     gt = tmp_path / "gt_img_9.txt"
-    gt.write_text(
-        "\ufeff1,2,30,2,30,20,1,20,Hello, world\n5,5,9,5,9,9,5,9,###\nbroken line\n", encoding="utf-8"
-    )
-    words = common.load_icdar_gt(gt)
+    gt.write_text("\ufeff1,2,30,2,30,20,1,20,Hello, world\n5,5,9,5,9,9,5,9,###\n\n", encoding="utf-8")
+    words = common.read_icdar_gt(gt)
     assert [w.text for w in words] == ["Hello, world", "###"]
     assert words[0].quad.shape == (4, 2) and words[0].quad[2].tolist() == [30.0, 20.0]
-    assert [w.dont_care for w in words] == [False, True]
+    assert [w.ignore for w in words] == [False, True]
+    gt.write_text("1,2,30,2,30,20,1,20,ok\nbroken line\n", encoding="utf-8")
+    with pytest.raises(TrainDataError, match=r"gt_img_9.txt:2"):
+        common.read_icdar_gt(gt)
     assert common.clean_text('("Exit!")') == "EXIT"
     assert (
         common.in_dictionary("Theatre's")

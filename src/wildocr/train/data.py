@@ -107,6 +107,17 @@ def parse_icdar_line(line: str, where: str) -> WordBox:
     return WordBox(_quad(coords, where), parts[8])
 
 
+def read_icdar_gt(path: Path) -> list[WordBox]:
+    """One `gt_<stem>.txt` file (UTF-8, a BOM tolerated; blank lines skipped); a malformed line is a
+    `TrainDataError` naming the file and line."""
+    text = path.read_text(encoding="utf-8-sig")
+    return [
+        parse_icdar_line(line.rstrip("\r"), f"{path}:{number}")
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip()
+    ]
+
+
 def _quad(coords: object, where: str) -> np.ndarray:
     try:
         quad = np.asarray(coords, dtype=np.float32).reshape(4, 2)
@@ -127,12 +138,7 @@ def _read_icdar(root: Path) -> list[Photo]:
         gt = root / "gts" / f"gt_{image.stem}.txt"
         if not gt.is_file():
             raise TrainDataError(f"{image}: no ground truth {gt}")
-        words = []
-        text = gt.read_text(encoding="utf-8-sig")
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                words.append(parse_icdar_line(line.rstrip("\r"), f"{gt}:{number}"))
-        photos.append(Photo(image, tuple(words)))
+        photos.append(Photo(image, tuple(read_icdar_gt(gt))))
     return photos
 
 
