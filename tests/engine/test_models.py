@@ -221,3 +221,29 @@ def test_edited_recognizer_without_a_writable_cache_comes_from_memory(tmp_path: 
     monkeypatch.setenv("WILDOCR_CACHE_DIR", str(blocker / "cache"))
     model, charset = models.recognizer_model(models.model_path(models.REC_MODEL))
     assert isinstance(model, bytes) and charset[0] == "<blank>" and charset[-1] == " "
+
+
+@pytest.mark.slow
+def test_int8_build_stays_under_3_gb_and_writes_the_same_bytes(tmp_path: Path) -> None:
+    """A worker's first detector load builds the int8 file: ONNX Runtime's calibrator with memory
+    patterns peaked at 4.1 GB (a 4 GB Docker host would kill the worker). Without them it needs 1.9 GB and
+    writes the same bytes, so every machine still reads the same words."""
+    import hashlib
+    import os
+
+    from wildocr.engine import models, quantize
+
+    fp32 = models.model_path(models.DET_MODEL)
+    cached = quantize.int8_detector(fp32)
+    code = (
+        "import resource; from wildocr.engine import models, quantize; "
+        "print(quantize.int8_detector(models.model_path(models.DET_MODEL))); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    env = {**os.environ, "WILDOCR_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    built, peak_kb = out.stdout.split()
+    assert Path(built).parent == tmp_path and Path(built).name == cached.name
+    digest = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in (built, cached)]
+    assert digest[0] == digest[1]
+    assert int(peak_kb) < 3 * 1024 * 1024

@@ -14,6 +14,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -145,17 +148,48 @@ def _quantize(source: Path, target: Path) -> None:
         onnx.save(version_converter.convert_version(model, settings.opset), str(upgraded))
         optimized = _pre_optimize(upgraded, Path(tmp) / "fp32-optimized.onnx", settings)
         partial = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(optimized),
-            str(partial),
-            Reader(input_name),
-            quant_format=QuantFormat[settings.quant_format],
-            per_channel=settings.per_channel,
-            activation_type=QuantType[settings.activation_type],
-            weight_type=QuantType[settings.weight_type],
-            op_types_to_quantize=list(settings.op_types_to_quantize),
-        )
+        with _calibration_without_memory_patterns():
+            quantize_static(
+                str(optimized),
+                str(partial),
+                Reader(input_name),
+                quant_format=QuantFormat[settings.quant_format],
+                per_channel=settings.per_channel,
+                activation_type=QuantType[settings.activation_type],
+                weight_type=QuantType[settings.weight_type],
+                op_types_to_quantize=list(settings.op_types_to_quantize),
+            )
         os.replace(partial, target)  # atomic: concurrent workers never load half a file
+
+
+_CALIBRATION_LOCK = threading.Lock()
+
+
+@contextmanager
+def _calibration_without_memory_patterns() -> Iterator[None]:
+    """ONNX Runtime's calibrator runs the photos (each its own shape) through a session with memory
+    patterns on, which plan and keep a buffer set per shape: a build peaked at 4.1 GB, and at 1.9 GB
+    without them (docs/benchmarks.md), with the same int8 bytes (patterns only plan allocations; the
+    calibrator's graph, kernels and ranges are unchanged). `quantize_static` takes no session options,
+    so the calibrator's session factory is swapped for the build, as the library writes it but for that."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import calibrate
+
+    def create_inference_session(self: calibrate.CalibraterBase) -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.enable_mem_pattern = False
+        self.infer_session = ort.InferenceSession(
+            self.augmented_model_path, sess_options=options, providers=self.execution_providers
+        )
+
+    with _CALIBRATION_LOCK:
+        original = calibrate.CalibraterBase.create_inference_session
+        calibrate.CalibraterBase.create_inference_session = create_inference_session
+        try:
+            yield
+        finally:
+            calibrate.CalibraterBase.create_inference_session = original
 
 
 def _pre_optimize(source: Path, target: Path, settings: QuantSettings) -> Path:
