@@ -57,50 +57,18 @@ def test_incremental_manifest_skips_ok_rows_of_other_partitions(tmp_path):
     listing = objectstore.list_images(str(src)).images
     root = str(tmp_path / "ocr")
     now = tables.utc_now()
+
+    def row(obj: objectstore.ObjectInfo, **fields: object) -> dict:
+        fields = {"image_uri": obj.uri, "etag": obj.etag, **fields}
+        return tables.image_row(size=1, run_id="r", shard=0, processed_at=now, model_info=MODELS, **fields)
+
     rows = [
-        tables.image_row(
-            image_uri=listing[0].uri,
-            etag=listing[0].etag,
-            size=1,
-            run_id="r",
-            shard=0,
-            processed_at=now,
-            model_info=MODELS,
-        ),
-        tables.image_row(
-            image_uri=listing[1].uri,
-            etag="an-older-version",
-            size=1,
-            run_id="r",
-            shard=0,
-            processed_at=now,
-            model_info=MODELS,
-        ),
-        tables.image_row(
-            image_uri=listing[2].uri,
-            etag=listing[2].etag,
-            size=1,
-            run_id="r",
-            shard=0,
-            processed_at=now,
-            model_info=MODELS,
-            error="truncated",
-        ),
+        row(listing[0]),
+        row(listing[1], etag="an-older-version"),
+        row(listing[2], error="truncated"),
         # a two-page document whose second page failed: not done, the rerun reads it again
-        *(
-            tables.image_row(
-                image_uri=listing[3].uri,
-                etag=listing[3].etag,
-                size=1,
-                run_id="r",
-                shard=0,
-                processed_at=now,
-                model_info=MODELS,
-                page=page,
-                error=error,
-            )
-            for page, error in ((1, None), (2, "page 2: cannot decode"))
-        ),
+        row(listing[3], page=1),
+        row(listing[3], page=2, error="page 2: cannot decode"),
     ]
     words = tables.to_table(tables.WORDS, [])
     outputs.write_outputs(root, "2026-11-23", 0, tables.to_table(tables.IMAGES, rows), words, n_shards=1)
