@@ -226,7 +226,7 @@ def test_edited_recognizer_without_a_writable_cache_comes_from_memory(tmp_path: 
 @pytest.mark.slow
 def test_int8_build_stays_under_3_gb_and_writes_the_same_bytes(tmp_path: Path) -> None:
     """A worker's first detector load builds the int8 file: ONNX Runtime's calibrator with memory
-    patterns peaked at 4.1 GB (a 4 GB Docker host would kill the worker). Without them it needs 1.9 GB and
+    patterns peaked at 3.9 GiB (a 4 GB Docker host would kill the worker). Without them it needs 1.8 GiB and
     writes the same bytes, so every machine still reads the same words."""
     import hashlib
     import os

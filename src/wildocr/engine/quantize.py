@@ -168,7 +168,7 @@ _CALIBRATION_LOCK = threading.Lock()
 @contextmanager
 def _calibration_without_memory_patterns() -> Iterator[None]:
     """ONNX Runtime's calibrator runs the photos (each its own shape) through a session with memory
-    patterns on, which plan and keep a buffer set per shape: a build peaked at 4.1 GB, and at 1.9 GB
+    patterns on, which plan and keep a buffer set per shape: a build peaked at 3.9 GiB, and at 1.8 GiB
     without them (docs/benchmarks.md), with the same int8 bytes (patterns only plan allocations; the
     calibrator's graph, kernels and ranges are unchanged). `quantize_static` takes no session options,
     so the calibrator's session factory is swapped for the build, as the library writes it but for that."""
