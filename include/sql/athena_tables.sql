@@ -5,6 +5,7 @@
 -- projection, run `MSCK REPAIR TABLE wildocr.images;` after each run instead.
 -- `page` (schema version 3) is null in files written before it: they hold photos, read it as
 -- coalesce(page, 1).
+-- `images.verifier_sha256` (schema version 4) is null in files written before it.
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
@@ -41,7 +42,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.images (
     camera_model string,
     orientation int,
     metadata_warnings string,
-    page int
+    page int,
+    verifier_sha256 string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

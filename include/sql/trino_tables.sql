@@ -4,6 +4,7 @@
 -- set the session property hive.timestamp_precision = 'MICROSECONDS' to keep the microseconds.
 -- `page` (schema version 3) is null in files written before it: they hold photos, read it as
 -- coalesce(page, 1).
+-- `images.verifier_sha256` (schema version 4) is null in files written before it.
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE SCHEMA IF NOT EXISTS hive.wildocr WITH (location = 's3://wildocr-lake/ocr/');
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS hive.wildocr.images (
     orientation integer,
     metadata_warnings varchar,
     page integer,
+    verifier_sha256 varchar,
     dt varchar
 )
 WITH (

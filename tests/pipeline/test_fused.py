@@ -90,7 +90,9 @@ def test_s3_roundtrip_reads_the_drawn_words(s3_run, tmp_path):
     assert sorted(r["image_uri"] for r in images) == sorted(s3_run.ground_truth)
     assert {r["status"] for r in images} == {"ok"}
     assert all(
-        str(r["dt"]) == DT and r["det_model"] and len(r["rec_sha256"]) == len(r["cls_sha256"]) == 64
+        str(r["dt"]) == DT
+        and r["det_model"]
+        and len(r["rec_sha256"]) == len(r["cls_sha256"]) == len(r["verifier_sha256"]) == 64
         for r in images
     )
     n_words = Counter(r["image_uri"] for r in words)

@@ -15,6 +15,7 @@ from wildocr.engine.models import REC_MODEL, load_model_folder, model_path
 from wildocr.engine.types import Word
 from wildocr.engine.verify import FEATURES, STOCK_VERIFIER, LogisticModel, Verifier
 from wildocr.samples import generate, render_sample
+from wildocr.storage import tables
 from wildocr.train.data import WordBox
 from wildocr.train.folder import FORMAT, add_verifier, sha256, write_model_folder
 from wildocr.train.verifier import fit_logistic, label, train_verifier
@@ -86,6 +87,29 @@ def test_fitted_verifier_goes_into_the_folder_and_the_engine_uses_it(
     # The engine judges words with the folder's verifier: one that refuses everything keeps nothing.
     add_verifier(stock_folder, _refusing_verifier(), {"note": "refuses every word"})
     assert OCREngine(EngineConfig(model_dir=str(stock_folder))).read([photo])[0].words == []
+
+
+def test_the_rows_name_the_verifier_that_kept_the_words(stock_folder: Path) -> None:
+    """`verifier_sha256` in every images row: the folder's verifier.json as its manifest names it, the stock
+    verifier's own hash without one, empty (null in the tables) when the verifier is off."""
+    add_verifier(stock_folder, _refusing_verifier(), {"note": "refuses every word"})
+    named = json.loads((stock_folder / "manifest.json").read_text())["verifier"]["sha256"]
+    folder_info = OCREngine(EngineConfig(model_dir=str(stock_folder)), lazy=True).model_info
+    stock_info = OCREngine(EngineConfig(), lazy=True).model_info
+    assert folder_info["verifier_sha256"] == named == sha256(stock_folder / "verifier.json")
+    assert stock_info["verifier_sha256"] == STOCK_VERIFIER.sha256() != named
+    off = OCREngine(EngineConfig().with_options(verify_words=False), lazy=True).model_info
+    assert off["verifier_sha256"] == ""
+    row = tables.image_row(
+        image_uri="file:///a.jpg",
+        etag="e",
+        size=1,
+        run_id="r",
+        shard=0,
+        processed_at=tables.utc_now(),
+        model_info=folder_info,
+    )
+    assert row["verifier_sha256"] == named
 
 
 def test_broken_verifier_is_refused_naming_the_file(stock_folder: Path) -> None:

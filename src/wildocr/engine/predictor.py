@@ -350,6 +350,8 @@ class OCREngine:
         that has not detected yet reports rec_* and cls_* only. det_sha256 is the hash of the file that
         runs: the int8 file itself when quantised. cls_* are empty strings when orientation is off. With a
         model folder, det_model / rec_model name the folder's files (`<folder name>/det.onnx`).
+        verifier_sha256 names the word verifier that chose the words (a folder's own, or the stock one;
+        empty with `verify_words` off): same weights with another verifier keep other words.
         """
         use_cls = self.config.use_orientation
         info = {}
@@ -362,6 +364,7 @@ class OCREngine:
             rec_sha256=models.file_sha256(self._rec_path),
             cls_model=self._cls_path.name if use_cls else "",
             cls_sha256=models.file_sha256(self._cls_path) if use_cls else "",
+            verifier_sha256=self.verifier.sha256() if self.config.verify_words else "",
         )
         return info
 

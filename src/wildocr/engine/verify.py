@@ -12,6 +12,8 @@ coefficients.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +119,15 @@ class Verifier:
 
     def to_json(self) -> dict[str, Any]:
         return {"features": list(FEATURES), "text": self.text.to_json(), "reading": self.reading.to_json()}
+
+    def to_bytes(self) -> bytes:
+        """The file a model folder holds (`verifier.json`)."""
+        return (json.dumps(self.to_json(), indent=2) + "\n").encode()
+
+    def sha256(self) -> str:
+        """What the tables record (`images.verifier_sha256`): the hash of `to_bytes`, so a folder's verifier
+        has the SHA-256 its manifest names, and the stock one a hash of its own."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     @classmethod
     def from_json(cls, obj: object) -> Verifier:

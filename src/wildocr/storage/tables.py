@@ -32,12 +32,22 @@ from wildocr.storage.objectstore import StorageOptions
 # appended at the end: files of version 1 read beside version 2 by column name, the new columns null).
 # 3: both gained `page` (1-based page of a PDF or multi-page TIFF, 1 for a photo; nullable and appended, so
 # older files read beside it with page null: `coalesce(page, 1)`). (image_uri, page) is a row's key.
-SCHEMA_VERSION = "3"
+# 4: images gained verifier_sha256 (the word verifier that kept the words: a model folder's own or the stock
+# one; nullable, appended: null in older files).
+SCHEMA_VERSION = "4"
 TABLES = ("images", "words")
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_SKIPPED = "skipped"  # same bytes already read on an earlier date (content-incremental runs)
-MODEL_KEYS = ("det_model", "det_sha256", "rec_model", "rec_sha256", "cls_model", "cls_sha256")
+MODEL_KEYS = (
+    "det_model",
+    "det_sha256",
+    "rec_model",
+    "rec_sha256",
+    "cls_model",
+    "cls_sha256",
+    "verifier_sha256",
+)
 ERROR_MAX_CHARS = 2000  # a traceback-sized message is not useful in a table cell
 
 _POINT_COLUMNS = ("x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4")  # tl, tr, br, bl (clockwise)
@@ -124,6 +134,7 @@ def _schemas() -> dict[str, Any]:
             pa.field("duplicate_of", pa.string()),  # the first copy of these bytes (see docs/tables.md)
             *PHOTO_FIELDS,
             pa.field("page", pa.int32()),  # schema version 3: 1-based page of the object (1 for a photo)
+            pa.field("verifier_sha256", pa.string()),  # schema version 4: engine.verify.Verifier.sha256
         ],
     )
 

@@ -122,7 +122,7 @@ def add_verifier(folder: Path, verifier: Verifier, fitted: dict[str, Any]) -> Pa
     except ModelFileError as exc:
         raise ValueError(str(exc)) from None
     target = folder / VERIFIER_FILE
-    _write_atomic(target, (json.dumps(verifier.to_json(), indent=2) + "\n").encode())
+    _write_atomic(target, verifier.to_bytes())
     manifest[VERIFIER_KEY] = {"file": target.name, "sha256": sha256(target), "fitted_on": fitted}
     _write_manifest(folder, manifest)
     return target
