@@ -3,7 +3,7 @@ beside today's default weights and the stock pipeline, in one invocation.
 
     python bench/finetune.py [--roles det,rec] [--max-minutes 30] [--epochs 10] [--steps-per-epoch N]
                              [--train-crops] [--model-dir DIR] [--option k=v] [--limit N] [--no-peer]
-                             [--generated N] [--work DIR] [--json OUT]
+                             [--generated N] [--work DIR] [--json OUT] [--tune-half-only]
 
 Training sees img_1-img_500 only (its validation split is carved out of them); the check half
 (img_501-img_1000) is scored once, at the end, with bench/accuracy.py's own engine run and ic15_eval.py,
@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write-docs", action="store_true", help="rewrite the generated block in docs/accuracy.md"
     )
+    ap.add_argument(
+        "--tune-half-only",
+        action="store_true",
+        help="only make WORK/tune-half (links to img_1-img_500), print its path (bench/finetune_recipe.sh)",
+    )
     args = ap.parse_args(argv)
 
     shared = shared_dir()
@@ -204,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="wildocr-finetune-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.tune_half_only:
+        print(tune_half(data, work))
+        return 0
     payload: dict = {"argv": argv if argv is not None else sys.argv[1:]}
     folder = args.model_dir
     if folder is None:

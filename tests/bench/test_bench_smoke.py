@@ -120,6 +120,24 @@ def test_finetune_trains_on_the_tune_half_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tune / "gts").iterdir()) == ["gt_img_1.txt", "gt_img_500.txt"]
 
 
+def test_finetune_recipe_gets_its_tune_half_from_the_bench(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench/finetune_recipe.sh trains on the folder `--tune-half-only` prints, and nothing else is done."""
+    data = tmp_path / "ic15"
+    for sub in ("images", "gts"):
+        (data / sub).mkdir(parents=True)
+    for n in (7, 700):
+        (data / "images" / f"img_{n}.jpg").write_bytes(b"jpeg")
+        (data / "gts" / f"gt_img_{n}.txt").write_text("1,1,9,1,9,9,1,9,A\n")
+    work = tmp_path / "work"
+    assert finetune.main(["--data", str(data), "--work", str(work), "--tune-half-only"]) == 0
+    printed = Path(capsys.readouterr().out.strip())
+    assert printed == work / "tune-half" and [p.name for p in (printed / "images").iterdir()] == ["img_7.jpg"]
+    assert sorted(p.name for p in work.iterdir()) == ["tune-half"]
+    assert "--tune-half-only" in (Path(finetune.__file__).parent / "finetune_recipe.sh").read_text()
+
+
 def test_finetune_scores_a_model_folder_beside_the_default_with_its_guards(
     no_shared: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
