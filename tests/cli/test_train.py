@@ -52,7 +52,14 @@ def test_missing_train_extra_says_what_to_install(
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--max-minutes", "0"), ("--device", "tpu"), ("--epochs", "0"), ("--val-fraction", "1.5")],
+    [
+        ("--max-minutes", "0"),
+        ("--device", "tpu"),
+        ("--epochs", "0"),
+        ("--val-fraction", "1.5"),
+        ("--blend-base", "1"),
+        ("--blend-base", "-0.5"),
+    ],
 )
 def test_bad_settings_are_refused(tmp_path: Path, flag: str, value: str) -> None:
     pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")

@@ -58,6 +58,23 @@ def test_recognizer_epochs_are_ranked_by_word_accuracy_then_loss() -> None:
     assert better({"loss": 0.5}, {"loss": 0.6}) and not better({"loss": 0.6}, {"loss": 0.5})
 
 
+def test_blend_moves_the_trained_weights_back_towards_the_base() -> None:
+    from wildocr.train.fit import blend
+    from wildocr.train.graph import load
+
+    module, _ = load(str(model_path(DET_MODEL)))
+    base = {k: v.clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(1.0)  # "trained": every weight 1 above the base
+    blend(module, base, 0.25)
+    params = {name for name, _ in module.named_parameters()}
+    assert params
+    for key, value in module.state_dict().items():
+        expected = base[key] + 0.75 if key in params else base[key]
+        assert torch.allclose(value, expected, atol=1e-6), key
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("photos")
@@ -120,6 +137,20 @@ def test_recognizer_loss_falls_and_base_folder_keeps_its_detector(
     assert manifest["models"]["det"]["sha256"] == _sha(det_folder[0] / "det.onnx")
     assert set(manifest["training"]["settings"]) == {"det", "rec"}
     assert recognizer_charset(out / "rec.onnx") == recognizer_charset(model_path(REC_MODEL))
+
+
+def test_blended_detector_folder_records_the_blend(photos: Path, tmp_path: Path) -> None:
+    settings = TrainSettings(
+        epochs=1, max_steps=4, batch_size=2, crop=128, lr=1e-4, device="cpu", blend_base=0.5
+    )
+    result = train("det", [photos], tmp_path / "blended", settings, val=[photos])
+    manifest = _check_folder(tmp_path / "blended")
+    assert result["improved"] and manifest["training"]["settings"]["det"]["blend_base"] == 0.5
+    blended = manifest["metrics"]["det_validation"]["blended"]
+    assert blended == result["blended"] and blended["loss"] < result["base"]["loss"]
+    with pytest.raises(ValueError, match="blend_base must be at least 0 and below 1"):
+        train("det", [photos], tmp_path / "no", TrainSettings(blend_base=1.0), val=[photos])
+    assert not (tmp_path / "no").exists()
 
 
 def test_word_crops_cannot_train_the_detector(tmp_path: Path) -> None:

@@ -87,6 +87,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="rec: show each training crop a little looser or tighter, blurred, recompressed or re-exposed",
     )
+    p.add_argument(
+        "--blend-base",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="the folder holds SHARE x the base weights + (1 - SHARE) x the trained ones (0.5: their mean; "
+        "default 0: the trained ones)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -102,6 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if not 0 <= args.blend_base < 1:
+        raise UsageError(f"--blend-base must be at least 0 and below 1, got {args.blend_base}")
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size or 0,
@@ -114,6 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         augment=args.augment,
+        blend_base=args.blend_base,
     )
     # A fine-tune runs for minutes to hours: its per-epoch validation is shown without --verbose.
     logging.getLogger("wildocr.train").setLevel(logging.INFO)
@@ -128,6 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary["validation_best"] = (
         result["history"][result["best_epoch"] - 1] if result["improved"] else result["base"]
     )
+    if "blended" in result:
+        summary["validation_blended"] = result["blended"]
     json.dump(summary, sys.stdout, default=str)
     sys.stdout.write("\n")
     if not result["improved"]:

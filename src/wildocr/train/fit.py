@@ -46,6 +46,7 @@ class TrainSettings:
     device: str = "auto"  # cpu | cuda | auto
     seed: int = 0
     augment: bool = False  # rec: loosen/tighten, blur, recompress and re-expose training crops
+    blend_base: float = 0.0  # share of the base weights in the folder's: 0.5 = the mean of base and trained
 
     def resolved(self, role: str) -> TrainSettings:
         return TrainSettings(
@@ -140,6 +141,21 @@ def fit(
     }
 
 
+def blend(module: torch.nn.Module, base_state: dict[str, torch.Tensor], share: float) -> None:
+    """Move the trained weights `share` of the way back to the base ones, in weight space (WiSE-FT; the
+    average of two checkpoints of one run). Both come from one base, so every point on that line is a
+    working network, and the average often keeps more of what the base knew than either end does."""
+    state = module.state_dict()
+    module.load_state_dict(
+        {
+            key: torch.lerp(value, base_state[key].to(value.device), share)
+            if value.is_floating_point()
+            else value
+            for key, value in state.items()
+        }
+    )
+
+
 def _det_parts(
     module: OnnxModule, train: Sequence[Any], val: Sequence[Any], s: TrainSettings, device: torch.device
 ) -> tuple[Callable[[int], Iterable[Batch]], Callable[[], dict[str, float]], Callable[[Batch], torch.Tensor]]:
@@ -206,6 +222,8 @@ def train(
     if role not in STOCK:
         raise ValueError(f"role must be det or rec, got {role!r}")
     s = settings.resolved(role)
+    if not 0.0 <= s.blend_base < 1.0:
+        raise ValueError(f"blend_base must be at least 0 and below 1, got {s.blend_base}")
     device = pick_device(s.device)
     random.seed(s.seed)
     np.random.seed(s.seed)
@@ -256,7 +274,12 @@ def train(
             )
         parts = _rec_parts(module, train_words, val_words, charset, s, device)
         counts = {"train_items": len(train_words), "val_items": len(val_words), "labels_skipped": skipped}
+    base_state = copy.deepcopy(module.state_dict()) if s.blend_base else None
     result = fit(module, *parts, s, device)
+    if base_state is not None and result["improved"]:
+        blend(module, base_state, s.blend_base)
+        result["blended"] = parts[1]()
+        log.info("blended with %.2f of the base weights: validation %s", s.blend_base, result["blended"])
     model = export(module, proto).SerializeToString()
     seconds = time.monotonic() - started
     training = {
@@ -275,6 +298,7 @@ def train(
             "steps": result["steps"],
             "stopped": result["stopped"],
             "history": result["history"],
+            **({"blended": result["blended"]} if "blended" in result else {}),
         }
     }
     write_model_folder(
