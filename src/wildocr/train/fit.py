@@ -1,8 +1,8 @@
 """The training loop both roles share, and `train`: data in, a model folder out.
 
 Fine-tuning, not training from scratch: a low learning rate, a validation split scored before the first
-step (the base weights' own score) and after every epoch, the best state kept (`better`), early stopping
-after `patience` epochs without gain, and a wall-clock cap (`max_minutes`). When no epoch beats the base
+step (the base weights' own score) and after every epoch, the best state kept, early stopping after
+`patience` epochs without gain, and a wall-clock cap (`max_minutes`). When no epoch beats the base
 weights on validation, the folder carries the base weights unchanged and the manifest says so.
 """
 
@@ -71,17 +71,6 @@ def pick_device(name: str) -> torch.device:
 Batch = tuple[Any, ...]
 
 
-def better(new: dict[str, float], old: dict[str, float]) -> bool:
-    """Whether validation scores `new` beat `old`: word accuracy first where there is one (rec), then the
-    loss. CTC loss also falls when right readings grow surer, and a recognizer can get there while reading
-    fewer held-out words right; the detector has its loss alone."""
-
-    def rank(scores: dict[str, float]) -> tuple[float, float]:
-        return scores.get("word_accuracy", 0.0), -scores["loss"]
-
-    return rank(new) > rank(old)
-
-
 def fit(
     module: OnnxModule,
     train_batches: Callable[[int], Iterable[Batch]],
@@ -97,7 +86,7 @@ def fit(
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     base = validate()
     log.info("validation before training: %s", base)
-    best, best_state, best_epoch = base, copy.deepcopy(module.state_dict()), 0
+    best, best_state, best_epoch = base["loss"], copy.deepcopy(module.state_dict()), 0
     history: list[dict[str, Any]] = []
     stale, steps, stopped = 0, 0, "epochs"
     for epoch in range(1, settings.epochs + 1):
@@ -119,8 +108,8 @@ def fit(
         scores = validate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, **scores})
         log.info("epoch %d: train loss %s, validation %s", epoch, history[-1]["train_loss"], scores)
-        if better(scores, best):
-            best, best_state, best_epoch, stale = scores, copy.deepcopy(module.state_dict()), epoch, 0
+        if scores["loss"] < best:
+            best, best_state, best_epoch, stale = scores["loss"], copy.deepcopy(module.state_dict()), epoch, 0
         else:
             stale += 1
         if stopped == "max-minutes":
