@@ -110,8 +110,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not 0 < args.val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    if not 0 <= args.blend_base < 1:
-        raise UsageError(f"--blend-base must be at least 0 and below 1, got {args.blend_base}")
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size or 0,
