@@ -19,6 +19,7 @@ from wildocr.cli import main
 from wildocr.engine import exif as exif_mod
 from wildocr.engine.scripts import script_of
 from wildocr.samples import PhotoExif, generate
+from wildocr.storage import tables
 
 UTC = dt.UTC
 
@@ -159,8 +160,6 @@ def test_content_incremental_run_skips_bytes_read_on_an_earlier_date(day_one):
 
 def test_old_partitions_read_with_new_ones_in_duckdb(day_one, tmp_path):
     """Schema evolution: a partition written with the version-1 schema beside version-2 ones."""
-    from wildocr.storage import tables
-
     _, _, root, _, _ = day_one
     lake = tmp_path / "lake"
     shutil.copytree(root, lake, ignore=shutil.ignore_patterns("_staging"))
@@ -324,7 +323,7 @@ def test_documents_give_one_images_row_per_page_and_words_carry_the_page(documen
         pq.read_schema(root / "images" / "dt=2026-11-27" / "part-00000.parquet").metadata[
             b"wildocr.schema_version"
         ]
-        == b"3"
+        == tables.SCHEMA_VERSION.encode()  # 3 added `page`; the writer stamps the current version
     )
     words = _page_rows(root, "words", "2026-11-27")
     for row in images[1:]:
@@ -356,7 +355,6 @@ def test_a_rerun_of_documents_never_duplicates_a_page(documents):
 def test_a_version_2_partition_reads_as_page_1_beside_version_3(documents, tmp_path):
     """Files written before `page` (schema version 2) read beside version 3 by column name: page is null
     in the files, 1 through the DuckDB views and the browser's reader (`coalesce(page, 1)`)."""
-    from wildocr.storage import tables
     from wildocr.storage.query import TableReader
 
     _, root, _ = documents
