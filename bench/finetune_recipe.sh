@@ -6,8 +6,8 @@
 #
 # Trains on the ICDAR 2015 tune half only (img_1-img_500, a folder of links that bench/finetune.py makes)
 # and on generated photos (`wildocr.samples`, seeds 7001 and 7002: not the guard set's 2024). Each step
-# writes one model folder under WORK and is skipped when that folder is already complete, so a run that was
-# stopped goes on where it was. About 80 minutes on 2 CPU cores (docs/accuracy.md has each step's time);
+# writes one model folder under WORK and leaves WORK/<step>.done when it finished; a finished step is
+# skipped, so a run that was stopped goes on where it was. About 80 minutes on 2 CPU cores (docs/accuracy.md has each step's time);
 # `--max-minutes` caps each step, so a slower machine trains fewer steps. Needs the `train` extra and
 # ../shared (or $WILDOCR_SHARED) with ic15-train/.
 set -euo pipefail

@@ -132,8 +132,8 @@ def fit(
 
 def blend(module: torch.nn.Module, base_state: dict[str, torch.Tensor], share: float) -> None:
     """Move the trained weights `share` of the way back to the base ones, in weight space (WiSE-FT; the
-    average of two checkpoints of one run). Both come from one base, so every point on that line is a
-    working network, and the average often keeps more of what the base knew than either end does."""
+    average of two checkpoints of one run). Both ends come from one network, so the blend has its
+    architecture and cost; whether it reads better is measured (the blend is validated, docs/accuracy.md)."""
     state = module.state_dict()
     module.load_state_dict(
         {
