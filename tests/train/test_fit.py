@@ -47,6 +47,23 @@ def _check_folder(folder: Path) -> dict:
     return manifest
 
 
+def test_blend_moves_the_trained_weights_back_towards_the_base() -> None:
+    from wildocr.train.fit import blend
+    from wildocr.train.graph import load
+
+    module, _ = load(str(model_path(DET_MODEL)))
+    base = {k: v.clone() for k, v in module.state_dict().items()}
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(1.0)  # "trained": every weight 1 above the base
+    blend(module, base, 0.25)
+    params = {name for name, _ in module.named_parameters()}
+    assert params
+    for key, value in module.state_dict().items():
+        expected = base[key] + 0.75 if key in params else base[key]
+        assert torch.allclose(value, expected, atol=1e-6), key
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("photos")
