@@ -65,6 +65,8 @@ SETTINGS: dict[str, dict[str, object]] = {
     "no-verify": {"verify_words": False, "min_confidence": 0.7},
     "no-symbol-split": {"split_at_symbols": False},
     "no-trim": {"trim_to_characters": False},
+    # Spaces from the arg-max only, as before 2026-12-07 (RecognizerConfig.space_prob).
+    "argmax-spaces": {"rec_space_prob": None},
     "fp32-det": {"det_precision": "fp32"},
     "no-cls": {"use_orientation": False},
     "det960": {"det_limit_side": 960},

@@ -93,6 +93,35 @@ def test_arrows_on_signs_stay_out_of_words(ocr_engine: OCREngine) -> None:
     assert any(ch in "←→↑" for t in old for ch in t), old  # what the switch changes: arrows were words
 
 
+def _tight_words(pairs: list[tuple[str, str, int]]) -> np.ndarray:
+    """A sign with one line per (first word, second word, gap in pixels), DejaVu Sans Bold at 44 px."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from wildocr.samples import font_paths
+
+    font = ImageFont.truetype(next(p for p in font_paths() if p.endswith("DejaVuSans-Bold.ttf")), 44)
+    img = Image.new("RGB", (960, 120 + 110 * len(pairs)), (40, 70, 150))
+    draw = ImageDraw.Draw(img)
+    for row, (first, second, gap) in enumerate(pairs):
+        y = 70 + 110 * row
+        draw.text((80, y), first, font=font, fill=(245, 245, 240))
+        draw.text((80 + draw.textlength(first, font=font) + gap, y), second, font=font, fill=(245, 245, 240))
+    rng = np.random.default_rng(5)
+    pixels = np.asarray(img, dtype=np.float32)[:, :, ::-1] + rng.normal(0, 4, (img.height, img.width, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def test_tightly_set_words_come_apart(ocr_engine: OCREngine) -> None:
+    """Gaps of 6-7 px between 44 px capitals: greedy CTC reads blank there, the space class has about a
+    third of the probability (RecognizerConfig.space_prob)."""
+    image = _tight_words([("BOX", "OFFICE", 6), ("PREMIUM", "GIFTS", 7)])
+    texts = [w.text for w in ocr_engine.read([image])[0].words]
+    assert {"BOX", "OFFICE", "PREMIUM", "GIFTS"} <= set(texts), texts
+    argmax_only = OCREngine(EngineConfig(device="cpu").with_options(rec_space_prob=None))
+    glued = [w.text for w in argmax_only.read([image])[0].words]
+    assert {"BOXOFFICE", "PREMIUMGIFTS"} <= set(glued), glued  # what the option changes
+
+
 def test_upside_down_photo_is_read_by_the_orientation_classifier(
     ocr_engine: OCREngine, tmp_path: Path
 ) -> None:

@@ -39,6 +39,37 @@ def test_ctc_positions_are_relative_to_content_not_padding() -> None:
     assert reading.char_positions == pytest.approx([0.5 / 10 / 0.5])
 
 
+WIDE = ["<blank>", "a", "b", "$", "4", "5", " "]  # the space is the charset's last label, as in PP-OCR
+
+
+def test_a_weak_space_between_two_words_reads_as_a_space() -> None:
+    """Tightly set words ("PREMIUMGIFTS"): blank wins the arg-max in the gap, the space still shows."""
+    idx = np.array([1, 0, 0, 2])  # a _ _ b
+    prob = np.array([0.9, 0.8, 0.7, 0.9])
+    space = np.array([0.0, 0.02, 0.3, 0.0])
+    reading = ctc_greedy_decode(idx, prob, WIDE, space=space, space_prob=0.05)
+    assert reading.text == "a b"
+    assert reading.char_positions == pytest.approx([0.5 / 4, 2.5 / 4, 3.5 / 4])  # the space at its step
+    assert reading.char_confidences == pytest.approx([0.9, 0.3, 0.9])
+    assert reading.confidence == pytest.approx(np.mean([0.9, 0.3, 0.9]))
+    assert ctc_greedy_decode(idx, prob, WIDE, space=space, space_prob=0.5).text == "ab"  # under the bar
+    assert ctc_greedy_decode(idx, prob, WIDE, space=space, space_prob=None).text == "ab"  # arg-max only
+
+
+def test_weak_spaces_never_cut_off_a_lone_symbol_or_split_digits() -> None:
+    space = np.array([0.0, 0.5, 0.0, 0.5, 0.0, 0.5, 0.0])
+    # $ _ 4 _ 5 _ a: "$" alone would be no word, "45" is one number; "45" and "a" may part
+    idx = np.array([3, 0, 4, 0, 5, 0, 1])
+    reading = ctc_greedy_decode(idx, np.ones(7), WIDE, space=space, space_prob=0.05)
+    assert reading.text == "$45 a"
+
+
+def test_a_space_read_by_the_arg_max_is_not_doubled() -> None:
+    idx = np.array([1, 6, 0, 2])  # a ␣ _ b
+    reading = ctc_greedy_decode(idx, np.ones(4), WIDE, space=np.array([0.0, 0.9, 0.4, 0.0]), space_prob=0.05)
+    assert reading.text == "a b"
+
+
 def test_bucket_width_picks_smallest_bucket_and_caps() -> None:
     buckets = (160, 320, 640)
     assert bucket_width(100, 48, buckets) == (100, 160)

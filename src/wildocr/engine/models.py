@@ -34,7 +34,7 @@ CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 
 
 # Bump when `with_device_argmax` changes the graph in a way the cache key does not record.
-ARGMAX_VERSION = "1"
+ARGMAX_VERSION = "2"
 
 
 class ModelFileError(RuntimeError):
@@ -103,10 +103,12 @@ def recognizer_charset(model: bytes | Path) -> list[str]:
 
 
 def with_device_argmax(model_path: Path) -> bytes:
-    """The recognizer with ArgMax/ReduceMax appended over the class axis.
+    """The recognizer with ArgMax/ReduceMax appended over the class axis, and the space's probability.
 
     Its softmax output is ~18,700 floats per time step (about 3 MB per crop); reducing it inside the
-    graph means only indices and maxima leave the device (GPU) or the ORT thread pool (CPU).
+    graph means only indices and maxima leave the device (GPU) or the ORT thread pool (CPU). The space
+    (the last class) comes out per step too: a word gap the arg-max reads as blank still shows there
+    (`RecognizerConfig.space_prob`).
     """
     import onnx
     from onnx import helper
@@ -120,15 +122,19 @@ def with_device_argmax(model_path: Path) -> bytes:
             helper.make_node("ReduceMax", [probs], ["ctc_prob"], axes=[2], keepdims=0)
             if model.opset_import[0].version < 18
             else helper.make_node("ReduceMax", [probs, "ctc_axes"], ["ctc_prob"], keepdims=0),
+            helper.make_node("Gather", [probs, "ctc_space_class"], ["ctc_space"], axis=2),
         ]
     )
     if model.opset_import[0].version >= 18:
         graph.initializer.append(onnx.numpy_helper.from_array(np.array([2], dtype=np.int64), "ctc_axes"))
+    # A 0-d index drops the class axis: (batch, steps). -1 is the space, the charset's last label.
+    graph.initializer.append(onnx.numpy_helper.from_array(np.array(-1, dtype=np.int64), "ctc_space_class"))
     del graph.output[:]
     graph.output.extend(
         [
             helper.make_tensor_value_info("ctc_index", onnx.TensorProto.INT64, None),
             helper.make_tensor_value_info("ctc_prob", onnx.TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("ctc_space", onnx.TensorProto.FLOAT, None),
         ]
     )
     return model.SerializeToString()

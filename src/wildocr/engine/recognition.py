@@ -38,6 +38,9 @@ class RecognizerConfig:
         fixed_batch: pad every batch to `batch_size` rows, so the network only ever sees
             len(width_buckets) shapes: worth it on GPU (no re-planning, stable cuDNN kernels), wasted
             work on CPU. None = on GPU only.
+        space_prob: a space goes between two characters where the space's probability reaches this at a
+            step between them, though blank won the arg-max there; None = the arg-max alone. Tightly set
+            words ("PREMIUMGIFTS") come out of greedy CTC with no space, the gap only a weak space.
         max_batch_width: rows x bucket width per batch at most (a wide bucket gets fewer rows):
             activations grow with both, and past a few thousand columns a bigger batch is no faster on CPU
             (docs/benchmarks.md). None = 2560 on CPU and no cap on GPU (large batches are what it
@@ -45,6 +48,7 @@ class RecognizerConfig:
     """
 
     batch_size: int = 32
+    space_prob: float | None = 0.05
     width_buckets: tuple[int, ...] = (160, 192, 224, 256, 288, 320, 384, 448, 512, 640, 960, 1280)
     fixed_batch: bool | None = None
     max_batch_width: int | None = None
@@ -91,22 +95,65 @@ def normalise_crop(crop_bgr: np.ndarray, bucket: int, out: np.ndarray) -> float:
     return content / bucket
 
 
+def weak_spaces(labels: Sequence[str], kept: np.ndarray, space: np.ndarray, threshold: float) -> list[int]:
+    """Steps between two read characters where the space reaches `threshold` without winning the arg-max.
+
+    `labels` are the read characters at the steps `kept`. A gap becomes a space only where both sides keep
+    a letter or digit (a "$" cut off "$4.20" would be no word and be dropped) and never inside a run of
+    digits (phone numbers, prices): on IC15's tune half either cut lost as much as it gained.
+    """
+    is_space = [label == " " for label in labels]
+    alnum = [label.isalnum() for label in labels]
+    count = len(labels)
+    # alnum_before[n]: a letter or digit from the last space up to n; alnum_after[n]: from n to the next.
+    alnum_before, alnum_after = [False] * count, [False] * count
+    for n in range(count):
+        alnum_before[n] = not is_space[n] and (alnum[n] or (n > 0 and alnum_before[n - 1]))
+    for n in reversed(range(count)):
+        alnum_after[n] = not is_space[n] and (alnum[n] or (n + 1 < count and alnum_after[n + 1]))
+    steps = []
+    for n in range(count - 1):
+        first, second = int(kept[n]), int(kept[n + 1])
+        if second - first < 2 or not (alnum_before[n] and alnum_after[n + 1]):
+            continue
+        if labels[n].isdigit() and labels[n + 1].isdigit():
+            continue
+        step = first + 1 + int(np.argmax(space[first + 1 : second]))
+        if space[step] >= threshold:
+            steps.append(step)
+    return steps
+
+
 def ctc_greedy_decode(
-    indices: np.ndarray, probs: np.ndarray, charset: Sequence[str], content_fraction: float = 1.0
+    indices: np.ndarray,
+    probs: np.ndarray,
+    charset: Sequence[str],
+    content_fraction: float = 1.0,
+    space: np.ndarray | None = None,
+    space_prob: float | None = 0.05,
 ) -> Reading:
     """Greedy CTC: argmax per step (given), collapse repeats, drop blank; confidence = mean kept max-prob.
 
+    With `space` (the space's probability per step) and `space_prob`, a gap between two characters whose
+    strongest space step reaches `space_prob` reads as a space (that step, its probability) too.
     Character positions are the kept steps' centres as a fraction of the crop's real (unpadded) width.
     """
-    indices = np.asarray(indices)
+    indices = np.array(indices)
+    probs = np.array(probs, dtype=np.float64)
     steps = len(indices)
     keep = indices != BLANK
     keep[1:] &= indices[1:] != indices[:-1]
     kept = np.flatnonzero(keep)
     if kept.size == 0:
         return Reading(text="", confidence=0.0)
+    if space is not None and space_prob is not None and kept.size > 1:
+        gaps = weak_spaces([charset[i] for i in indices[kept]], kept, np.asarray(space), space_prob)
+        if gaps:
+            indices[gaps] = len(charset) - 1  # the space: the charset's last label
+            probs[gaps] = np.asarray(space)[gaps]
+            kept = np.sort(np.concatenate([kept, gaps]))
     text = "".join(charset[i] for i in indices[kept])
-    step_probs = np.asarray(probs)[kept].astype(np.float64)
+    step_probs = probs[kept]
     scale = 1.0 / (steps * max(content_fraction, 1e-6))
     positions = tuple(float(min((k + 0.5) * scale, 1.0)) for k in kept)
     return Reading(
@@ -130,17 +177,19 @@ class TextRecognizer:
         self.cfg = cfg
         self.fixed_batch = on_gpu if cfg.fixed_batch is None else cfg.fixed_batch
 
-    def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        indices, probs = self.session.run(None, {self._input: batch})
-        return indices, probs
+    def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(arg-max label, its probability, the space's probability), each (rows, steps)."""
+        indices, probs, space = self.session.run(None, {self._input: batch})
+        return indices, probs, space
 
     def _read_batch(self, bucket: int, members: list[int], crops: Sequence[np.ndarray]) -> list[Reading]:
         rows = rows_per_batch(bucket, self.cfg) if self.fixed_batch else len(members)
         batch = np.zeros((rows, 3, REC_HEIGHT, bucket), dtype=np.float32)
         fractions = [normalise_crop(crops[i], bucket, batch[j]) for j, i in enumerate(members)]
-        indices, probs = self.run_batch(batch)
+        indices, probs, space = self.run_batch(batch)
         return [
-            ctc_greedy_decode(indices[j], probs[j], self.charset, fractions[j]) for j in range(len(members))
+            ctc_greedy_decode(indices[j], probs[j], self.charset, fractions[j], space[j], self.cfg.space_prob)
+            for j in range(len(members))
         ]
 
     def __call__(self, crops: Sequence[np.ndarray], map_fn: Callable = map) -> list[Reading]:
