@@ -62,6 +62,10 @@ def test_weak_spaces_never_cut_off_a_lone_symbol_or_split_digits() -> None:
     idx = np.array([3, 0, 4, 0, 5, 0, 1])
     reading = ctc_greedy_decode(idx, np.ones(7), WIDE, space=space, space_prob=0.05)
     assert reading.text == "$45 a"
+    # a _ $ _ b: one cut, not two, or the "$" between them would be a piece of its own
+    idx = np.array([1, 0, 3, 0, 2])
+    reading = ctc_greedy_decode(idx, np.ones(5), WIDE, space=np.array([0, 0.5, 0, 0.5, 0]), space_prob=0.05)
+    assert reading.text == "a $b"
 
 
 def test_a_space_read_by_the_arg_max_is_not_doubled() -> None:

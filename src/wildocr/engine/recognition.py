@@ -98,29 +98,30 @@ def normalise_crop(crop_bgr: np.ndarray, bucket: int, out: np.ndarray) -> float:
 def weak_spaces(labels: Sequence[str], kept: np.ndarray, space: np.ndarray, threshold: float) -> list[int]:
     """Steps between two read characters where the space reaches `threshold` without winning the arg-max.
 
-    `labels` are the read characters at the steps `kept`. A gap becomes a space only where both sides keep
-    a letter or digit (a "$" cut off "$4.20" would be no word and be dropped) and never inside a run of
-    digits (phone numbers, prices): on IC15's tune half either cut lost as much as it gained.
+    `labels` are the read characters at the steps `kept`. A cut is made only where the pieces on both
+    sides keep a letter or digit (a "$" cut off "$4.20" would be no word and be dropped), and never inside
+    a run of digits (phone numbers, prices); on IC15's tune half those cuts gained nothing.
     """
     is_space = [label == " " for label in labels]
     alnum = [label.isalnum() for label in labels]
     count = len(labels)
-    # alnum_before[n]: a letter or digit from the last space up to n; alnum_after[n]: from n to the next.
-    alnum_before, alnum_after = [False] * count, [False] * count
-    for n in range(count):
-        alnum_before[n] = not is_space[n] and (alnum[n] or (n > 0 and alnum_before[n - 1]))
+    # alnum_after[n]: a letter or digit from n up to the next space read.
+    alnum_after = [False] * count
     for n in reversed(range(count)):
         alnum_after[n] = not is_space[n] and (alnum[n] or (n + 1 < count and alnum_after[n + 1]))
     steps = []
+    piece_alnum = False  # a letter or digit since the last space or cut
     for n in range(count - 1):
+        piece_alnum = not is_space[n] and (piece_alnum or alnum[n])
         first, second = int(kept[n]), int(kept[n + 1])
-        if second - first < 2 or not (alnum_before[n] and alnum_after[n + 1]):
+        if second - first < 2 or not (piece_alnum and alnum_after[n + 1]):
             continue
         if labels[n].isdigit() and labels[n + 1].isdigit():
             continue
         step = first + 1 + int(np.argmax(space[first + 1 : second]))
         if space[step] >= threshold:
             steps.append(step)
+            piece_alnum = False
     return steps
 
 
