@@ -131,7 +131,7 @@ def ctc_greedy_decode(
     charset: Sequence[str],
     content_fraction: float = 1.0,
     space: np.ndarray | None = None,
-    space_prob: float | None = 0.05,
+    space_prob: float | None = None,
 ) -> Reading:
     """Greedy CTC: argmax per step (given), collapse repeats, drop blank; confidence = mean kept max-prob.
 
@@ -139,8 +139,8 @@ def ctc_greedy_decode(
     strongest space step reaches `space_prob` reads as a space (that step, its probability) too.
     Character positions are the kept steps' centres as a fraction of the crop's real (unpadded) width.
     """
-    indices = np.array(indices)
-    probs = np.array(probs, dtype=np.float64)
+    indices = np.asarray(indices)
+    probs = np.asarray(probs, dtype=np.float64)
     steps = len(indices)
     keep = indices != BLANK
     keep[1:] &= indices[1:] != indices[:-1]
@@ -149,7 +149,8 @@ def ctc_greedy_decode(
         return Reading(text="", confidence=0.0)
     if space is not None and space_prob is not None and kept.size > 1:
         gaps = weak_spaces([charset[i] for i in indices[kept]], kept, np.asarray(space), space_prob)
-        if gaps:
+        if gaps:  # copies: the caller's batch arrays stay as the network wrote them
+            indices, probs = indices.copy(), probs.copy()
             indices[gaps] = len(charset) - 1  # the space: the charset's last label
             probs[gaps] = np.asarray(space)[gaps]
             kept = np.sort(np.concatenate([kept, gaps]))
