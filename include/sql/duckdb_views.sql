@@ -10,23 +10,33 @@
 -- staging area ROOT/_staging is outside ROOT/images and ROOT/words.
 -- union_by_name: partitions written before a column was added (schema version 1: no sha256, EXIF or
 -- script columns) read beside newer ones, the missing columns NULL. Files older than schema version 3
--- have no `page`: they hold photos, so the views read it as coalesce(page, 1) (a lake with no version-3
--- file yet has no `page` at all: drop the REPLACE clause there).
+-- have no `page`: they hold photos, so the views read it as coalesce(page, 1). The empty branch joined
+-- BY NAME gives the views a `page` column even where no file has one yet (a lake of older files only).
 
 CREATE OR REPLACE VIEW images AS
 SELECT * REPLACE (coalesce(page, 1)::INTEGER AS page)
-FROM read_parquet(
-    getvariable('wildocr_root') || '/images/*/*.parquet',
-    hive_partitioning = true,
-    hive_types = {'dt': DATE},
-    union_by_name = true
+FROM (
+    SELECT *
+    FROM read_parquet(
+        getvariable('wildocr_root') || '/images/*/*.parquet',
+        hive_partitioning = true,
+        hive_types = {'dt': DATE},
+        union_by_name = true
+    )
+    UNION ALL BY NAME
+    SELECT NULL::INTEGER AS page WHERE false
 );
 
 CREATE OR REPLACE VIEW words AS
 SELECT * REPLACE (coalesce(page, 1)::INTEGER AS page)
-FROM read_parquet(
-    getvariable('wildocr_root') || '/words/*/*.parquet',
-    hive_partitioning = true,
-    hive_types = {'dt': DATE},
-    union_by_name = true
+FROM (
+    SELECT *
+    FROM read_parquet(
+        getvariable('wildocr_root') || '/words/*/*.parquet',
+        hive_partitioning = true,
+        hive_types = {'dt': DATE},
+        union_by_name = true
+    )
+    UNION ALL BY NAME
+    SELECT NULL::INTEGER AS page WHERE false
 );

@@ -352,9 +352,10 @@ def test_a_rerun_of_documents_never_duplicates_a_page(documents):
     assert n_words == sum(r["n_words"] for r in after)
 
 
-def test_a_version_2_partition_reads_as_page_1_beside_version_3(documents, tmp_path):
+def test_version_2_partitions_read_as_page_1_beside_version_3_and_alone(documents, tmp_path):
     """Files written before `page` (schema version 2) read beside version 3 by column name: page is null
-    in the files, 1 through the DuckDB views and the browser's reader (`coalesce(page, 1)`)."""
+    in the files, 1 through the DuckDB views and the browser's reader (`coalesce(page, 1)`); and so does
+    a lake that holds version-2 files only, where no file has a `page` column for the views to replace."""
     from wildocr.storage.query import TableReader
 
     _, root, _ = documents
@@ -396,3 +397,17 @@ def test_a_version_2_partition_reads_as_page_1_beside_version_3(documents, tmp_p
     hits = reader.search(reader.words("2026-11-27", third.image_uri, page=3)[0].text, dt="2026-11-27")
     assert any(h.image_uri == third.image_uri and h.page == 3 for h in hits)
     assert int(tables.SCHEMA_VERSION) >= 3  # the version that added `page`, or a later one
+
+    # A lake of version-2 files only (no file has `page` at all) reads the same way.
+    only_old = tmp_path / "old-lake"
+    for table in ("images", "words"):
+        shutil.copytree(lake / table / "dt=2026-11-20", only_old / table / "dt=2026-11-20")
+    con.execute(f"SET VARIABLE wildocr_root = '{only_old}'")
+    con.execute((Path(__file__).parents[2] / "include" / "sql" / "duckdb_views.sql").read_text())
+    assert con.sql("SELECT count(*), count(*) FILTER (page = 1) FROM images").fetchall() == [(5, 5)]
+    n_words = con.sql("SELECT count(*) FROM words").fetchall()[0][0]
+    assert n_words > 0
+    assert con.sql("SELECT count(*) FROM words WHERE page = 1").fetchall()[0][0] == n_words
+    assert con.sql("SELECT typeof(page) FROM images LIMIT 1").fetchall() == [("INTEGER",)]
+    entries, total = TableReader(str(only_old)).images("2026-11-20")
+    assert total == 5 and {e.page for e in entries} == {1}
