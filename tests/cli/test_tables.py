@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from tests.helpers import HOSTILE, photo_bytes, raw_exif
+from tests.helpers import HOSTILE, connect, photo_bytes, raw_exif
 from wildocr.cli import main
 from wildocr.engine import exif as exif_mod
 from wildocr.engine.scripts import script_of
@@ -402,8 +402,7 @@ def test_version_2_partitions_read_as_page_1_beside_version_3_and_alone(document
     only_old = tmp_path / "old-lake"
     for table in ("images", "words"):
         shutil.copytree(lake / table / "dt=2026-11-20", only_old / table / "dt=2026-11-20")
-    con.execute(f"SET VARIABLE wildocr_root = '{only_old}'")
-    con.execute((Path(__file__).parents[2] / "include" / "sql" / "duckdb_views.sql").read_text())
+    con = connect(str(only_old))
     assert con.sql("SELECT count(*), count(*) FILTER (page = 1) FROM images").fetchall() == [(5, 5)]
     n_words = con.sql("SELECT count(*) FROM words").fetchall()[0][0]
     assert n_words > 0
