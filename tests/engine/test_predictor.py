@@ -11,8 +11,10 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -21,6 +23,9 @@ from shapely.geometry import Polygon
 from include.sample_data import generate
 from wildocr.engine import EngineConfig, OCREngine, decode_image
 from wildocr.engine.backends import SessionOptions
+
+if TYPE_CHECKING:
+    from PIL import ImageDraw, ImageFont
 
 
 def _iou(a, b) -> float:
@@ -55,33 +60,40 @@ def test_reads_small_blurred_tilted_text(ocr_engine: OCREngine, tmp_path: Path) 
     assert rate >= 0.85, misses
 
 
-def _sign(lines: list[str]) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
-    """A blue sign with white lines of text (DejaVu Sans Bold, which has arrows), and the x extent of
-    every drawn arrow."""
+def _sign(height: int, write: Callable[[ImageDraw.ImageDraw, ImageFont.FreeTypeFont], None]) -> np.ndarray:
+    """A 960-px-wide blue sign, `write` drawing its white text in DejaVu Sans Bold at 44 px (a font with
+    arrows), as a camera gives it: BGR with a little sensor noise (a fixed seed)."""
     from PIL import Image, ImageDraw, ImageFont
 
     from wildocr.samples import font_paths
 
-    font_file = next(p for p in font_paths() if p.endswith("DejaVuSans-Bold.ttf"))
-    font = ImageFont.truetype(font_file, 44)
-    img = Image.new("RGB", (960, 540), (40, 70, 150))
-    draw = ImageDraw.Draw(img)
-    arrows: dict[str, tuple[float, float]] = {}
-    for row, text in enumerate(lines):
-        x, y = 80, 80 + 110 * row
-        draw.text((x, y), text, font=font, fill=(245, 245, 240))
-        for i, ch in enumerate(text):
-            if ch in "←→↑":
-                left = x + draw.textlength(text[:i], font=font)
-                arrows[text] = (left, left + draw.textlength(ch, font=font))
+    font = ImageFont.truetype(next(p for p in font_paths() if p.endswith("DejaVuSans-Bold.ttf")), 44)
+    img = Image.new("RGB", (960, height), (40, 70, 150))
+    write(ImageDraw.Draw(img), font)
     rng = np.random.default_rng(5)
-    pixels = np.asarray(img, dtype=np.float32)[:, :, ::-1] + rng.normal(0, 4, (540, 960, 3))
-    return np.clip(pixels, 0, 255).astype(np.uint8), arrows
+    pixels = np.asarray(img, dtype=np.float32)[:, :, ::-1] + rng.normal(0, 4, (height, 960, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def _arrow_sign(lines: list[str]) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    """A sign with one line of text per item, and the x extent of every drawn arrow."""
+    arrows: dict[str, tuple[float, float]] = {}
+
+    def write(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont) -> None:
+        for row, text in enumerate(lines):
+            x, y = 80, 80 + 110 * row
+            draw.text((x, y), text, font=font, fill=(245, 245, 240))
+            for i, ch in enumerate(text):
+                if ch in "←→↑":
+                    left = x + draw.textlength(text[:i], font=font)
+                    arrows[text] = (left, left + draw.textlength(ch, font=font))
+
+    return _sign(540, write), arrows
 
 
 def test_arrows_on_signs_stay_out_of_words(ocr_engine: OCREngine) -> None:
     """Sign arrows read as characters ("←Bus", "EXIT →") are dropped and kept out of the word boxes."""
-    image, arrows = _sign(["←Bus Stop", "EXIT →", "↑ Toilet"])
+    image, arrows = _arrow_sign(["←Bus Stop", "EXIT →", "↑ Toilet"])
     words = ocr_engine.read([image])[0].words
     texts = [w.text for w in words]
     assert {"Bus", "Stop", "EXIT", "Toilet"} <= set(texts), texts
@@ -94,21 +106,16 @@ def test_arrows_on_signs_stay_out_of_words(ocr_engine: OCREngine) -> None:
 
 
 def _tight_words(pairs: list[tuple[str, str, int]]) -> np.ndarray:
-    """A sign with one line per (first word, second word, gap in pixels), DejaVu Sans Bold at 44 px."""
-    from PIL import Image, ImageDraw, ImageFont
+    """A sign with one line per (first word, second word, gap in pixels)."""
 
-    from wildocr.samples import font_paths
+    def write(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont) -> None:
+        for row, (first, second, gap) in enumerate(pairs):
+            y = 70 + 110 * row
+            draw.text((80, y), first, font=font, fill=(245, 245, 240))
+            x = 80 + draw.textlength(first, font=font) + gap
+            draw.text((x, y), second, font=font, fill=(245, 245, 240))
 
-    font = ImageFont.truetype(next(p for p in font_paths() if p.endswith("DejaVuSans-Bold.ttf")), 44)
-    img = Image.new("RGB", (960, 120 + 110 * len(pairs)), (40, 70, 150))
-    draw = ImageDraw.Draw(img)
-    for row, (first, second, gap) in enumerate(pairs):
-        y = 70 + 110 * row
-        draw.text((80, y), first, font=font, fill=(245, 245, 240))
-        draw.text((80 + draw.textlength(first, font=font) + gap, y), second, font=font, fill=(245, 245, 240))
-    rng = np.random.default_rng(5)
-    pixels = np.asarray(img, dtype=np.float32)[:, :, ::-1] + rng.normal(0, 4, (img.height, img.width, 3))
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    return _sign(120 + 110 * len(pairs), write)
 
 
 def test_tightly_set_words_come_apart(ocr_engine: OCREngine) -> None:
