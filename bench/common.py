@@ -24,14 +24,14 @@ import numpy as np
 
 from wildocr.pipeline.loader import chunked as chunked  # one chunking rule, the pipeline's
 
-# The ground-truth reader training uses; ic15_eval.py's rule for comparing transcriptions and its
-# polygons, as the verifier's fit labels words (kept identical: the recognition-only score must mean the
-# same thing as the end-to-end one).
+# The ground-truth reader training uses, and ic15_eval.py's rules (transcriptions, polygons, the
+# dictionary) as training and the verifier's fit apply them (train/score.py: one home, so that the
+# recognition-only score means the same thing as the end-to-end one).
 from wildocr.train.data import read_icdar_gt as read_icdar_gt
-from wildocr.train.verifier import OUTER_PUNCTUATION as SPECIAL
-from wildocr.train.verifier import comparable_text as clean_text  # noqa: F401 (re-export)
-from wildocr.train.verifier import polygon as polygon
-from wildocr.train.verifier import polygon_iou as polygon_iou
+from wildocr.train.score import comparable_text as clean_text  # noqa: F401 (re-export)
+from wildocr.train.score import in_dictionary as in_dictionary
+from wildocr.train.score import polygon as polygon
+from wildocr.train.score import polygon_iou as polygon_iou
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -73,19 +73,6 @@ def image_number(path: Path) -> int | None:
 
 def gt_path(gt_dir: Path, image: Path) -> Path:
     return gt_dir / f"gt_{image.stem}.txt"
-
-
-# -- ground truth and text rules ----------------------------------------------------------------------
-def in_dictionary(text: str) -> bool:
-    """ic15_eval.py's end-to-end 'care' rule: >= 3 Latin letters, no inner punctuation."""
-    t = text[:-2] if text[-2:] in ("'s", "'S") else text
-    t = t.strip("-")
-    for c in SPECIAL:
-        t = t.replace(c, " ")
-    t = t.strip()
-    if " " in t or len(t) < 3:
-        return False
-    return all((ch.isalpha() and ord(ch) < 0x400) or ch == "-" for ch in t)
 
 
 # -- reading images the way the pipeline does ---------------------------------------------------------

@@ -309,11 +309,12 @@ def training_lines(folder: Path) -> str:
         base, best = val.get("base") or {}, val.get("best") or {}
         scores = ", ".join(
             f"{k.replace('_', ' ')} {base[k]:.3f} -> {best.get(k, float('nan')):.3f}"
-            for k in ("loss", "word_accuracy")
+            for k in ("loss", "word_accuracy", "det_hmean", "e2e_hmean")
             if k in base
         )
+        kept_by = f" by {val['selected_by']}" if "selected_by" in val else ""
         lines.append(
-            f"- {role}: {shown}; {val.get('steps')} steps, best epoch {val.get('best_epoch')}, "
+            f"- {role}: {shown}; {val.get('steps')} steps, best epoch {val.get('best_epoch')}{kept_by}, "
             f"stopped by {val.get('stopped')}; validation {scores}"
         )
     if "seconds" in training:

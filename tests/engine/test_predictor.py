@@ -329,6 +329,22 @@ def test_a_model_folder_detector_is_the_one_that_runs(photos, tmp_path: Path) ->
     assert quantize.int8_path(lowered / "det.onnx") != quantize.int8_path(stock._det_path)
 
 
+def test_a_detector_session_given_to_the_engine_is_the_one_that_runs(photos, tmp_path: Path) -> None:
+    """Training reads its held-out photos through a session of weights it has not written yet: the
+    engine detects with that session as it would with the same weights in a model folder."""
+    from tests.helpers import model_folder
+    from wildocr.engine import backends
+
+    lowered = model_folder(tmp_path / "lowered", det_bias_shift=-2.0)
+    config = EngineConfig(device="cpu").with_options(det_precision="fp32")
+    from_folder = OCREngine(replace(config, model_dir=str(lowered)))
+    session = backends.create_session((lowered / "det.onnx").read_bytes(), SessionOptions())
+    given = OCREngine(config, detector_session=session)
+    assert _read_words(given, photos) == _read_words(from_folder, photos)
+    assert _read_words(given, photos) != _read_words(OCREngine(config), photos)
+    assert "det_sha256" not in given.model_info  # no file runs: the rows could not name one
+
+
 class _Counting:
     """A real session that counts its calls (which of the detector's two sessions ran)."""
 

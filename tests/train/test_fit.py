@@ -64,6 +64,44 @@ def test_blend_moves_the_trained_weights_back_towards_the_base() -> None:
         assert torch.allclose(value, expected, atol=1e-6), key
 
 
+def _scripted_fit(criterion: str, scores: list[dict[str, float]]) -> dict:
+    """`fit` on a one-weight module whose validation returns `scores` in turn (the base first)."""
+    from wildocr.train.fit import fit
+
+    module = torch.nn.Linear(1, 1)
+    calls = iter(scores)
+
+    def step_loss(batch: tuple) -> torch.Tensor:
+        return (module(batch[0]) ** 2).mean()
+
+    settings = TrainSettings(epochs=len(scores) - 1, patience=9, lr=1e-3, select_by=criterion)
+    batches = [(torch.ones(2, 1),)]
+    return fit(module, lambda epoch: batches, lambda: next(calls), step_loss, settings, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_the_kept_epoch_is_the_best_by_the_chosen_score() -> None:
+    """The map loss falls every epoch while the photos read best after epoch 1: each criterion keeps its
+    own best epoch (loss lower, hmean higher), and a later tie does not replace an earlier best."""
+    scores = [
+        {"loss": 0.60, "hmean": 0.70},
+        {"loss": 0.55, "hmean": 0.74},
+        {"loss": 0.52, "hmean": 0.72},
+        {"loss": 0.50, "hmean": 0.74},
+    ]
+    assert _scripted_fit("hmean", scores)["best_epoch"] == 1
+    assert _scripted_fit("loss", scores)["best_epoch"] == 3
+    worse = [{"loss": 0.60, "hmean": 0.70}, {"loss": 0.50, "hmean": 0.69}]
+    assert not _scripted_fit("hmean", worse)["improved"]
+
+
+def test_selection_scores_are_checked_per_role() -> None:
+    assert TrainSettings().resolved("det").select_by == "hmean"
+    assert TrainSettings().resolved("rec").select_by == "loss"
+    assert TrainSettings(select_by="loss").resolved("det").select_by == "loss"
+    with pytest.raises(ValueError, match="rec: --select-by must be auto or one of loss, word_accuracy"):
+        TrainSettings(select_by="hmean").resolved("rec")
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("photos")
@@ -87,6 +125,11 @@ def test_detector_folder_validates(det_folder: tuple[Path, dict]) -> None:
     assert set(manifest["models"]) == {"det"}
     validation = manifest["metrics"]["det_validation"]
     assert validation["base"] == result["base"] and validation["improved"] == result["improved"]
+    # Kept by the held-out photos read whole (the default), with the map loss recorded beside it.
+    assert result["selected_by"] == validation["selected_by"] == "hmean"
+    for scores in (result["base"], *result["history"]):
+        assert {"loss", "hmean", "det_hmean", "e2e_hmean", "det_recall", "e2e_precision"} <= set(scores)
+    assert result["base"]["det_recall"] > 0.5  # the stock weights read the generated photos
     assert manifest["training"]["data"][0]["kind"] == "jsonl"
     # Same graph as the stock file: ONNX Runtime runs it with the stock input/output names.
     session = ort.InferenceSession(str(out / "det.onnx"), providers=["CPUExecutionProvider"])
@@ -140,6 +183,20 @@ def test_blended_detector_folder_records_the_blend(photos: Path, tmp_path: Path)
     with pytest.raises(ValueError, match="blend_base must be at least 0 and below 1"):
         train("det", [photos], tmp_path / "no", TrainSettings(blend_base=1.0), val=[photos])
     assert not (tmp_path / "no").exists()
+
+
+def test_photos_without_a_readable_word_cannot_pick_the_epoch(photos: Path, tmp_path: Path) -> None:
+    """Held-out photos whose words are all `###` give every epoch hmean 0: a clear error, not a folder
+    that silently keeps the base weights."""
+    lines = [json.loads(line) for line in photos.read_text().splitlines()]
+    for line in lines:
+        line["image"] = str(photos.parent / line["image"])
+        line["words"] = [{**word, "text": "###"} for word in line["words"]]
+    unreadable = tmp_path / "unreadable.jsonl"
+    unreadable.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(TrainDataError, match=r"no readable word to score .*--select-by loss"):
+        train("det", [photos], tmp_path / "out", TrainSettings(device="cpu"), val=[unreadable])
+    assert not (tmp_path / "out").exists()
 
 
 def test_word_crops_cannot_train_the_detector(tmp_path: Path) -> None:

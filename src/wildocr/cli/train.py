@@ -95,6 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the folder holds SHARE x the base weights + (1 - SHARE) x the trained ones (0.5: their mean; "
         "default 0: the trained ones)",
     )
+    p.add_argument(
+        "--select-by",
+        default="auto",
+        metavar="SCORE",
+        help="the validation score that keeps an epoch. det: hmean (default: the mean of the held-out "
+        "photos' detection and end-to-end hmeans, the engine reading them whole), det_hmean, e2e_hmean or "
+        "loss (the DB map loss on training windows); rec: loss (default) or word_accuracy",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -123,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         augment=args.augment,
         blend_base=args.blend_base,
+        select_by=args.select_by,
     )
     # A fine-tune runs for minutes to hours: its per-epoch validation is shown without --verbose.
     logging.getLogger("wildocr.train").setLevel(logging.INFO)
@@ -132,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except (TrainDataError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    summary = {k: result[k] for k in ("out", "file", "improved", "best_epoch", "steps", "stopped", "seconds")}
+    keys = ("out", "file", "selected_by", "improved", "best_epoch", "steps", "stopped", "seconds")
+    summary = {k: result[k] for k in keys}
     summary["validation_base"] = result["base"]
     summary["validation_best"] = (
         result["history"][result["best_epoch"] - 1] if result["improved"] else result["base"]

@@ -192,6 +192,9 @@ class OCREngine:
         session_options: ONNX Runtime memory and thread settings to start from (`backends.SessionOptions`;
             its defaults when None). Device, threads, backend and streams always come from `config`; this
             is for measurements, not for users.
+        detector_session: detect with this session instead of the model file's. Training reads its
+            held-out photos with the weights of each epoch this way, without writing a file
+            (train/fit.py); not for users either.
 
     Raises:
         ModelFileError: a model file is missing or unreadable (at once unless `lazy`).
@@ -204,8 +207,10 @@ class OCREngine:
         *,
         lazy: bool = False,
         session_options: backends.SessionOptions | None = None,
+        detector_session: backends.Session | None = None,
     ) -> None:
         self.config = config or EngineConfig()
+        self._detector_session = detector_session
         on_gpu = backends.available_providers(self.config.device)[0] == "CUDAExecutionProvider"
         plan = thread_plan(self.config, on_gpu)
         self.workers, threads = plan["workers"], plan["threads"]
@@ -291,7 +296,10 @@ class OCREngine:
     def detector(self) -> TextDetector:
         if self._detector is None:
             with self._load_lock:
-                if self._detector is None:
+                if self._detector is None and self._detector_session is not None:
+                    slotted = _Slotted(self._detector_session, self._slots)
+                    self._detector = TextDetector(slotted, self.config.detector)
+                elif self._detector is None:
                     model = self._detector_model()
                     wide = backends.create_session(model, self._det_options)
                     if self._det_options.intra_op_threads > self._options.intra_op_threads and (

@@ -4,6 +4,11 @@ Fine-tuning, not training from scratch: a low learning rate, a validation split 
 step (the base weights' own score) and after every epoch, the best state kept, early stopping after
 `patience` epochs without gain, and a wall-clock cap (`max_minutes`). When no epoch beats the base
 weights on validation, the folder carries the base weights unchanged and the manifest says so.
+
+What "best" means is `select_by`. A detector is judged as the product is: the engine reads the held-out
+photos whole with the weights being trained and they are scored as ICDAR 2015 scores them (train/score.py);
+the DB map loss on training windows can fall while the photos read worse (docs/accuracy.md, det-960). A
+recognizer is judged by its CTC loss on the held-out words (their word accuracy is recorded beside it).
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
+from wildocr.engine import EngineConfig, OCREngine, backends
 from wildocr.engine.models import DET_MODEL, REC_MODEL, model_path, recognizer_charset
+from wildocr.engine.verify import STOCK_VERIFIER
 from wildocr.train import det, rec
-from wildocr.train.data import TrainDataError, load_dataset, split
+from wildocr.train.data import Photo, TrainDataError, load_dataset, split
 from wildocr.train.folder import ROLE_FILES, read_manifest, write_model_folder
 from wildocr.train.graph import OnnxModule, export, load
+from wildocr.train.score import read_and_score
 
 log = logging.getLogger(__name__)
 STOCK = {"det": DET_MODEL, "rec": REC_MODEL}
@@ -47,15 +56,31 @@ class TrainSettings:
     seed: int = 0
     augment: bool = False  # rec: loosen/tighten, blur, recompress and re-expose training crops
     blend_base: float = 0.0  # share of the base weights in the folder's: 0.5 = the mean of base and trained
+    select_by: str = "auto"  # the validation score that keeps an epoch: SELECT_BY[role] (auto: the first)
 
     def resolved(self, role: str) -> TrainSettings:
+        choices = SELECT_BY[role]
+        if self.select_by != "auto" and self.select_by not in choices:
+            raise ValueError(
+                f"{role}: --select-by must be auto or one of {', '.join(choices)}, not {self.select_by!r}"
+            )
         return TrainSettings(
             **{
                 **asdict(self),
                 "batch_size": self.batch_size or (4 if role == "det" else 64),
                 "lr": self.lr or (1e-4 if role == "det" else 1e-5),
+                "select_by": choices[0] if self.select_by == "auto" else self.select_by,
             }
         )
+
+
+# Validation scores an epoch can be kept by, per role, the default first. `loss` is the lower the better,
+# the others the higher. det `hmean` = the mean of the held-out photos' detection and end-to-end hmeans.
+SELECT_BY = {"det": ("hmean", "det_hmean", "e2e_hmean", "loss"), "rec": ("loss", "word_accuracy")}
+
+
+def improves(score: float, best: float, criterion: str) -> bool:
+    return score < best if criterion == "loss" else score > best
 
 
 def pick_device(name: str) -> torch.device:
@@ -86,7 +111,8 @@ def fit(
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     base = validate()
     log.info("validation before training: %s", base)
-    best, best_state, best_epoch = base["loss"], copy.deepcopy(module.state_dict()), 0
+    criterion = settings.select_by
+    best, best_state, best_epoch = base[criterion], copy.deepcopy(module.state_dict()), 0
     history: list[dict[str, Any]] = []
     stale, steps, stopped = 0, 0, "epochs"
     for epoch in range(1, settings.epochs + 1):
@@ -108,8 +134,9 @@ def fit(
         scores = validate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, **scores})
         log.info("epoch %d: train loss %s, validation %s", epoch, history[-1]["train_loss"], scores)
-        if scores["loss"] < best:
-            best, best_state, best_epoch, stale = scores["loss"], copy.deepcopy(module.state_dict()), epoch, 0
+        if improves(scores[criterion], best, criterion):
+            best, best_epoch, stale = scores[criterion], epoch, 0
+            best_state = copy.deepcopy(module.state_dict())
         else:
             stale += 1
         if stopped == "max-minutes":
@@ -120,6 +147,7 @@ def fit(
     module.load_state_dict(best_state)
     module.eval()
     return {
+        "selected_by": criterion,
         "base": base,
         "history": history,
         "best_epoch": best_epoch,
@@ -146,7 +174,13 @@ def blend(module: torch.nn.Module, base_state: dict[str, torch.Tensor], share: f
 
 
 def _det_parts(
-    module: OnnxModule, train: Sequence[Any], val: Sequence[Any], s: TrainSettings, device: torch.device
+    module: OnnxModule,
+    train: Sequence[Photo],
+    val: Sequence[Photo],
+    proto: onnx.ModelProto,
+    base: Path | None,
+    s: TrainSettings,
+    device: torch.device,
 ) -> tuple[Callable[[int], Iterable[Batch]], Callable[[], dict[str, float]], Callable[[Batch], torch.Tensor]]:
     def batches(epoch: int) -> Iterable[Batch]:
         return det.batches(train, s.batch_size, np.random.default_rng([s.seed, epoch]), s.crop)
@@ -162,9 +196,22 @@ def _det_parts(
             for batch in det.batches(val, s.batch_size, np.random.default_rng([s.seed, 0]), s.crop):
                 total += float(step_loss(batch)) * len(batch[0])
                 n += len(batch[0])
-        return {"loss": total / max(n, 1)}
+        reader = validation_reader(export(module, proto).SerializeToString(), base)
+        return {"loss": total / max(n, 1), **read_and_score(reader, val)}
 
     return batches, validate, step_loss
+
+
+def validation_reader(detector: bytes, base: Path | None) -> OCREngine:
+    """The engine a detector's validation reads photos with: `detector` (the weights being trained,
+    exported as the folder will hold them, fp32) and the rest as the folder being written will have it:
+    the base folder's recognizer, and the stock verifier (a new detector's folder carries no verifier)."""
+    engine = OCREngine(
+        EngineConfig(model_dir=str(base) if base is not None else None),
+        detector_session=backends.create_session(detector, backends.SessionOptions()),
+    )
+    engine.verifier = STOCK_VERIFIER
+    return engine
 
 
 def _rec_parts(
@@ -238,7 +285,12 @@ def train(
             train_items, val_items = split(photos, s.val_fraction, s.seed)
         if not val_items:
             raise TrainDataError("no validation photos: give --val, or two or more training photos")
-        parts = _det_parts(module, train_items, val_items, s, device)
+        if s.select_by != "loss" and not any(not w.ignore for p in val_items for w in p.words):
+            raise TrainDataError(
+                f"--select-by {s.select_by}: the validation photos have no readable word to score "
+                "(give --val photos with annotated words, or --select-by loss)"
+            )
+        parts = _det_parts(module, train_items, val_items, proto, base, s, device)
         counts = {"train_items": len(train_items), "val_items": len(val_items)}
     else:
         charset = rec.Charset(recognizer_charset(base_file))
@@ -282,6 +334,7 @@ def train(
         f"{role}_validation": {
             "base": result["base"],
             "best": (result["history"][result["best_epoch"] - 1] if result["improved"] else result["base"]),
+            "selected_by": result["selected_by"],
             "best_epoch": result["best_epoch"],
             "improved": result["improved"],
             "steps": result["steps"],

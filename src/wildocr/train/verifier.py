@@ -23,30 +23,10 @@ from wildocr.engine.types import Word
 from wildocr.engine.verify import FEATURES, LogisticModel, Verifier
 from wildocr.train.data import Photo, WordBox, load_dataset, read_pixels
 from wildocr.train.folder import add_verifier
+from wildocr.train.score import comparable_text, polygon, polygon_iou
 
-# ICDAR 2015's end-to-end rule: readings are compared in upper case with these stripped from both ends.
-OUTER_PUNCTUATION = "'!?.:,*\"()·[]/"
 # Ridge on standardised features: 9 weights per model for a few thousand labelled words.
 L2 = 1.0
-
-
-def comparable_text(text: str) -> str:
-    """A reading as ICDAR 2015 compares it: outer punctuation stripped, upper case."""
-    return text.strip(OUTER_PUNCTUATION).upper()
-
-
-def polygon(points: Any) -> Any:
-    """A shapely polygon as ICDAR scoring builds it (a self-intersecting quad repaired with buffer(0))."""
-    from shapely.geometry import Polygon
-
-    poly = Polygon(points)
-    return poly if poly.is_valid else poly.buffer(0)
-
-
-def polygon_iou(a: Any, b: Any) -> float:
-    inter = a.intersection(b).area
-    union = a.area + b.area - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def label(words: Sequence[Word], annotated: Sequence[WordBox]) -> list[tuple[int, int] | None]:
