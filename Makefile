@@ -43,7 +43,7 @@ lint: setup
 bench-accuracy: setup
 	$(BIN)/python bench/accuracy.py
 
-finetune: setup  ## docs/accuracy.md's fine-tune recipe on the IC15 tune half (extra `train`, ~80 min on 2 cores), scored beside the stock weights
+finetune: setup  ## docs/accuracy.md's fine-tune recipe on the IC15 tune half (extra `train`, ~90 min on 2 cores), scored beside the stock weights
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS),train]"
 	BIN=$(BIN) bash bench/finetune_recipe.sh $(FINETUNE_WORK)
 
