@@ -59,13 +59,21 @@ def test_missing_train_extra_says_what_to_install(
         ("--val-fraction", "1.5"),
         ("--blend-base", "1"),
         ("--blend-base", "-0.5"),
+        ("--ema", "1"),
+        ("--ema", "-0.1"),
+        ("--select-by", "hmean"),  # a detector's score: rec has no photos read whole
     ],
 )
-def test_bad_settings_are_refused(tmp_path: Path, flag: str, value: str) -> None:
+def test_bad_settings_are_refused(
+    tmp_path: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before any data is read (the folder is empty), with the setting named."""
     pytest.importorskip("torch", reason="the 'train' extra (PyTorch) is not installed")
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "rec", "--data", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
     assert exit_info.value.code == 2
+    name = flag.lstrip("-")
+    assert name in capsys.readouterr().err.replace("_", "-")
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -64,19 +65,50 @@ def test_blend_moves_the_trained_weights_back_towards_the_base() -> None:
         assert torch.allclose(value, expected, atol=1e-6), key
 
 
-def _scripted_fit(criterion: str, scores: list[dict[str, float]]) -> dict:
-    """`fit` on a one-weight module whose validation returns `scores` in turn (the base first)."""
+def _scripted_fit(
+    criterion: str, scores: list[dict[str, float]], module: torch.nn.Module | None = None, ema: float = 0.0
+) -> dict:
+    """`fit` on a one-weight module whose validation returns `scores` in turn (the base first), two steps
+    an epoch."""
     from wildocr.train.fit import fit
 
-    module = torch.nn.Linear(1, 1)
+    module = module or torch.nn.Linear(1, 1)
     calls = iter(scores)
 
     def step_loss(batch: tuple) -> torch.Tensor:
-        return (module(batch[0]) ** 2).mean()
+        return ((module(batch[0]) - 3.0) ** 2).mean()
 
-    settings = TrainSettings(epochs=len(scores) - 1, patience=9, lr=1e-3, select_by=criterion)
-    batches = [(torch.ones(2, 1),)]
+    settings = TrainSettings(epochs=len(scores) - 1, patience=9, lr=0.1, select_by=criterion, ema=ema)
+    batches = [(torch.ones(2, 1),), (torch.full((2, 1), 2.0),)]
     return fit(module, lambda epoch: batches, lambda: next(calls), step_loss, settings, torch.device("cpu"))  # type: ignore[arg-type]
+
+
+def test_a_moving_average_of_the_weights_is_what_is_kept() -> None:
+    """With `ema`, the folder holds the average that was validated: replaying the same steps by hand and
+    averaging their weights gives the kept module's weights; without it, the last step's."""
+    torch.manual_seed(3)
+    start = torch.nn.Linear(1, 1)
+    rising = [{"loss": 1.0, "hmean": 0.1 * i} for i in range(4)]  # every epoch better: the last is kept
+    replay = copy.deepcopy(start)
+    optimizer = torch.optim.AdamW(replay.parameters(), lr=0.1, weight_decay=1e-4)
+    average = {k: v.clone() for k, v in replay.state_dict().items()}
+    for _ in range(3):
+        for x in (torch.ones(2, 1), torch.full((2, 1), 2.0)):
+            optimizer.zero_grad()
+            ((replay(x) - 3.0) ** 2).mean().backward()
+            torch.nn.utils.clip_grad_norm_(replay.parameters(), 5.0)
+            optimizer.step()
+            for key, value in replay.state_dict().items():
+                average[key] = 0.6 * average[key] + 0.4 * value.detach()
+    kept = copy.deepcopy(start)
+    assert _scripted_fit("hmean", rising, kept, ema=0.6)["best_epoch"] == 3
+    for key, value in kept.state_dict().items():
+        assert torch.allclose(value, average[key], atol=1e-5), key
+        assert not torch.allclose(value, replay.state_dict()[key], atol=1e-3)  # not the last step's
+    plain = copy.deepcopy(start)
+    _scripted_fit("hmean", rising, plain)
+    for key, value in plain.state_dict().items():
+        assert torch.allclose(value, replay.state_dict()[key], atol=1e-5), key
 
 
 def test_the_kept_epoch_is_the_best_by_the_chosen_score() -> None:
@@ -182,6 +214,8 @@ def test_blended_detector_folder_records_the_blend(photos: Path, tmp_path: Path)
     assert blended == result["blended"] and blended["loss"] < result["base"]["loss"]
     with pytest.raises(ValueError, match="blend_base must be at least 0 and below 1"):
         train("det", [photos], tmp_path / "no", TrainSettings(blend_base=1.0), val=[photos])
+    with pytest.raises(ValueError, match="ema must be at least 0"):
+        train("det", [photos], tmp_path / "no", TrainSettings(ema=1.0), val=[photos])
     assert not (tmp_path / "no").exists()
 
 

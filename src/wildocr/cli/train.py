@@ -96,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default 0: the trained ones)",
     )
     p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="validate and keep an exponential moving average of the weights (DECAY per step, e.g. 0.99; "
+        "default 0: the weights themselves)",
+    )
+    p.add_argument(
         "--select-by",
         default="auto",
         metavar="SCORE",
@@ -132,6 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=args.augment,
         blend_base=args.blend_base,
         select_by=args.select_by,
+        ema=args.ema,
     )
     # A fine-tune runs for minutes to hours: its per-epoch validation is shown without --verbose.
     logging.getLogger("wildocr.train").setLevel(logging.INFO)

@@ -57,6 +57,7 @@ class TrainSettings:
     augment: bool = False  # rec: loosen/tighten, blur, recompress and re-expose training crops
     blend_base: float = 0.0  # share of the base weights in the folder's: 0.5 = the mean of base and trained
     select_by: str = "auto"  # the validation score that keeps an epoch: SELECT_BY[role] (auto: the first)
+    ema: float = 0.0  # decay of a moving average of the weights, validated and kept instead of them; 0 = off
 
     def resolved(self, role: str) -> TrainSettings:
         choices = SELECT_BY[role]
@@ -105,7 +106,12 @@ def fit(
     device: torch.device,
 ) -> dict[str, Any]:
     """Train `module` in place; returns the history (validation before and after each epoch) and leaves
-    the module holding the best validated state (the base state when nothing beat it)."""
+    the module holding the best validated state (the base state when nothing beat it).
+
+    With `settings.ema`, an exponential moving average of the weights follows every step, starting from
+    the base weights, and it is the average that is validated and kept: small batches make one step's
+    weights jump about, and their average reads more steadily (the same idea as `blend`, along the run).
+    """
     started = time.monotonic()
     deadline = started + settings.max_minutes * 60 if settings.max_minutes > 0 else float("inf")
     optimizer = torch.optim.AdamW(module.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -115,6 +121,7 @@ def fit(
     best, best_state, best_epoch = base[criterion], copy.deepcopy(module.state_dict()), 0
     history: list[dict[str, Any]] = []
     stale, steps, stopped = 0, 0, "epochs"
+    average = MovingAverage(module, settings.ema) if settings.ema else None
     for epoch in range(1, settings.epochs + 1):
         module.train()
         losses: list[float] = []
@@ -126,11 +133,14 @@ def fit(
             value.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
             optimizer.step()
+            if average is not None:
+                average.update(module)
             losses.append(float(value.detach()))
             steps += 1
             if time.monotonic() > deadline:
                 stopped = "max-minutes"
                 break
+        trained = average.swap_in(module) if average is not None else None
         scores = validate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None, **scores})
         log.info("epoch %d: train loss %s, validation %s", epoch, history[-1]["train_loss"], scores)
@@ -139,6 +149,8 @@ def fit(
             best_state = copy.deepcopy(module.state_dict())
         else:
             stale += 1
+        if trained is not None:
+            module.load_state_dict(trained)
         if stopped == "max-minutes":
             break
         if stale >= settings.patience:
@@ -156,6 +168,30 @@ def fit(
         "stopped": stopped,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+class MovingAverage:
+    """An exponential moving average of a module's float weights (`decay` per step), from its state now."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"a moving average's decay must be above 0 and below 1, got {decay}")
+        self.decay = decay
+        self.state = {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for key, value in module.state_dict().items():
+            if value.is_floating_point():
+                self.state[key].lerp_(value, 1.0 - self.decay)
+            else:
+                self.state[key].copy_(value)
+
+    def swap_in(self, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Load the average into `module`; returns the trained state to load back afterwards."""
+        trained = copy.deepcopy(module.state_dict())
+        module.load_state_dict(self.state)
+        return trained
 
 
 def blend(module: torch.nn.Module, base_state: dict[str, torch.Tensor], share: float) -> None:
@@ -260,6 +296,8 @@ def train(
     s = settings.resolved(role)
     if not 0.0 <= s.blend_base < 1.0:
         raise ValueError(f"blend_base must be at least 0 and below 1, got {s.blend_base}")
+    if not 0.0 <= s.ema < 1.0:
+        raise ValueError(f"ema must be at least 0 (off) and below 1, got {s.ema}")
     device = pick_device(s.device)
     random.seed(s.seed)
     np.random.seed(s.seed)
