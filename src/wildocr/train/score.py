@@ -55,6 +55,11 @@ def polygon_iou(a: Any, b: Any) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def on_unreadable(poly: Any, unreadable: Sequence[Any]) -> bool:
+    """Whether a found polygon is left out: no area, or over half of it on an unreadable region."""
+    return bool(poly.area <= 0 or any(poly.intersection(g).area / poly.area > 0.5 for g in unreadable))
+
+
 @dataclass(frozen=True)
 class Tally:
     """Matched words, annotated words counted, and detections counted: summed over photos, then rated."""
@@ -92,7 +97,7 @@ def score_photo(
         if len(points) < 3:
             continue
         poly = polygon(points)
-        if poly.area <= 0 or any(poly.intersection(g).area / poly.area > 0.5 for g in dont_care):
+        if on_unreadable(poly, dont_care):
             continue
         found.append((poly, text))
     pairs = sorted(

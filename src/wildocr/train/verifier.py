@@ -23,7 +23,7 @@ from wildocr.engine.types import Word
 from wildocr.engine.verify import FEATURES, LogisticModel, Verifier
 from wildocr.train.data import Photo, WordBox, load_dataset, read_pixels
 from wildocr.train.folder import add_verifier
-from wildocr.train.score import comparable_text, polygon, polygon_iou
+from wildocr.train.score import MIN_IOU, comparable_text, on_unreadable, polygon, polygon_iou
 
 # Ridge on standardised features: 9 weights per model for a few thousand labelled words.
 L2 = 1.0
@@ -36,10 +36,10 @@ def label(words: Sequence[Word], annotated: Sequence[WordBox]) -> list[tuple[int
     labels: list[tuple[int, int] | None] = []
     for word in words:
         poly = polygon(word.poly)
-        if poly.area <= 0 or any(poly.intersection(g).area / poly.area > 0.5 for g in ignored):
+        if on_unreadable(poly, ignored):
             labels.append(None)
             continue
-        matched = [text for g, text in care if polygon_iou(poly, g) > 0.5]
+        matched = [text for g, text in care if polygon_iou(poly, g) > MIN_IOU]
         read_right = any(comparable_text(t) == comparable_text(word.text) for t in matched)
         labels.append((int(bool(matched)), int(read_right)))
     return labels
