@@ -537,3 +537,8 @@ def encrypted_pdf() -> bytes:
     ]
     file_id = b"<0123456789abcdef0123456789abcdef>"
     return handmade_pdf(objects, b"/Encrypt 4 0 R/ID[" + file_id + file_id + b"]")
+
+
+def axis_box(x: float, y: float, w: float, h: float) -> np.ndarray:
+    """An upright rectangle as a word quad (clockwise from top-left), for scoring and labelling tests."""
+    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)

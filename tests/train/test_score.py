@@ -9,14 +9,11 @@ import pytest
 
 pytest.importorskip("shapely", reason="the 'train' extra (shapely) is not installed")
 
+from tests.helpers import axis_box
 from wildocr.engine import EngineConfig, OCREngine, backends
 from wildocr.samples import generate
 from wildocr.train.data import WordBox, load_dataset
 from wildocr.train.score import Tally, in_dictionary, read_and_score, score_photo
-
-
-def _box(x: float, y: float, w: float, h: float) -> np.ndarray:
-    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
 
 
 def _read(text: str, quad: np.ndarray) -> tuple[list[list[float]], str]:
@@ -24,30 +21,30 @@ def _read(text: str, quad: np.ndarray) -> tuple[list[list[float]], str]:
 
 
 def test_one_detection_matches_one_annotated_word_best_overlap_first() -> None:
-    annotated = [WordBox(_box(0, 0, 100, 30), "Exit"), WordBox(_box(120, 0, 100, 30), "Door")]
+    annotated = [WordBox(axis_box(0, 0, 100, 30), "Exit"), WordBox(axis_box(120, 0, 100, 30), "Door")]
     read = [
-        _read("EXIT", _box(10, 0, 90, 30)),  # IoU 0.9 with Exit
-        _read("Exit", _box(0, 0, 100, 30)),  # IoU 1.0 with Exit: this one takes it
-        _read("Door", _box(0, 0, 220, 30)),  # over both, IoU < 0.5 with each
+        _read("EXIT", axis_box(10, 0, 90, 30)),  # IoU 0.9 with Exit
+        _read("Exit", axis_box(0, 0, 100, 30)),  # IoU 1.0 with Exit: this one takes it
+        _read("Door", axis_box(0, 0, 220, 30)),  # over both, IoU < 0.5 with each
     ]
     assert score_photo(read, annotated, end_to_end=False) == Tally(matched=1, annotated=2, detected=3)
 
 
 def test_unreadable_regions_and_short_words_are_not_counted() -> None:
     annotated = [
-        WordBox(_box(0, 0, 100, 30), "Exit"),
-        WordBox(_box(200, 0, 100, 30), "###"),
-        WordBox(_box(400, 0, 40, 30), "to"),  # too short for the end-to-end dictionary
+        WordBox(axis_box(0, 0, 100, 30), "Exit"),
+        WordBox(axis_box(200, 0, 100, 30), "###"),
+        WordBox(axis_box(400, 0, 40, 30), "to"),  # too short for the end-to-end dictionary
     ]
     read = [
-        _read('"exit."', _box(0, 0, 100, 30)),  # same text once case and outer punctuation are aside
-        _read("anything", _box(205, 2, 90, 26)),  # over `###`: not a detection at all
-        _read("to", _box(400, 0, 40, 30)),
+        _read('"exit."', axis_box(0, 0, 100, 30)),  # same text once case and outer punctuation are aside
+        _read("anything", axis_box(205, 2, 90, 26)),  # over `###`: not a detection at all
+        _read("to", axis_box(400, 0, 40, 30)),
     ]
     assert score_photo(read, annotated, end_to_end=False) == Tally(2, 2, 2)
     # End to end "to" is don't-care, so is the word read over it.
     assert score_photo(read, annotated, end_to_end=True) == Tally(1, 1, 1)
-    misread = [_read("Exlt", _box(0, 0, 100, 30))]
+    misread = [_read("Exlt", axis_box(0, 0, 100, 30))]
     assert score_photo(misread, annotated[:1], end_to_end=True) == Tally(0, 1, 1)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("shapely", reason="the 'train' extra (shapely) is not installed")
 
+from tests.helpers import axis_box
 from wildocr.engine import EngineConfig, ModelFileError, OCREngine
 from wildocr.engine.models import REC_MODEL, load_model_folder, model_path
 from wildocr.engine.types import Word
@@ -21,10 +22,6 @@ from wildocr.train.folder import FORMAT, add_verifier, sha256, write_model_folde
 from wildocr.train.verifier import fit_logistic, label, train_verifier
 
 
-def _box(x: float, y: float, w: float, h: float) -> np.ndarray:
-    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
-
-
 def _word(text: str, quad: np.ndarray) -> Word:
     xs, ys = quad[:, 0], quad[:, 1]
     poly = tuple((float(x), float(y)) for x, y in quad)
@@ -32,13 +29,13 @@ def _word(text: str, quad: np.ndarray) -> Word:
 
 
 def test_words_are_labelled_as_icdar_scores_them() -> None:
-    annotated = [WordBox(_box(0, 0, 100, 30), "Exit"), WordBox(_box(200, 0, 100, 30), "###")]
+    annotated = [WordBox(axis_box(0, 0, 100, 30), "Exit"), WordBox(axis_box(200, 0, 100, 30), "###")]
     words = [
-        _word('"EXIT."', _box(2, 1, 98, 29)),  # the same box and text (case, outer punctuation aside)
-        _word("Exlt", _box(0, 0, 100, 30)),  # the same box, misread
-        _word("Exit", _box(0, 0, 40, 30)),  # a fragment: IoU 0.4
-        _word("door", _box(0, 100, 100, 30)),  # on nothing annotated
-        _word("anything", _box(205, 2, 90, 26)),  # over an unreadable region: not scored
+        _word('"EXIT."', axis_box(2, 1, 98, 29)),  # the same box and text (case, outer punctuation aside)
+        _word("Exlt", axis_box(0, 0, 100, 30)),  # the same box, misread
+        _word("Exit", axis_box(0, 0, 40, 30)),  # a fragment: IoU 0.4
+        _word("door", axis_box(0, 100, 100, 30)),  # on nothing annotated
+        _word("anything", axis_box(205, 2, 90, 26)),  # over an unreadable region: not scored
     ]
     assert label(words, annotated) == [(1, 1), (1, 0), (0, 0), (0, 0), None]
 
