@@ -302,6 +302,7 @@ def training_lines(folder: Path) -> str:
             "patience",
             "max_minutes",
             "augment",
+            "limit_side",
             "train_items",
             "val_items",
         )

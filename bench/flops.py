@@ -1,10 +1,11 @@
 """Multiply-accumulates per photo, counted from the ONNX graphs, against the cores' peak.
 
-    python bench/flops.py [--width 1280 --height 720] [--crops 5.5] [--crop-width 320] [--json OUT]
-                          [--profile RUNS] [--write-docs]
+    python bench/flops.py [--width 1280 --height 720] [--limit-side PX] [--crops 5.5] [--crop-width 320]
+                          [--json OUT] [--profile RUNS] [--write-docs]
 
 Counts the MACs of every Conv, ConvTranspose, MatMul and Gemm of the three PP-OCR networks at the input
-sizes the engine uses (the detector at `resize_for_detection` of the photo, the recogniser and the 0/180°
+sizes the engine uses (the detector at `resize_for_detection` of the photo, at the stock input size or
+`--limit-side`, the recogniser and the 0/180°
 classifier per crop at one width bucket), from the shapes ONNX shape inference gives. Element-wise ops,
 pooling and resizes are left out (memory-bound, a few % of the arithmetic). The peak is an assumption
 written beside the result: cores × FMA lanes × 2 FLOP × the clock /proc/cpuinfo reports.
@@ -102,12 +103,15 @@ def peak_gflops(cores: int, mhz: float, flags: list[str]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from wildocr.engine import models
-    from wildocr.engine.detection import DetectorConfig, resize_for_detection
+    from wildocr.engine.detection import STOCK_LIMIT_SIDE, DetectorConfig, resize_for_detection
     from wildocr.engine.recognition import REC_HEIGHT
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=720)
+    ap.add_argument(
+        "--limit-side", type=int, default=0, help="detector input short side (default: the stock detector's)"
+    )
     ap.add_argument("--crops", type=float, default=5.5, help="crops per photo (bench/throughput.py --stages)")
     ap.add_argument("--crop-width", type=int, default=320, help="recogniser bucket width of a crop")
     ap.add_argument("--json", type=Path)
@@ -117,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-docs", action="store_true", help="rewrite the flops block of docs/benchmarks.md")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
-    h, w = resize_for_detection(args.height, args.width, DetectorConfig())
+    limit_side = args.limit_side or STOCK_LIMIT_SIDE
+    h, w = resize_for_detection(args.height, args.width, DetectorConfig(limit_side=limit_side))
     det = count_macs(models.model_path(models.DET_MODEL), (1, 3, h, w))
     rec = count_macs(models.model_path(models.REC_MODEL), (1, 3, REC_HEIGHT, args.crop_width))
     cls = count_macs(models.model_path(models.CLS_MODEL), (1, 3, 48, 192))

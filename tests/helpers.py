@@ -432,9 +432,17 @@ def _fill_local(root) -> None:
 DET_FINAL_BIAS = "p2o.pd_op.reshape.76.0"  # the stock detector's last bias, before its sigmoid
 
 
-def model_folder(folder: Path, *, det: bool = True, rec: bool = False, det_bias_shift: float = 0.0) -> Path:
+def model_folder(
+    folder: Path,
+    *,
+    det: bool = True,
+    rec: bool = False,
+    det_bias_shift: float = 0.0,
+    det_limit_side: int | None = None,
+) -> Path:
     """A model folder (docs/models.md) made from the stock files: byte copies, or with `det_bias_shift`
-    added to the detector's last bias (a fine-tune in miniature: same graph, other weights, other boxes)."""
+    added to the detector's last bias (a fine-tune in miniature: same graph, other weights, other boxes);
+    `det_limit_side` is the input size its manifest says the detector was trained at."""
     import hashlib
     import json
     import shutil
@@ -462,6 +470,8 @@ def model_folder(folder: Path, *, det: bool = True, rec: bool = False, det_bias_
             "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
             "base": {"file": stock_name, "sha256": models.file_sha256(stock)},
         }
+        if role == "det" and det_limit_side is not None:
+            entries[role]["limit_side"] = det_limit_side
     manifest = {
         "format": "wildocr-model-folder/1",
         "name": folder.name,

@@ -168,6 +168,18 @@ def test_a_broken_model_folder_is_refused_at_start_up(tmp_path: Path, how: str, 
         OCREngine(EngineConfig(model_dir=str(folder)), lazy=True)
 
 
+@pytest.mark.parametrize("limit_side", [16, 5000, 640.5, "640", True])
+def test_a_model_folder_names_a_detector_input_size_in_whole_pixels(tmp_path: Path, limit_side) -> None:
+    from tests.helpers import model_folder
+    from wildocr.engine import models
+
+    assert models.load_model_folder(model_folder(tmp_path / "ok", det_limit_side=640)).det_limit_side == 640
+    assert models.load_model_folder(model_folder(tmp_path / "stock-size")).det_limit_side is None
+    folder = model_folder(tmp_path / "ft", det_limit_side=limit_side)
+    with pytest.raises(ModelFileError, match=r"models\.det\.limit_side must be a whole number of pixels"):
+        models.load_model_folder(folder)
+
+
 @pytest.mark.parametrize(
     ("given", "message"),
     [("s3://bucket/models/ft", "only a local folder is supported"), ("{tmp}/none", "not found")],

@@ -345,6 +345,24 @@ def test_a_detector_session_given_to_the_engine_is_the_one_that_runs(photos, tmp
     assert "det_sha256" not in given.model_info  # no file runs: the rows could not name one
 
 
+def test_a_model_folder_is_read_at_its_detectors_own_input_size(tmp_path: Path) -> None:
+    """A detector trained at 640 px (`models.det.limit_side`) is read at 640 px; the stock weights at 736;
+    `det_limit_side` set by the user wins over both."""
+    from tests.helpers import model_folder
+
+    config = EngineConfig(device="cpu").with_options(det_precision="fp32")
+    folder = str(model_folder(tmp_path / "small", det_limit_side=640))
+    photo = np.zeros((720, 1280, 3), np.uint8)
+    stock, own = OCREngine(config), OCREngine(replace(config, model_dir=folder))
+    chosen = OCREngine(replace(config, model_dir=folder).with_options(det_limit_side=800))
+    assert stock.detector.probability_map(photo).shape == (736, 1312)
+    assert own.detector.probability_map(photo).shape == (640, 1152)
+    assert chosen.detector.probability_map(photo).shape == (800, 1408)
+    assert own.config.detector.limit_side == 640  # what a run's options show
+    with pytest.raises(ValueError, match="det_limit_side must be 0"):
+        OCREngine(config.with_options(det_limit_side=-1), lazy=True)
+
+
 class _Counting:
     """A real session that counts its calls (which of the detector's two sessions ran)."""
 

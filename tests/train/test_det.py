@@ -36,6 +36,19 @@ def test_sample_is_a_normalised_window_with_its_targets() -> None:
     assert gt.shape == mask.shape == (160, 160) and set(np.unique(gt)) <= {0.0, 1.0}
 
 
+def test_windows_are_scaled_to_the_input_size_trained_for() -> None:
+    """Half the input size, half the words' height: the same draw of the random scale at 368 and 736 px
+    gives text maps of about a quarter of the area."""
+    photo = render_sample(2, 0)
+    words = [WordBox(np.asarray(w["poly"], np.float32), w["text"]) for w in photo.words]
+    pixels = photo.rgb[:, :, ::-1].copy()
+    areas = [
+        float(det.sample(pixels, words, np.random.default_rng(3), crop=1600, limit_side=side)[1].sum())
+        for side in (368, 736)
+    ]
+    assert areas[1] > 0 and 0.15 < areas[0] / areas[1] < 0.35, areas
+
+
 @pytest.mark.slow
 def test_training_lowers_the_loss_on_fixed_windows() -> None:
     """A few AdamW steps at a fine-tuning learning rate lower the DB loss on the windows trained on."""

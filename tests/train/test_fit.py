@@ -163,6 +163,7 @@ def test_detector_folder_validates(det_folder: tuple[Path, dict]) -> None:
         assert {"loss", "hmean", "det_hmean", "e2e_hmean", "det_recall", "e2e_precision"} <= set(scores)
     assert result["base"]["det_recall"] > 0.5  # the stock weights read the generated photos
     assert manifest["training"]["data"][0]["kind"] == "jsonl"
+    assert manifest["models"]["det"]["limit_side"] == 736  # trained at the stock detector's own size
     # Same graph as the stock file: ONNX Runtime runs it with the stock input/output names.
     session = ort.InferenceSession(str(out / "det.onnx"), providers=["CPUExecutionProvider"])
     stock = ort.InferenceSession(str(model_path(DET_MODEL)), providers=["CPUExecutionProvider"])
@@ -199,6 +200,7 @@ def test_recognizer_loss_falls_and_base_folder_keeps_its_detector(
     manifest = _check_folder(out)
     assert set(manifest["models"]) == {"det", "rec"}
     assert manifest["models"]["det"]["sha256"] == _sha(det_folder[0] / "det.onnx")
+    assert manifest["models"]["det"]["limit_side"] == 736  # the detector's entry travels whole
     assert set(manifest["training"]["settings"]) == {"det", "rec"}
     assert recognizer_charset(out / "rec.onnx") == recognizer_charset(model_path(REC_MODEL))
 
@@ -216,6 +218,30 @@ def test_blended_detector_folder_records_the_blend(photos: Path, tmp_path: Path)
         train("det", [photos], tmp_path / "no", TrainSettings(blend_base=1.0), val=[photos])
     with pytest.raises(ValueError, match="ema must be at least 0"):
         train("det", [photos], tmp_path / "no", TrainSettings(ema=1.0), val=[photos])
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.slow
+def test_a_detector_trained_at_another_input_size_is_read_at_it(photos: Path, tmp_path: Path) -> None:
+    """`--limit-side`: trained and validated at that size, named in the folder, read at it by the engine;
+    a folder trained on from it keeps it unless told otherwise."""
+    from dataclasses import replace
+
+    from wildocr.engine import EngineConfig, OCREngine
+
+    settings = TrainSettings(epochs=1, max_steps=1, batch_size=2, crop=128, lr=1e-4, device="cpu")
+    small = tmp_path / "small"
+    result = train("det", [photos], small, replace(settings, limit_side=512), val=[photos])
+    assert _check_folder(small)["models"]["det"]["limit_side"] == 512
+    assert result["base"]["det_recall"] > 0.5  # the held-out photos were read (at 512 px)
+    engine = OCREngine(replace(EngineConfig().with_options(det_precision="fp32"), model_dir=str(small)))
+    assert engine.detector.probability_map(np.zeros((720, 1280, 3), np.uint8)).shape == (512, 896)
+    train("det", [photos], tmp_path / "again", settings, val=[photos], base=small)
+    assert load_model_folder(tmp_path / "again").det_limit_side == 512
+    with pytest.raises(ValueError, match=r"--limit-side\) is the detector's input size"):
+        train("rec", [photos], tmp_path / "no", replace(settings, limit_side=512), val=[photos])
+    with pytest.raises(ValueError, match="from 32 to 4096 px"):
+        train("det", [photos], tmp_path / "no", replace(settings, limit_side=16), val=[photos])
     assert not (tmp_path / "no").exists()
 
 

@@ -80,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-minutes", type=_minutes, help="stop training after this many minutes (then export)")
     p.add_argument("--crop", type=positive, default=640, help="det: training window side in pixels")
+    p.add_argument(
+        "--limit-side",
+        type=positive,
+        metavar="PX",
+        help="det: the input short side to train and validate at, recorded in the folder, which the engine "
+        "then reads at (default: the base detector's own, 736 for the stock weights)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -135,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes or 0.0,
         max_steps=args.steps_per_epoch or 0,
         crop=args.crop,
+        limit_side=args.limit_side or 0,
         device=args.device,
         seed=args.seed,
         augment=args.augment,

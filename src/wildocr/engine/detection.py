@@ -24,7 +24,10 @@ class DetectorConfig:
 
     Attributes:
         limit_side: the network input's short side is scaled to this, up or down
-            (`resize_for_detection`): small print needs pixels, large inputs cost time.
+            (`resize_for_detection`): small print needs pixels, large inputs cost time. 0 = the
+            detector's own size: `STOCK_LIMIT_SIDE` for the stock weights, the size a model folder's
+            detector was trained at when its manifest names one (`models.det.limit_side`); the engine
+            resolves it when it loads.
         max_side: ... while its long side stays at most this, which bounds the work per image.
         thresh: probability for a pixel of the map to count as text.
         box_thresh: mean probability inside a box to keep it (drops faint false regions).
@@ -36,7 +39,7 @@ class DetectorConfig:
             GPU (CUDA gains nothing from these QDQ models).
     """
 
-    limit_side: int = 736
+    limit_side: int = 0
     max_side: int = 2400
     thresh: float = 0.3
     box_thresh: float = 0.5
@@ -46,6 +49,9 @@ class DetectorConfig:
     precision: str = "auto"  # auto | fp32 | int8
 
 
+# The input short side the stock PP-OCRv6 detector reads best at (its post-processing was tuned there).
+STOCK_LIMIT_SIDE = 736
+
 # Normalisation PP-OCR's detector was trained with (RGB order, ImageNet statistics).
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255.0
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
@@ -53,6 +59,8 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255.0
 
 def resize_for_detection(height: int, width: int, cfg: DetectorConfig) -> tuple[int, int]:
     """Network input size: short side scaled to `limit_side` (up or down), long side capped, ×32."""
+    if cfg.limit_side <= 0:
+        raise ValueError(f"limit_side must be a size in pixels (the engine resolves 0), got {cfg.limit_side}")
     scale = cfg.limit_side / min(height, width)
     scale = min(scale, cfg.max_side / max(height, width))
     new_h = max(32, round(height * scale / 32) * 32)

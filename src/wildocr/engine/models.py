@@ -148,6 +148,9 @@ MANIFEST_NAME = "manifest.json"
 FOLDER_ROLES = {"det": DET_MODEL, "rec": REC_MODEL}
 # The manifest key of a folder's own word verifier (engine/verify.py), fitted to its readings.
 VERIFIER_KEY = "verifier"
+# The input sizes a folder may name for its detector (`models.det.limit_side`): below 32 px the network's
+# 32x down-sampling leaves nothing, above 4096 one photo's activations need gigabytes.
+MIN_LIMIT_SIDE, MAX_LIMIT_SIDE = 32, 4096
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,9 @@ class ModelFolder:
         rec: the fine-tuned recognizer, or None.
         verifier: the word verifier fitted to this folder's readings, or None (the engine's stock one).
         manifest: the parsed manifest.json (training data, settings, metrics: free-form).
+        det_limit_side: the input short side its detector was trained and validated at
+            (`models.det.limit_side`), which the engine reads at unless `det_limit_side` is set; None =
+            the stock detector's.
     """
 
     path: Path
@@ -169,6 +175,7 @@ class ModelFolder:
     rec: Path | None
     manifest: dict[str, Any]
     verifier: Verifier | None = None
+    det_limit_side: int | None = None
 
     def label(self, path: Path) -> str:
         """How the tables name a file of this folder: `<folder name>/<file>`."""
@@ -283,7 +290,18 @@ def load_model_folder(folder: str | Path) -> ModelFolder:
             verifier = Verifier.from_json(json.loads(verifier_file.read_text(encoding="utf-8")))
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise _problem(text, f"{verifier_file.name}: {exc}") from None
-    return ModelFolder(path, path.name, files.get("det"), files.get("rec"), manifest, verifier)
+    det_limit_side = roles.get("det", {}).get("limit_side")
+    if det_limit_side is not None and (
+        type(det_limit_side) is not int or not MIN_LIMIT_SIDE <= det_limit_side <= MAX_LIMIT_SIDE
+    ):
+        raise _problem(
+            text,
+            f"models.det.limit_side must be a whole number of pixels from {MIN_LIMIT_SIDE} to "
+            f"{MAX_LIMIT_SIDE}, not {det_limit_side!r}",
+        )
+    return ModelFolder(
+        path, path.name, files.get("det"), files.get("rec"), manifest, verifier, det_limit_side
+    )
 
 
 def _checked_file(text: str, folder: Path, key: str, entry: object) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 
 from wildocr.engine import backends, models, quantize
 from wildocr.engine.crop import crop_quad, is_vertical, pad_quad
-from wildocr.engine.detection import DetectorConfig, TextDetector
+from wildocr.engine.detection import STOCK_LIMIT_SIDE, DetectorConfig, TextDetector
 from wildocr.engine.orientation import OrientationClassifier
 from wildocr.engine.recognition import RecognizerConfig, TextRecognizer
 from wildocr.engine.types import Detection, ImageResult, Reading, Word
@@ -198,7 +198,7 @@ class OCREngine:
 
     Raises:
         ModelFileError: a model file is missing or unreadable (at once unless `lazy`).
-        ValueError: an unknown device, backend or detector precision.
+        ValueError: an unknown device, backend or detector precision, or a negative det_limit_side.
     """
 
     def __init__(
@@ -233,6 +233,14 @@ class OCREngine:
         # A model folder is checked now even when lazy: a broken one fails before any image is read.
         self.model_folder = models.load_model_folder(self.config.model_dir) if self.config.model_dir else None
         folder = self.model_folder
+        if self.config.detector.limit_side < 0:
+            raise ValueError(
+                f"det_limit_side must be 0 (the detector's own) or a size in pixels, not "
+                f"{self.config.detector.limit_side}"
+            )
+        if not self.config.detector.limit_side:  # the detector's own input size (DetectorConfig says why)
+            own_side = (folder and folder.det_limit_side) or STOCK_LIMIT_SIDE
+            self.config = self.config.with_options(det_limit_side=own_side)
         self._det_path = (folder and folder.det) or models.model_path(models.DET_MODEL)
         self._rec_path = (folder and folder.rec) or models.model_path(models.REC_MODEL)
         self._cls_path = models.model_path(models.CLS_MODEL)

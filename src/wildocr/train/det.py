@@ -16,7 +16,7 @@ import pyclipper
 import torch
 from torch import Tensor
 
-from wildocr.engine.detection import DetectorConfig, preprocess
+from wildocr.engine.detection import STOCK_LIMIT_SIDE, preprocess
 from wildocr.train.data import Photo, WordBox, read_pixels
 
 SHRINK_RATIO = 0.4  # DB's r: the kernel is the polygon shrunk by area * (1 - r^2) / perimeter
@@ -59,15 +59,17 @@ def sample(
     rng: np.random.Generator,
     crop: int = 640,
     scale_range: tuple[float, float] = (0.7, 1.3),
+    limit_side: int = STOCK_LIMIT_SIDE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training example: (normalised 3×crop×crop input, target, mask).
 
-    The photo is scaled as the engine scales it (short side to `DetectorConfig.limit_side`) times a
-    random factor, and a crop×crop window is cut, centred on a random word most of the time so that
-    crops are not mostly background; what falls outside the photo is masked out.
+    The photo is scaled as the engine will scale it (short side to `limit_side`, the size the folder's
+    detector is to read at) times a random factor, and a crop×crop window is cut, centred on a random
+    word most of the time so that crops are not mostly background; what falls outside the photo is
+    masked out.
     """
     h, w = pixels.shape[:2]
-    scale = DetectorConfig().limit_side / min(h, w) * rng.uniform(*scale_range)
+    scale = limit_side / min(h, w) * rng.uniform(*scale_range)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     resized = cv2.resize(
         pixels, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -91,7 +93,11 @@ def sample(
 
 
 def batches(
-    photos: Sequence[Photo], batch_size: int, rng: np.random.Generator, crop: int = 640
+    photos: Sequence[Photo],
+    batch_size: int,
+    rng: np.random.Generator,
+    crop: int = 640,
+    limit_side: int = STOCK_LIMIT_SIDE,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """One pass over the photos in `rng`'s order, as (inputs, targets, masks) batches."""
     order = rng.permutation(len(photos))
@@ -100,7 +106,7 @@ def batches(
         pixels = read_pixels(photos[index].path)
         if pixels is None:
             continue
-        items.append(sample(pixels, photos[index].words, rng, crop))
+        items.append(sample(pixels, photos[index].words, rng, crop, limit_side=limit_side))
         if len(items) == batch_size:
             yield _stack(items)
             items = []

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,18 @@ import onnx
 import torch
 
 from wildocr.engine import EngineConfig, OCREngine, backends
-from wildocr.engine.models import DET_MODEL, REC_MODEL, model_path, recognizer_charset
+from wildocr.engine.models import (
+    DET_MODEL,
+    MAX_LIMIT_SIDE,
+    MIN_LIMIT_SIDE,
+    REC_MODEL,
+    model_path,
+    recognizer_charset,
+)
 from wildocr.engine.verify import STOCK_VERIFIER
 from wildocr.train import det, rec
 from wildocr.train.data import Photo, TrainDataError, load_dataset, split
-from wildocr.train.folder import ROLE_FILES, read_manifest, write_model_folder
+from wildocr.train.folder import ROLE_FILES, detector_limit_side, read_manifest, write_model_folder
 from wildocr.train.graph import OnnxModule, export, load
 from wildocr.train.score import read_and_score
 
@@ -52,6 +59,7 @@ class TrainSettings:
     max_minutes: float = 0.0  # 0 = no cap
     max_steps: int = 0  # per epoch, 0 = the whole pass (tests use a few)
     crop: int = 640  # det: training window side
+    limit_side: int = 0  # det: input short side to train and validate at; 0 = the base detector's own
     device: str = "auto"  # cpu | cuda | auto
     seed: int = 0
     augment: bool = False  # rec: loosen/tighten, blur, recompress and re-expose training crops
@@ -219,7 +227,8 @@ def _det_parts(
     device: torch.device,
 ) -> tuple[Callable[[int], Iterable[Batch]], Callable[[], dict[str, float]], Callable[[Batch], torch.Tensor]]:
     def batches(epoch: int) -> Iterable[Batch]:
-        return det.batches(train, s.batch_size, np.random.default_rng([s.seed, epoch]), s.crop)
+        rng = np.random.default_rng([s.seed, epoch])
+        return det.batches(train, s.batch_size, rng, s.crop, limit_side=s.limit_side)
 
     def step_loss(batch: Batch) -> torch.Tensor:
         x, gt, mask = (t.to(device) for t in batch)
@@ -229,21 +238,25 @@ def _det_parts(
         module.eval()
         total, n = 0.0, 0
         with torch.no_grad():  # the same windows every time: one seed for validation
-            for batch in det.batches(val, s.batch_size, np.random.default_rng([s.seed, 0]), s.crop):
+            rng = np.random.default_rng([s.seed, 0])
+            for batch in det.batches(val, s.batch_size, rng, s.crop, limit_side=s.limit_side):
                 total += float(step_loss(batch)) * len(batch[0])
                 n += len(batch[0])
-        reader = validation_reader(export(module, proto).SerializeToString(), base)
+        reader = validation_reader(export(module, proto).SerializeToString(), base, s.limit_side)
         return {"loss": total / max(n, 1), **read_and_score(reader, val)}
 
     return batches, validate, step_loss
 
 
-def validation_reader(detector: bytes, base: Path | None) -> OCREngine:
+def validation_reader(detector: bytes, base: Path | None, limit_side: int) -> OCREngine:
     """The engine a detector's validation reads photos with: `detector` (the weights being trained,
-    exported as the folder will hold them, fp32) and the rest as the folder being written will have it:
-    the base folder's recognizer, and the stock verifier (a new detector's folder carries no verifier)."""
+    exported as the folder will hold them, fp32) at the input size the folder will name, and the rest as
+    the folder being written will have it: the base folder's recognizer, and the stock verifier (a new
+    detector's folder carries no verifier)."""
     engine = OCREngine(
-        EngineConfig(model_dir=str(base) if base is not None else None),
+        EngineConfig(model_dir=str(base) if base is not None else None).with_options(
+            det_limit_side=limit_side
+        ),
         detector_session=backends.create_session(detector, backends.SessionOptions()),
     )
     engine.verifier = STOCK_VERIFIER
@@ -298,6 +311,11 @@ def train(
         raise ValueError(f"blend_base must be at least 0 and below 1, got {s.blend_base}")
     if not 0.0 <= s.ema < 1.0:
         raise ValueError(f"ema must be at least 0 (off) and below 1, got {s.ema}")
+    if s.limit_side and (role != "det" or not MIN_LIMIT_SIDE <= s.limit_side <= MAX_LIMIT_SIDE):
+        raise ValueError(
+            f"limit_side (--limit-side) is the detector's input size, from {MIN_LIMIT_SIDE} to "
+            f"{MAX_LIMIT_SIDE} px (0 = the base detector's own); got {s.limit_side} for {role}"
+        )
     device = pick_device(s.device)
     random.seed(s.seed)
     np.random.seed(s.seed)
@@ -307,6 +325,8 @@ def train(
         entry = (read_manifest(base).get("models") or {}).get(role)
         if entry:
             base_file = base / entry["file"]
+    if role == "det" and not s.limit_side:
+        s = replace(s, limit_side=detector_limit_side(base))
     sets = [load_dataset(p) for p in data]
     val_sets = [load_dataset(p) for p in val]
     crop_sets = [d.path for d in sets + val_sets if d.kind == "crops"]
@@ -386,6 +406,7 @@ def train(
         role,
         model,
         base_file,
+        limit_side=s.limit_side if role == "det" else None,
         name=name or out.name,
         training=training,
         metrics=metrics,

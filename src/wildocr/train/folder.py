@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wildocr.engine.detection import STOCK_LIMIT_SIDE
 from wildocr.engine.models import (
     MANIFEST_NAME,
     MODEL_FOLDER_FORMAT,
@@ -49,12 +50,23 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ValueError(f"--base: {exc}") from None
 
 
+def detector_limit_side(folder: Path | None) -> int:
+    """The input short side a folder's detector reads at: the one its manifest names, else the stock's."""
+    if folder is None:
+        return STOCK_LIMIT_SIDE
+    try:
+        return load_model_folder(folder).det_limit_side or STOCK_LIMIT_SIDE
+    except ModelFileError as exc:
+        raise ValueError(f"--base: {exc}") from None
+
+
 def write_model_folder(
     out: Path,
     role: str,
     model: bytes,
     base_file: Path,
     *,
+    limit_side: int | None = None,
     name: str,
     training: dict[str, Any],
     metrics: dict[str, Any],
@@ -64,7 +76,8 @@ def write_model_folder(
     per file: the manifest is written last, so a folder is never announced with a half-written file.
 
     A base folder's own verifier is not carried over: it was fitted to the readings of the weights this
-    training replaces (`wildocr train verifier` fits one to the new folder)."""
+    training replaces (`wildocr train verifier` fits one to the new folder). `limit_side` is the input
+    size a detector was trained and validated at: the engine reads with it at that size."""
     out.mkdir(parents=True, exist_ok=True)
     previous = read_manifest(base_folder) if base_folder is not None else None
     models: dict[str, Any] = {}
@@ -87,6 +100,7 @@ def write_model_folder(
         "file": target.name,
         "sha256": sha256(target),
         "base": {"file": base_file.name, "sha256": sha256(base_file)},
+        **({"limit_side": limit_side} if limit_side is not None else {}),
     }
     data = [d for d in old_training.get("data", []) if d.get("role") != role] + training["data"]
     settings = {**(old_training.get("settings") or {}), role: training["settings"]}
