@@ -62,6 +62,8 @@ def test_missing_train_extra_says_what_to_install(
         ("--ema", "1"),
         ("--ema", "-0.1"),
         ("--select-by", "hmean"),  # a detector's score: rec has no photos read whole
+        ("--limit-side", "640"),  # the detector's input size: rec crops have their own
+        ("--limit-side", "0"),
     ],
 )
 def test_bad_settings_are_refused(
