@@ -38,7 +38,7 @@ from wildocr.engine.models import (
 from wildocr.engine.verify import STOCK_VERIFIER
 from wildocr.train import det, rec
 from wildocr.train.data import Photo, TrainDataError, load_dataset, split
-from wildocr.train.folder import ROLE_FILES, detector_limit_side, read_manifest, write_model_folder
+from wildocr.train.folder import ROLE_FILES, detector_limit_side, read_base, write_model_folder
 from wildocr.train.graph import OnnxModule, export, load
 from wildocr.train.score import read_and_score
 
@@ -322,7 +322,7 @@ def train(
     torch.manual_seed(s.seed)
     base_file = model_path(STOCK[role])
     if base is not None:
-        entry = (read_manifest(base).get("models") or {}).get(role)
+        entry = (read_base(base).manifest.get("models") or {}).get(role)
         if entry:
             base_file = base / entry["file"]
     if role == "det" and not s.limit_side:

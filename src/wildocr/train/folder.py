@@ -22,6 +22,7 @@ from wildocr.engine.models import (
     MODEL_FOLDER_FORMAT,
     VERIFIER_KEY,
     ModelFileError,
+    ModelFolder,
     load_model_folder,
 )
 from wildocr.engine.verify import Verifier
@@ -42,22 +43,17 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """A base folder's manifest, checked by the engine's own loader (files, hashes, graphs, charset)."""
+def read_base(folder: Path) -> ModelFolder:
+    """A base folder, checked by the engine's own loader (files, hashes, graphs, charset)."""
     try:
-        return load_model_folder(folder).manifest
+        return load_model_folder(folder)
     except ModelFileError as exc:
         raise ValueError(f"--base: {exc}") from None
 
 
 def detector_limit_side(folder: Path | None) -> int:
     """The input short side a folder's detector reads at: the one its manifest names, else the stock's."""
-    if folder is None:
-        return STOCK_LIMIT_SIDE
-    try:
-        return load_model_folder(folder).det_limit_side or STOCK_LIMIT_SIDE
-    except ModelFileError as exc:
-        raise ValueError(f"--base: {exc}") from None
+    return (folder is not None and read_base(folder).det_limit_side) or STOCK_LIMIT_SIDE
 
 
 def write_model_folder(
@@ -79,7 +75,7 @@ def write_model_folder(
     training replaces (`wildocr train verifier` fits one to the new folder). `limit_side` is the input
     size a detector was trained and validated at: the engine reads with it at that size."""
     out.mkdir(parents=True, exist_ok=True)
-    previous = read_manifest(base_folder) if base_folder is not None else None
+    previous = read_base(base_folder).manifest if base_folder is not None else None
     models: dict[str, Any] = {}
     old_training: dict[str, Any] = {}
     old_metrics: dict[str, Any] = {}
