@@ -5,7 +5,8 @@
 -- projection, run `MSCK REPAIR TABLE wildocr.images;` after each run instead.
 -- `page` (schema version 3) is null in files written before it: they hold photos, read it as
 -- coalesce(page, 1).
--- `images.verifier_sha256` (schema version 4) is null in files written before it.
+-- `images.verifier_sha256` (schema version 4) is null in files written before it, and
+-- `images.engine_options` (schema version 5) in files written before that.
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
@@ -43,7 +44,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS wildocr.images (
     orientation int,
     metadata_warnings string,
     page int,
-    verifier_sha256 string
+    verifier_sha256 string,
+    engine_options string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

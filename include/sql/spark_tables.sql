@@ -5,7 +5,8 @@
 --   set spark.sql.sources.partitionColumnTypeInference.enabled=false to keep it a string)
 -- `page` (schema version 3) is null in files written before it: they hold photos, read it as
 -- coalesce(page, 1).
--- `images.verifier_sha256` (schema version 4) is null in files written before it.
+-- `images.verifier_sha256` (schema version 4) is null in files written before it, and
+-- `images.engine_options` (schema version 5) in files written before that.
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE DATABASE IF NOT EXISTS wildocr;
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS wildocr.images (
     metadata_warnings STRING,
     page INT,
     verifier_sha256 STRING,
+    engine_options STRING,
     dt STRING
 )
 USING PARQUET

@@ -4,7 +4,8 @@
 -- set the session property hive.timestamp_precision = 'MICROSECONDS' to keep the microseconds.
 -- `page` (schema version 3) is null in files written before it: they hold photos, read it as
 -- coalesce(page, 1).
--- `images.verifier_sha256` (schema version 4) is null in files written before it.
+-- `images.verifier_sha256` (schema version 4) is null in files written before it, and
+-- `images.engine_options` (schema version 5) in files written before that.
 -- Column types must match src/wildocr/storage/tables.py (tests/storage/test_tables.py checks it).
 
 CREATE SCHEMA IF NOT EXISTS hive.wildocr WITH (location = 's3://wildocr-lake/ocr/');
@@ -43,6 +44,7 @@ CREATE TABLE IF NOT EXISTS hive.wildocr.images (
     metadata_warnings varchar,
     page integer,
     verifier_sha256 varchar,
+    engine_options varchar,
     dt varchar
 )
 WITH (

@@ -358,9 +358,27 @@ def test_a_model_folder_is_read_at_its_detectors_own_input_size(tmp_path: Path) 
     assert stock.detector.probability_map(photo).shape == (736, 1312)
     assert own.detector.probability_map(photo).shape == (640, 1152)
     assert chosen.detector.probability_map(photo).shape == (800, 1408)
-    assert own.config.detector.limit_side == 640  # what a run's options show
+    assert own.config.detector.limit_side == 640
+    # ... and what the rows say: the hashes are the same, so the options must tell the runs apart
+    given = {"det_precision": "fp32", "device": "cpu"}
+    assert json.loads(stock.model_info["engine_options"]) == {**given, "det_limit_side": 736}
+    assert json.loads(own.model_info["engine_options"]) == {**given, "det_limit_side": 640}
+    assert json.loads(chosen.model_info["engine_options"]) == {**given, "det_limit_side": 800}
     with pytest.raises(ValueError, match="det_limit_side must be 0"):
         OCREngine(config.with_options(det_limit_side=-1), lazy=True)
+
+
+def test_engine_options_in_the_rows_are_the_changed_ones_as_canonical_json() -> None:
+    """Defaults stay out (a row of a default run names only the resolved input size), given options are
+    in whatever order they were given, tuples as JSON lists; every flat option round-trips."""
+    first = EngineConfig().with_options(verify_words=False, rec_width_buckets=(160, 320), det_thresh=0.25)
+    second = EngineConfig().with_options(det_thresh=0.25, verify_words=False, rec_width_buckets=[160, 320])
+    text = OCREngine(first, lazy=True).options_json()
+    assert text == OCREngine(second, lazy=True).options_json()
+    expected = '{"det_limit_side":736,"det_thresh":0.25,"rec_width_buckets":[160,320],"verify_words":false}'
+    assert text == expected
+    assert OCREngine(lazy=True).options_json() == '{"det_limit_side":736}'
+    assert EngineConfig().with_options(**first.flat()) == first
 
 
 class _Counting:

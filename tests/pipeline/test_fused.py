@@ -93,8 +93,10 @@ def test_s3_roundtrip_reads_the_drawn_words(s3_run, tmp_path):
         str(r["dt"]) == DT
         and r["det_model"]
         and len(r["rec_sha256"]) == len(r["cls_sha256"]) == len(r["verifier_sha256"]) == 64
+        and json.loads(r["engine_options"])["det_limit_side"] == 736  # the stock detector's own size
         for r in images
     )
+    assert s3_run.summaries[0].models["engine_options"] == images[0]["engine_options"]
     n_words = Counter(r["image_uri"] for r in words)
     assert all(r["n_words"] == n_words[r["image_uri"]] for r in images)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,6 +94,16 @@ class EngineConfig:
     backend: str = "onnxruntime"  # auto | onnxruntime | openvino
     detect_workers: int = 1
     model_dir: str | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """Every flat option and its value, the inverse of `with_options` (`model_dir` is not one)."""
+        flat: dict[str, Any] = {}
+        for prefix, part in (("det_", self.detector), ("rec_", self.recognizer), ("", self)):
+            for f in fields(part):
+                if part is self and f.name in ("detector", "recognizer", "model_dir"):
+                    continue
+                flat[prefix + f.name] = getattr(part, f.name)
+        return flat
 
     def with_options(self, **options: Any) -> EngineConfig:
         """A copy with flat options applied: `det_*` go to the detector, `rec_*` to the recognizer."""
@@ -368,6 +379,7 @@ class OCREngine:
         model folder, det_model / rec_model name the folder's files (`<folder name>/det.onnx`).
         verifier_sha256 names the word verifier that chose the words (a folder's own, or the stock one;
         empty with `verify_words` off): same weights with another verifier keep other words.
+        engine_options is `options_json()`: the same weights with other options read other words too.
         """
         use_cls = self.config.use_orientation
         info = {}
@@ -381,8 +393,19 @@ class OCREngine:
             cls_model=self._cls_path.name if use_cls else "",
             cls_sha256=models.file_sha256(self._cls_path) if use_cls else "",
             verifier_sha256=self.verifier.sha256() if self.config.verify_words else "",
+            engine_options=self.options_json(),
         )
         return info
+
+    def options_json(self) -> str:
+        """The flat options this engine runs with that differ from `EngineConfig()`'s, as canonical JSON.
+
+        `det_limit_side` is always there: its default (0) is resolved when the engine starts, to the
+        stock size or the size a model folder names, which the model hashes do not say.
+        """
+        defaults = EngineConfig().flat()
+        changed = {k: v for k, v in self.config.flat().items() if v != defaults[k]}
+        return json.dumps(changed, sort_keys=True, separators=(",", ":"))
 
     def _map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
         """map() over the engine's worker threads (every backend's sessions are safe to call concurrently)."""

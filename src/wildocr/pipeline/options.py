@@ -14,7 +14,6 @@ one check, shared by every entry point.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import threading
 import types
@@ -64,14 +63,12 @@ def engine_option_types() -> dict[str, Any]:
     """Every flat engine option and its type: EngineConfig's own fields, `det_*` and `rec_*`."""
     from wildocr.engine import DetectorConfig, EngineConfig, RecognizerConfig
 
-    hints: dict[str, Any] = {}
-    for prefix, cls in (("det_", DetectorConfig), ("rec_", RecognizerConfig), ("", EngineConfig)):
-        resolved = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if prefix == "" and f.name in ("detector", "recognizer", "model_dir"):
-                continue
-            hints[prefix + f.name] = resolved[f.name]
-    return hints
+    hints = {
+        prefix + name: hint
+        for prefix, cls in (("det_", DetectorConfig), ("rec_", RecognizerConfig), ("", EngineConfig))
+        for name, hint in typing.get_type_hints(cls).items()
+    }
+    return {key: hints[key] for key in EngineConfig().flat()}
 
 
 def _coerce(hint: Any, value: Any) -> tuple[bool, Any]:

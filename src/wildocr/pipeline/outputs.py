@@ -181,7 +181,7 @@ class ShardRows:
         )
         status = images["status"].to_pylist()
         models = {  # one engine per shard: the first non-null value is the shard's
-            key: next((v for v in images[key].to_pylist() if v), None) for key in tables.MODEL_KEYS
+            key: next((v for v in images[key].to_pylist() if v), None) for key in tables.PROVENANCE_KEYS
         }
         summary = ShardSummary(
             shard=self.shard,

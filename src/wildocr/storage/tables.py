@@ -34,12 +34,15 @@ from wildocr.storage.objectstore import StorageOptions
 # older files read beside it with page null: `coalesce(page, 1)`). (image_uri, page) is a row's key.
 # 4: images gained verifier_sha256 (the word verifier that kept the words: a model folder's own or the stock
 # one; nullable, appended: null in older files).
-SCHEMA_VERSION = "4"
+# 5: images gained engine_options (the flat options the engine ran with that differ from its defaults, as
+# JSON: other options, other words; nullable, appended: null in older files).
+SCHEMA_VERSION = "5"
 TABLES = ("images", "words")
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_SKIPPED = "skipped"  # same bytes already read on an earlier date (content-incremental runs)
-MODEL_KEYS = (
+# What read the words (`OCREngine.model_info`): models, word verifier and options, in every images row.
+PROVENANCE_KEYS = (
     "det_model",
     "det_sha256",
     "rec_model",
@@ -47,6 +50,7 @@ MODEL_KEYS = (
     "cls_model",
     "cls_sha256",
     "verifier_sha256",
+    "engine_options",
 )
 ERROR_MAX_CHARS = 2000  # a traceback-sized message is not useful in a table cell
 
@@ -135,6 +139,7 @@ def _schemas() -> dict[str, Any]:
             *PHOTO_FIELDS,
             pa.field("page", pa.int32()),  # schema version 3: 1-based page of the object (1 for a photo)
             pa.field("verifier_sha256", pa.string()),  # schema version 4: engine.verify.Verifier.sha256
+            pa.field("engine_options", pa.string()),  # schema version 5: OCREngine.options_json
         ],
     )
 
@@ -236,7 +241,7 @@ def __getattr__(name: str) -> Any:
 
 # Parquet settings per table: dictionary-encode only the columns that repeat.
 _DICTIONARY_COLUMNS: dict[str, list[str]] = {
-    "images": ["status", *MODEL_KEYS, "run_id", "error", "camera_make", "camera_model"],
+    "images": ["status", *PROVENANCE_KEYS, "run_id", "error", "camera_make", "camera_model"],
     "words": ["image_uri", "text", "script"],
     "manifest": ["image_uri"],
     "seen": [],
@@ -381,7 +386,7 @@ def image_row(
         "n_words": int(n_words),
         "det_seconds": float(det_seconds),
         "rec_seconds": float(rec_seconds),
-        **{k: model_info.get(k) or None for k in MODEL_KEYS},
+        **{k: model_info.get(k) or None for k in PROVENANCE_KEYS},
         "run_id": run_id,
         "processed_at": processed_at,
         "shard": validate_shard(shard),
