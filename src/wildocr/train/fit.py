@@ -27,6 +27,7 @@ import onnx
 import torch
 
 from wildocr.engine import EngineConfig, OCREngine, backends
+from wildocr.engine.detection import STOCK_LIMIT_SIDE
 from wildocr.engine.models import (
     DET_MODEL,
     MAX_LIMIT_SIDE,
@@ -38,7 +39,7 @@ from wildocr.engine.models import (
 from wildocr.engine.verify import STOCK_VERIFIER
 from wildocr.train import det, rec
 from wildocr.train.data import Photo, TrainDataError, load_dataset, split
-from wildocr.train.folder import ROLE_FILES, detector_limit_side, read_base, write_model_folder
+from wildocr.train.folder import ROLE_FILES, read_base, write_model_folder
 from wildocr.train.graph import OnnxModule, export, load
 from wildocr.train.score import read_and_score
 
@@ -321,12 +322,13 @@ def train(
     np.random.seed(s.seed)
     torch.manual_seed(s.seed)
     base_file = model_path(STOCK[role])
-    if base is not None:
-        entry = (read_base(base).manifest.get("models") or {}).get(role)
+    base_folder = read_base(base) if base is not None else None
+    if base_folder is not None:
+        entry = (base_folder.manifest.get("models") or {}).get(role)
         if entry:
-            base_file = base / entry["file"]
-    if role == "det" and not s.limit_side:
-        s = replace(s, limit_side=detector_limit_side(base))
+            base_file = base_folder.path / entry["file"]
+    if role == "det" and not s.limit_side:  # the base detector's own input size
+        s = replace(s, limit_side=(base_folder and base_folder.det_limit_side) or STOCK_LIMIT_SIDE)
     sets = [load_dataset(p) for p in data]
     val_sets = [load_dataset(p) for p in val]
     crop_sets = [d.path for d in sets + val_sets if d.kind == "crops"]

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wildocr.engine.detection import STOCK_LIMIT_SIDE
 from wildocr.engine.models import (
     MANIFEST_NAME,
     MODEL_FOLDER_FORMAT,
@@ -49,11 +48,6 @@ def read_base(folder: Path) -> ModelFolder:
         return load_model_folder(folder)
     except ModelFileError as exc:
         raise ValueError(f"--base: {exc}") from None
-
-
-def detector_limit_side(folder: Path | None) -> int:
-    """The input short side a folder's detector reads at: the one its manifest names, else the stock's."""
-    return (folder is not None and read_base(folder).det_limit_side) or STOCK_LIMIT_SIDE
 
 
 def write_model_folder(
