@@ -6,7 +6,7 @@ EXTRAS ?= cpu,openvino,airflow,dev
 PORT   ?= 8080
 FINETUNE_WORK ?= data/finetune
 
-.PHONY: setup demo ui ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu finetune clean
+.PHONY: setup demo ui ocr-demo test test-stack test-fast lint bench-accuracy bench-throughput bench-gpu gpu-pack finetune clean
 
 setup: $(VENV)/.installed
 
@@ -55,3 +55,6 @@ clean:
 
 bench-gpu: setup  ## GPU run: fresh venv with the gpu extra, CUDA check, photos/s, crops/s, agreement (bench/gpu.py)
 	$(BIN)/python bench/gpu.py
+
+gpu-pack: setup  ## bench-gpu for a GPU machine with no package index: parts to carry, then bench/gpu_device.sh there
+	$(BIN)/python bench/gpu_pack.py
