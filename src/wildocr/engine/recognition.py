@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 REC_HEIGHT = 48
 BLANK = 0
-CPU_MAX_BATCH_WIDTH = 2560
+# Rows x bucket width per recognition batch on CPU: 4 crops of 160 px, 2 of 320. Recognition runs beside
+# the next photos' detection in one arena, so its batch adds to the detector's peak; on 2 cores a bigger
+# batch is no faster per crop (docs/benchmarks.md), and 640 instead of 2560 took 20-45 MB off a whole
+# process's peak with the same words.
+CPU_MAX_BATCH_WIDTH = 640
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,9 @@ class RecognizerConfig:
             step between them, though blank won the arg-max there; None = the arg-max alone. Tightly set
             words ("PREMIUMGIFTS") come out of greedy CTC with no space, the gap only a weak space.
         max_batch_width: rows x bucket width per batch at most (a wide bucket gets fewer rows):
-            activations grow with both, and past a few thousand columns a bigger batch is no faster on CPU
-            (docs/benchmarks.md). None = 2560 on CPU and no cap on GPU (large batches are what it
-            needs); 0 = no cap.
+            activations grow with both, and on CPU a bigger batch is no faster per crop
+            (docs/benchmarks.md). None = 640 on CPU (`CPU_MAX_BATCH_WIDTH`) and no cap on GPU (large
+            batches are what it needs); 0 = no cap.
     """
 
     batch_size: int = 32
