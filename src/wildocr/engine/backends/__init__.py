@@ -9,9 +9,10 @@ in memory at load time), so the weights, the int8 detector and the graph edits a
 `create_session(model, options)` builds a session on the backend `options.backend` names; each backend's
 module (`onnxruntime.py`, `openvino.py`) holds its own set-up, as RapidOCR lays them out.
 
-`backend="auto"` picks OpenVINO on CPU when it is installed (less CPU per photo, docs/benchmarks.md), ONNX
-Runtime otherwise and always on CUDA. The engine's default is ONNX Runtime: OpenVINO's words differ
-slightly (its int8 detector arithmetic), and accuracy comes first.
+`backend="auto"` picks OpenVINO on CPU when it is installed, ONNX Runtime otherwise and always on CUDA.
+The engine's default is ONNX Runtime: OpenVINO's words differ slightly (its int8 detector arithmetic), and
+whether it saves CPU depends on the processor (20% less on an Intel Xeon, more and twice the memory on an
+AMD Zen 4; docs/benchmarks.md).
 """
 
 from __future__ import annotations
