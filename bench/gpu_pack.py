@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the parts go (git-ignored)")
     args = ap.parse_args(argv)
     args.out = args.out.resolve()
+    if not args.out.is_relative_to(REPO):
+        ap.error(f"--out must be inside the checkout ({REPO}): only the working tree travels to the machine")
 
     requirements = pinned(PACKAGES, REPO / "constraints.txt")
     with tempfile.TemporaryDirectory() as tmp:
