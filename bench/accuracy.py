@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -161,6 +162,7 @@ def run_setting(engine, name: str, options: dict, images: list[Path], out: Path,
 def recognition_only(engine, images: list[Path], gt_dir: Path, max_errors: int = 40) -> dict:
     """Word accuracy of the engine's crop + recogniser on the ground-truth quadrilaterals ('###' skipped)."""
     from wildocr.engine import Detection
+    from wildocr.engine.types import Quad
 
     crops: list[np.ndarray] = []
     truth: list[tuple[str, str]] = []  # (image name, gt text)
@@ -169,7 +171,7 @@ def recognition_only(engine, images: list[Path], gt_dir: Path, max_errors: int =
         if not gt:
             continue
         image = decode_file(path)
-        dets = [Detection(quad=tuple(map(tuple, w.quad.tolist())), score=1.0) for w in gt]
+        dets = [Detection(quad=cast(Quad, tuple(map(tuple, w.quad.tolist()))), score=1.0) for w in gt]
         crops.extend(engine.crop(image, dets))
         truth.extend((path.name, w.text) for w in gt)
     start = time.perf_counter()
@@ -179,7 +181,7 @@ def recognition_only(engine, images: list[Path], gt_dir: Path, max_errors: int =
     seconds = time.perf_counter() - start
     right = right_dict = n_dict = 0
     errors: list[dict] = []
-    for (image, text), reading in zip(truth, readings, strict=True):
+    for (image_name, text), reading in zip(truth, readings, strict=True):
         ok = clean_text(text) == clean_text(reading.text)
         right += ok
         if in_dictionary(text):
@@ -187,7 +189,12 @@ def recognition_only(engine, images: list[Path], gt_dir: Path, max_errors: int =
             right_dict += ok
         if not ok and len(errors) < max_errors:
             errors.append(
-                {"image": image, "gt": text, "read": reading.text, "confidence": round(reading.confidence, 3)}
+                {
+                    "image": image_name,
+                    "gt": text,
+                    "read": reading.text,
+                    "confidence": round(reading.confidence, 3),
+                }
             )
     n = len(truth)
     return {
