@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, bench_photos
+from common import REPO, bench_photos, shared_dir
 
 # What the engine and bench/gpu.py import that the GPU image lacks, or has at another version than the
 # one pinned (Pillow 13 carries AVIF; pillow-heif needs it). `rapidocr` only for its ONNX weights.
@@ -105,14 +105,15 @@ def build_site(requirements: list[str], python: str, work: Path) -> Path:
     return site
 
 
-def split_archive(site: Path, out: Path, part_bytes: int) -> list[Path]:
-    """site/ as one tar.xz, cut into `part_bytes` pieces in `out` (old parts removed), with their hashes."""
+def split_archive(folder: Path, out: Path, part_bytes: int, *, compress: bool = True) -> list[Path]:
+    """`folder` as one tar (xz when `compress`; photos do not shrink), cut into `part_bytes` pieces in `out`
+    (old parts removed), with their hashes in `out/SHA256SUMS`. Links in `folder` are archived as files."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    archive = out.parent / f"{out.name}.tar.xz"
-    with tarfile.open(archive, "w:xz", preset=6) as tar:
-        tar.add(site, arcname="site")
+    archive = out.parent / f"{out.name}.tar"
+    with tarfile.open(archive, "w:xz" if compress else "w", dereference=True) as tar:
+        tar.add(folder, arcname=folder.name)
     parts: list[Path] = []
     with archive.open("rb") as whole:
         while chunk := whole.read(part_bytes):
@@ -123,6 +124,17 @@ def split_archive(site: Path, out: Path, part_bytes: int) -> list[Path]:
     sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in parts]
     (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     return parts
+
+
+def pack_tune_half(out: Path, part_bytes: int) -> list[Path]:
+    """The ICDAR 2015 tune half (bench/finetune.py's folder of links, resolved) in parts: training only."""
+    from finetune import tune_half
+
+    shared = shared_dir()
+    if shared is None or not (shared / "ic15-train" / "gts").is_dir():
+        raise SystemExit("--tune-data needs ../shared/ic15-train (or $WILDOCR_SHARED)")
+    with tempfile.TemporaryDirectory() as tmp:
+        return split_archive(tune_half(shared / "ic15-train", Path(tmp)), out, part_bytes, compress=False)
 
 
 def size(path: Path) -> int:
@@ -163,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part-mib", type=int, default=40, help="size of each part (default 40 MiB)")
     ap.add_argument("--photos", type=int, default=60, help="photos for bench/gpu.py (default 60)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the parts go (git-ignored)")
+    ap.add_argument(
+        "--tune-data",
+        action="store_true",
+        help="also pack the ICDAR 2015 tune half (img_1-img_500 with their gts, from ../shared) into "
+        "OUT-data, for `bash bench/gpu_device.sh train det --data $GPU_SITE/data/tune-half ...` there",
+    )
     args = ap.parse_args(argv)
     args.out = args.out.resolve()
     if not args.out.is_relative_to(REPO):
@@ -172,12 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         site = build_site(requirements, args.python, Path(tmp))
         parts = split_archive(site, args.out, args.part_mib * 2**20)
+    data_parts: list[Path] = []
+    if args.tune_data:
+        data_parts = pack_tune_half(args.out.parent / f"{args.out.name}-data", args.part_mib * 2**20)
     source = bench_photos(PHOTOS, args.photos)
     print(f"packed {', '.join(requirements)} for Python {args.python}")
     print(f"{len(parts)} parts of at most {args.part_mib} MiB in {args.out.relative_to(REPO)}")
     print(f"photos in {PHOTOS.relative_to(REPO)}: {source}")
     note = PHOTOS.parent / f"{PHOTOS.name}.source"
-    calls = plan_calls([*parts, args.out / "SHA256SUMS", PHOTOS, note], DEVICE_LIMIT - tree_bytes())
+    items = [*parts, args.out / "SHA256SUMS", PHOTOS, note]
+    if data_parts:
+        items += [*data_parts, data_parts[0].parent / "SHA256SUMS"]
+        print(f"tune half: {len(data_parts)} parts in {data_parts[0].parent.relative_to(REPO)}")
+    calls = plan_calls(items, DEVICE_LIMIT - tree_bytes())
     print(f"{len(calls)} device calls, each right after the last (the machine keeps the files while warm):")
     for k, items in enumerate(calls):
         carry = ", ".join(f'"{p.relative_to(REPO)}"' for p in items)
@@ -187,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
             else f"ls -l {args.out.relative_to(REPO)}"
         )
         print(f'  run(command="{command}", carry=[{carry}])')
+    if data_parts:
+        print("then, on the same warm machine, a fine-tune on the GPU whose folder comes back in $OUT, e.g.:")
+        print(
+            f'  run(command="GPU_PARTS={args.out.relative_to(REPO)} bash bench/gpu_device.sh train det '
+            "--data /tmp/wildocr-gpu-site/data/tune-half --out $OUT/det-gpu --device cuda --epochs 40 "
+            '--steps-per-epoch 100 --patience 4")'
+        )
     return 0
 
 

@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
+import common  # noqa: E402
 import gpu_pack  # noqa: E402
 
 
@@ -51,7 +52,9 @@ def _packed_site(tmp_path: Path, part_bytes: int) -> Path:
     return out
 
 
-def _device(parts: Path, site: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _device(
+    parts: Path, site: Path, tmp_path: Path, args: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PYTHON": sys.executable,
@@ -60,7 +63,9 @@ def _device(parts: Path, site: Path, tmp_path: Path) -> subprocess.CompletedProc
         "WILDOCR_SHARED": str(tmp_path / "absent"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    args = ["--photos", "2", "--photos-dir", str(tmp_path / "photos"), "--json", str(tmp_path / "gpu.json")]
+    if args is None:
+        args = ["--photos", "2", "--photos-dir", str(tmp_path / "photos")]
+        args += ["--json", str(tmp_path / "gpu.json")]
     return subprocess.run(
         ["bash", str(REPO / "bench" / "gpu_device.sh"), *args],
         env=env,
@@ -91,3 +96,19 @@ def test_a_damaged_part_stops_the_device_script_before_anything_is_unpacked(tmp_
     assert proc.returncode != 0
     assert "FAILED" in proc.stdout + proc.stderr
     assert not site.exists()
+
+
+def test_packed_training_photos_are_unpacked_beside_the_site_and_train_runs_on_them(tmp_path: Path) -> None:
+    parts = _packed_site(tmp_path, 128 * 1024)
+    photos = tmp_path / "made" / "tune-half"
+    common.write_synthetic_set(photos, 4)
+    gpu_pack.split_archive(photos, parts.parent / f"{parts.name}-data", 256 * 1024, compress=False)
+    site, model = tmp_path / "unpacked", tmp_path / "det-gpu"
+    train = ["train", "det", "--data", str(site / "data" / "tune-half"), "--out", str(model)]
+    train += ["--device", "cpu"]
+    quick = ["--epochs", "1", "--steps-per-epoch", "1", "--val-fraction", "0.25", "--select-by", "loss"]
+    proc = _device(parts, site, tmp_path, [*train, *quick])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    unpacked = sorted(p.name for p in (site / "data" / "tune-half" / "images").iterdir())
+    assert unpacked == sorted(p.name for p in (photos / "images").iterdir())
+    assert sorted(p.name for p in model.iterdir()) == ["det.onnx", "manifest.json"]
