@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docker"))
+from check_pins import read_pins  # the one reader of constraints.txt's pins (the image build's check)
 from common import REPO, bench_photos, shared_dir
 
 # What the engine and bench/gpu.py import that the GPU image lacks, or has at another version than the
@@ -61,11 +62,7 @@ PHOTOS = REPO / ".bench-photos" / "gpu"
 
 def pinned(names: tuple[str, ...], constraints: Path) -> list[str]:
     """`name==version` for each name, from constraints.txt (an unpinned name is an error)."""
-    pins = {}
-    for line in constraints.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
-        if match:
-            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    pins = read_pins(str(constraints))
     missing = [n for n in names if n not in pins]
     if missing:
         raise SystemExit(f"not pinned in {constraints}: {', '.join(missing)}")
