@@ -10,18 +10,19 @@ PY=${PYTHON:-python3}
 PARTS=${GPU_PARTS:-.devcarry/gpu}
 SITE=${GPU_SITE:-/tmp/wildocr-gpu-site}
 
-unpack() {  # unpack PARTS_DIR INTO: check the hashes, then join and extract
-  (cd "$1" && sha256sum -c --quiet SHA256SUMS)
+DATA="$PARTS-data"
+check() { (cd "$1" && sha256sum -c --quiet SHA256SUMS); }
+extract() {  # extract PARTS_DIR INTO: join the parts and unpack the tar they make
   mkdir -p "$2"
   cat "$1"/part-* | "$PY" -c "import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode='r|*').extractall(sys.argv[1], filter='data')" "$2"
 }
 
-(cd "$PARTS" && sha256sum -c --quiet SHA256SUMS)  # before anything is removed or written
+# Every part checked before anything is removed or written.
+check "$PARTS"
+if [ -f "$DATA/SHA256SUMS" ]; then check "$DATA"; fi
 rm -rf "$SITE"
-unpack "$PARTS" "$SITE"
-if [ -f "$PARTS-data/SHA256SUMS" ]; then
-  unpack "$PARTS-data" "$SITE/data"
-fi
+extract "$PARTS" "$SITE"
+if [ -f "$DATA/SHA256SUMS" ]; then extract "$DATA" "$SITE/data"; fi
 export PYTHONPATH="$SITE/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # The nvidia-* wheels of the machine's Python (cuDNN, cuBLAS, the CUDA runtime), where the CUDA
 # provider's dlopen finds them.
